@@ -1,0 +1,58 @@
+"""Candidate spans for the span-boundary components, following spaCy's `Suggester` protocol."""
+from functools import partial
+from typing import Iterable, List, Optional
+
+import numpy
+from spacy.attrs import IS_SPACE, SENT_START
+from spacy.pipeline.spancat import Suggester
+from spacy.tokens import Doc
+from thinc.api import Ops, get_current_ops
+from thinc.types import Ragged
+
+
+def sentence_ngram_suggester(
+    docs: Iterable[Doc], *, max_width: int, ops: Optional[Ops] = None
+) -> Ragged:
+    """Suggest every span of 1..max_width tokens that stays inside one sentence.
+
+    When a doc has no sentence boundaries the whole doc is one segment (spans may then cross sentences; they are
+    simply negatives to the scorer). Spans that start or end on a whitespace token are never entities, so they are
+    skipped. The output is spaCy's suggester format: a Ragged of (start, end) rows, `end` exclusive, one group per
+    doc, sorted by start then end.
+    """
+    if ops is None:
+        ops = get_current_ops()
+    rows: List[numpy.ndarray] = []
+    lengths: List[int] = []
+    for doc in docs:
+        n = len(doc)
+        if n == 0:
+            lengths.append(0)
+            continue
+        attrs = doc.to_array([SENT_START, IS_SPACE]).reshape((n, 2))
+        segment = numpy.cumsum(attrs[:, 0] == 1)
+        boundary_ok = attrs[:, 1] == 0
+        doc_rows = []
+        for width in range(1, min(max_width, n) + 1):
+            starts = numpy.arange(n - width + 1)
+            last = starts + width - 1
+            keep = (segment[starts] == segment[last]) & boundary_ok[starts] & boundary_ok[last]
+            starts = starts[keep]
+            doc_rows.append(numpy.stack([starts, starts + width], axis=1))
+        spans = numpy.concatenate(doc_rows, axis=0) if doc_rows else numpy.zeros((0, 2), dtype="i")
+        spans = spans[numpy.lexsort((spans[:, 1], spans[:, 0]))]
+        rows.append(spans)
+        lengths.append(spans.shape[0])
+    data = numpy.concatenate(rows, axis=0).astype("i") if rows else numpy.zeros((0, 2), dtype="i")
+    return Ragged(ops.asarray2i(data), ops.asarray1i(lengths))
+
+
+def build_sentence_ngram_suggester(max_width: int = 10) -> Suggester:
+    """Suggest all spans up to `max_width` tokens inside a sentence (or the doc when sentences are not set).
+
+    max_width (int): The longest candidate span in tokens. Longer gold spans can never be predicted.
+    RETURNS (Suggester): `(docs, *, ops=None) -> Ragged`, as spaCy's spancat expects.
+    """
+    if max_width < 1:
+        raise ValueError(f"max_width must be >= 1, got {max_width}: set [components.*.suggester] max_width")
+    return partial(sentence_ngram_suggester, max_width=max_width)

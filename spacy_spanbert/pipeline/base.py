@@ -1,0 +1,162 @@
+"""Shared training logic of the span-boundary components, on top of spaCy's `SpanCategorizer`.
+
+spaCy's spancat already has the pieces we need (suggesters, labels, negative class, greedy non-overlapping decoding,
+`attrs["scores"]`); what changes is that our span model returns LOGITS, so the component owns normalisation
+(softmax for single-label NER, sigmoid for multi-label spancat) and uses the matching cross-entropy gradient.
+"""
+import warnings
+from typing import Callable, Iterable, List, Optional, Tuple
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline.spancat import SpanCategorizer
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+from thinc.types import Floats2d, Ragged
+
+
+class SpanBoundaryPipe(SpanCategorizer):
+    """Base of `spanbert_ner` and `spanbert_spancat`. Subclasses define `_gold_spans` and `normalize`."""
+
+    normalize = "sigmoid"
+
+    def _gold_spans(self, doc: Doc) -> Iterable[Span]:
+        raise NotImplementedError
+
+    @property
+    def max_width(self) -> Optional[int]:
+        """Longest suggested span, read from the suggester when it declares one."""
+        keywords = getattr(self.suggester, "keywords", None) or {}
+        return keywords.get("max_width")
+
+    def _probabilities(self, logits: Floats2d) -> numpy.ndarray:
+        logits = self.model.ops.to_numpy(logits).astype("float32", copy=False)
+        if self.normalize == "softmax":
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            exp = numpy.exp(shifted)
+            return exp / exp.sum(axis=1, keepdims=True)
+        return 1.0 / (1.0 + numpy.exp(-numpy.clip(logits, -60.0, 60.0)))
+
+    def predict(self, docs: Iterable[Doc]) -> Tuple[Ragged, numpy.ndarray]:
+        """Suggest spans and return (indices, probabilities in [0, 1])."""
+        docs = list(docs)
+        indices = self.suggester(docs, ops=self.model.ops)
+        if indices.lengths.sum() == 0:
+            return indices, numpy.zeros((0, self._n_labels), dtype="f")
+        logits = self.model.predict((docs, indices))
+        return indices, self._probabilities(logits)
+
+    def _get_aligned_spans(self, eg: Example) -> List[Span]:
+        return eg.get_aligned_spans_y2x(list(self._gold_spans(eg.reference)), allow_overlap=True)
+
+    def get_loss(self, examples: Iterable[Example], spans_scores: Tuple[Ragged, Floats2d]) -> Tuple[float, Floats2d]:
+        """Cross-entropy over suggested spans; the gradient is taken with respect to the LOGITS.
+
+        Negative spans (gold label "none") are down-weighted by `negative_weight` and, when `negative_sample_rate`
+        < 1, only a random share of them contributes (seeded per component).
+        """
+        spans, logits = spans_scores
+        probs = self._probabilities(logits)
+        target = numpy.zeros(probs.shape, dtype="f")
+        positive = numpy.zeros((probs.shape[0],), dtype=bool)
+        lengths = self.model.ops.to_numpy(spans.lengths)
+        data = self.model.ops.to_numpy(spans.dataXd)
+        label_map = self._label_map
+        offset = 0
+        for i, eg in enumerate(examples):
+            index = {(int(s), int(e)): offset + j for j, (s, e) in enumerate(data[offset : offset + lengths[i]])}
+            for gold in self._get_aligned_spans(eg):
+                if gold.label_ not in label_map:
+                    raise ValueError(
+                        f"[{self.name}] gold label '{gold.label_}' was not seen at initialisation: include examples "
+                        f"with it in nlp.initialize, or list it in [initialize.components.{self.name}.labels]"
+                    )
+                row = index.get((gold.start, gold.end))
+                if row is not None:
+                    target[row, label_map[gold.label_]] = 1.0
+                    positive[row] = True
+            offset += lengths[i]
+        if self.add_negative_label:
+            target[~positive, self._negative_label_i] = 1.0
+        weights = numpy.ones((probs.shape[0], 1), dtype="f")
+        weights[~positive] = float(self.cfg["negative_weight"])
+        rate = float(self.cfg.get("negative_sample_rate", 1.0))
+        if rate < 1.0:
+            dropped = (self._rng.random(probs.shape[0]) >= rate) & ~positive
+            weights[dropped] = 0.0
+        n_rows = max(float(weights.sum()), 1.0)
+        eps = 1e-8
+        if self.normalize == "softmax":
+            losses = -(target * numpy.log(probs + eps)).sum(axis=1, keepdims=True)
+        else:
+            losses = -(target * numpy.log(probs + eps) + (1 - target) * numpy.log(1 - probs + eps)).sum(
+                axis=1, keepdims=True
+            )
+        loss = float((losses * weights).sum() / n_rows)
+        d_logits = (probs - target) * weights / n_rows
+        return loss, self.model.ops.asarray2f(d_logits)
+
+    @property
+    def _rng(self) -> numpy.random.Generator:
+        if not hasattr(self, "_rng_state"):
+            self._rng_state = numpy.random.default_rng(int(self.cfg.get("seed", 0)))
+        return self._rng_state
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[List[str]] = None,
+    ) -> None:
+        """Add labels (from `labels` or the gold data), report gold spans too wide to predict, build the model."""
+        if labels is not None:
+            for label in labels:
+                self.add_label(label)
+        sample: List[Example] = []
+        too_wide = total = 0
+        max_width = self.max_width
+        for eg in get_examples():
+            for span in self._gold_spans(eg.reference):
+                total += 1
+                if labels is None:
+                    self.add_label(span.label_)
+                if max_width is not None and len(span) > max_width:
+                    too_wide += 1
+            if len(sample) < 10:
+                sample.append(eg)
+        self._require_labels()
+        if too_wide:
+            warnings.warn(
+                f"[{self.name}] {too_wide} of {total} gold spans are wider than max_width={max_width} tokens and can "
+                f"never be predicted: raise [components.{self.name}.suggester] max_width to cover them"
+            )
+        docs = [eg.x for eg in sample if len(eg.x)]
+        if not docs:
+            raise ValueError(f"[{self.name}] initialisation needs at least one non-empty example doc")
+        spans = self.suggester(docs, ops=self.model.ops)
+        Y = self.model.ops.alloc2f(spans.dataXd.shape[0], self._n_labels)
+        self.model.initialize(X=(docs, spans), Y=Y)
+
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "spacy-spanbert.SpanBoundaryModel.v1"
+hidden_width = 256
+max_width = 10
+use_interior = false
+dropout = 0.1
+
+[model.tok2vec]
+@architectures = "spacy-spanbert.SpanBERT.v1"
+name = "SpanBERT/spanbert-base-cased"
+tokenizer_config = {}
+transformer_config = {}
+mixed_precision = false
+grad_scaler_config = {}
+
+[model.tok2vec.get_spans]
+@span_getters = "spacy-transformers.strided_spans.v1"
+window = 128
+stride = 96
+"""

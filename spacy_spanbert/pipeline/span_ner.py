@@ -1,0 +1,174 @@
+"""`spanbert_ner`: flat named-entity recognition by scoring every candidate span from its boundaries.
+
+Writes `doc.ents` (greedy non-overlapping decoding by score over labels + a "no entity" softmax class), keeps every
+entity's confidence in `doc.spans[spans_key]` (`attrs["scores"]`) and in `span._.spanbert_score`, reads gold from
+`doc.ents` and scores with spaCy's NER scorer, so `spacy train` and `spacy evaluate` work unchanged.
+"""
+from typing import Callable, Iterable, List, Optional, Tuple
+
+import numpy
+from spacy.language import Language
+from spacy.tokens import Doc, Span, SpanGroup
+from thinc.api import Config, Model
+from spacy.vocab import Vocab
+from thinc.types import Floats2d, Ragged
+
+from .base import DEFAULT_MODEL_CONFIG, SpanBoundaryPipe
+
+DEFAULT_NER_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+SCORE_EXTENSION = "spanbert_score"
+
+
+def _span_score(span: Span) -> Optional[float]:
+    """Getter of `span._.spanbert_score`: the confidence stored by the last `spanbert_ner` that ran on the doc."""
+    key = span.doc.user_data.get("spanbert_ner.spans_key")
+    if key is None or key not in span.doc.spans:
+        return None
+    group = span.doc.spans[key]
+    scores = group.attrs.get("scores", [])
+    for candidate, score in zip(group, scores):
+        if candidate.start == span.start and candidate.end == span.end and candidate.label == span.label:
+            return float(score)
+    return None
+
+
+@Language.factory(
+    "spanbert_ner",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type", "doc.spans"],
+    default_config={
+        "model": DEFAULT_NER_MODEL,
+        "suggester": {"@misc": "spacy-spanbert.sentence_ngram_suggester.v1", "max_width": 10},
+        "spans_key": "spanbert_ents",
+        "overwrite_ents": True,
+        "threshold": None,
+        "negative_weight": 1.0,
+        "negative_sample_rate": 1.0,
+        "seed": 0,
+        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+    },
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_spanbert_ner(
+    nlp: Language,
+    name: str,
+    model: Model[Tuple[List[Doc], Ragged], Floats2d],
+    suggester: Callable,
+    spans_key: str,
+    overwrite_ents: bool,
+    threshold: Optional[float],
+    negative_weight: float,
+    negative_sample_rate: float,
+    seed: int,
+    scorer: Optional[Callable],
+) -> "SpanBoundaryNER":
+    """Create a span-boundary NER component.
+
+    model (Model[Tuple[List[Doc], Ragged], Floats2d]): Span model returning one logit per label plus "no entity".
+    suggester (Suggester): Candidate spans, e.g. `spacy-spanbert.sentence_ngram_suggester.v1`.
+    spans_key (str): `doc.spans` key for the predicted entities with their scores (`attrs["scores"]`).
+    overwrite_ents (bool): Replace existing `doc.ents` (True) or keep them and add only non-overlapping entities.
+    threshold (Optional[float]): Minimum probability of the winning label for an entity to be written.
+    negative_weight (float): Loss weight of "no entity" candidates.
+    negative_sample_rate (float): Share of "no entity" candidates used per update (1.0 = all).
+    seed (int): Seed of the negative sampling.
+    """
+    return SpanBoundaryNER(
+        nlp.vocab,
+        model,
+        suggester,
+        name,
+        spans_key=spans_key,
+        overwrite_ents=overwrite_ents,
+        threshold=threshold,
+        negative_weight=negative_weight,
+        negative_sample_rate=negative_sample_rate,
+        seed=seed,
+        scorer=scorer,
+    )
+
+
+class SpanBoundaryNER(SpanBoundaryPipe):
+    """Flat NER over boundary-scored spans: softmax over labels + "no entity", greedy decoding by probability."""
+
+    normalize = "softmax"
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        suggester: Callable,
+        name: str = "spanbert_ner",
+        *,
+        spans_key: str = "spanbert_ents",
+        overwrite_ents: bool = True,
+        threshold: Optional[float] = None,
+        negative_weight: float = 1.0,
+        negative_sample_rate: float = 1.0,
+        seed: int = 0,
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        if not 0.0 < negative_sample_rate <= 1.0:
+            raise ValueError(f"negative_sample_rate must be in (0, 1], got {negative_sample_rate}")
+        super().__init__(
+            vocab,
+            model,
+            suggester,
+            name,
+            add_negative_label=True,
+            spans_key=spans_key,
+            negative_weight=negative_weight,
+            allow_overlap=False,
+            max_positive=1,
+            threshold=threshold,
+            scorer=scorer,
+        )
+        self.cfg.update({"overwrite_ents": overwrite_ents, "negative_sample_rate": negative_sample_rate, "seed": seed})
+        if not Span.has_extension(SCORE_EXTENSION):
+            Span.set_extension(SCORE_EXTENSION, getter=_span_score)
+
+    def _gold_spans(self, doc: Doc) -> Iterable[Span]:
+        return doc.ents
+
+    def set_annotations(self, docs: Iterable[Doc], indices_scores: Tuple[Ragged, numpy.ndarray]) -> None:
+        """Write the best non-overlapping entities to `doc.ents` and, with scores, to `doc.spans[spans_key]`."""
+        indices, scores = indices_scores
+        lengths = self.model.ops.to_numpy(indices.lengths)
+        data = self.model.ops.to_numpy(indices.dataXd)
+        offset = 0
+        for doc, length in zip(docs, lengths):
+            spans, span_scores = self._decode(doc, data[offset : offset + length], scores[offset : offset + length])
+            offset += length
+            if not self.cfg["overwrite_ents"]:
+                keep = [i for i, s in enumerate(spans) if all(t.ent_iob_ in ("O", "") for t in s)]
+                spans = [spans[i] for i in keep]
+                span_scores = [span_scores[i] for i in keep]
+                doc.set_ents(spans, default="unmodified")
+            else:
+                doc.ents = spans
+            group = SpanGroup(doc, name=self.key, spans=spans)
+            group.attrs["scores"] = [float(s) for s in span_scores]
+            doc.spans[self.key] = group
+            doc.user_data["spanbert_ner.spans_key"] = self.key
+
+    def _decode(self, doc: Doc, spans: numpy.ndarray, probs: numpy.ndarray) -> Tuple[List[Span], List[float]]:
+        """Greedy decoding: highest-probability non-negative spans first, skipping any that overlap a kept one."""
+        if probs.size == 0:
+            return [], []
+        best = probs.argmax(axis=1)
+        best_p = probs[numpy.arange(len(best)), best]
+        keep = best != self._negative_label_i
+        if self.cfg["threshold"] is not None:
+            keep &= best_p >= float(self.cfg["threshold"])
+        candidates = numpy.flatnonzero(keep)
+        order = candidates[numpy.argsort(-best_p[candidates], kind="stable")]
+        taken = numpy.zeros((len(doc),), dtype=bool)
+        chosen: List[Tuple[int, int, int, float]] = []
+        for i in order:
+            start, end = int(spans[i, 0]), int(spans[i, 1])
+            if taken[start:end].any():
+                continue
+            taken[start:end] = True
+            chosen.append((start, end, int(best[i]), float(best_p[i])))
+        chosen.sort()
+        labels = self.labels
+        return [Span(doc, s, e, label=labels[k]) for s, e, k, _ in chosen], [p for *_, p in chosen]
