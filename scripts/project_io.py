@@ -1,0 +1,25 @@
+"""Small file helpers shared by the project scripts."""
+import os
+import tempfile
+from pathlib import Path
+from typing import Union
+
+
+def write_atomic(path: Path, data: Union[bytes, str]) -> None:
+    """Write `data` to a temporary file next to `path`, then rename it into place.
+
+    A step that fails half-way therefore never leaves a truncated output behind, and the output of an earlier
+    successful run stays intact until the new one is complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary shareable files
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
