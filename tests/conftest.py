@@ -91,7 +91,7 @@ def build_tiny_bert(path: Path, max_positions: int = 128, seed: int = 0) -> Path
         max_position_embeddings=max_positions,
     )
     torch.manual_seed(seed)
-    BertModel(config, add_pooling_layer=False).save_pretrained(str(path), safe_serialization=True)
+    BertModel(config).save_pretrained(str(path), safe_serialization=True)
     return path
 
 

@@ -1,0 +1,50 @@
+"""`python -m spacy spanbert-pretrain CONFIG OUTPUT_DIR [--resume] [--gpu-id N] [--section.key value ...]`.
+
+Registered on spaCy's CLI app when spaCy loads the `spacy_cli` entry points, so this module stays import-light:
+torch and transformers are imported only when the command runs.
+"""
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from spacy.cli._util import Arg, Opt, app, parse_config_overrides
+from wasabi import msg
+
+COMMAND = "spanbert-pretrain"
+
+
+def run_pretrain(config_path: Path, output_dir: Path, extra_args: List[str], resume: bool = False,
+                 gpu_id: Optional[int] = None) -> Path:
+    """Run pretraining; bad input ends the process with a one-line error (exit code 1)."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .run import pretrain
+
+    try:
+        overrides = parse_config_overrides(extra_args)
+        encoder = pretrain(config_path, output_dir, overrides, resume=resume, gpu_id=gpu_id)
+    except (ValueError, FileNotFoundError) as err:
+        msg.fail(str(err).splitlines()[0] if str(err) else type(err).__name__, exits=1)
+    except SystemExit:
+        raise
+    except Exception as err:  # config errors from confection carry several lines: keep the first useful one
+        if type(err).__name__ == "ConfigValidationError":
+            msg.fail(f"Invalid config: {' '.join(str(err).split())[:300]}", exits=1)
+        raise
+    msg.good(f"Encoder saved to {encoder}")
+    return encoder
+
+
+@app.command(COMMAND, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def pretrain_cli(
+    # fmt: off
+    ctx: typer.Context,  # holds the --section.key overrides
+    config_path: Path = Arg(..., help="Pretraining config, e.g. configs/pretrain.cfg", dir_okay=False),
+    output_dir: Path = Arg(..., help="Directory for checkpoints/, encoder/, log.jsonl and loss.png"),
+    resume: bool = Opt(False, "--resume", help="Continue from the latest checkpoint in OUTPUT_DIR"),
+    gpu_id: Optional[int] = Opt(None, "--gpu-id", "-g", help="GPU id, -1 for CPU (default: system.gpu_id)"),
+    # fmt: on
+):
+    """Pretrain a BERT-family encoder with SpanBERT's span masking and Span Boundary Objective."""
+    run_pretrain(config_path, output_dir, ctx.args, resume=resume, gpu_id=gpu_id)

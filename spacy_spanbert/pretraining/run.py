@@ -1,0 +1,192 @@
+"""Assemble and run one pretraining job from a config: checks first, then data, model, Trainer."""
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Dict, Optional
+
+logger = logging.getLogger("spacy_spanbert.pretraining")
+ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert")
+
+
+def load_pretrain_config(config_path: Path, overrides: Optional[Dict] = None):
+    """Read the config with dotted overrides; RETURNS (config dict, resolved MaskingConfig)."""
+    from spacy.util import load_config, registry
+
+    config_path = Path(config_path)
+    if not config_path.exists():
+        raise FileNotFoundError(f"Config not found: {config_path}. Start from configs/pretrain.cfg.")
+    cfg = load_config(config_path, overrides=overrides or {}, interpolate=True)
+    missing = [s for s in ("paths", "system", "masking", "objective", "training") if s not in cfg]
+    if missing:
+        raise ValueError(f"Config {config_path} lacks section(s) {', '.join(missing)}: see configs/pretrain.cfg.")
+    masking = registry.resolve({"masking": cfg["masking"]})["masking"]
+    return cfg, masking
+
+
+def load_tokenizer(cfg):
+    from transformers import AutoTokenizer
+
+    name = cfg["paths"].get("tokenizer") or cfg["paths"].get("init_model")
+    if not name:
+        raise ValueError("Set --paths.init_model (continued pretraining) or --paths.tokenizer (from scratch).")
+    kwargs = {}
+    if cfg.get("tokenizer", {}).get("do_lower_case") is not None:
+        kwargs["do_lower_case"] = bool(cfg["tokenizer"]["do_lower_case"])
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(name), use_fast=True, **kwargs)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"Cannot load a tokenizer from {name!r}: give a model directory or an HF name available "
+                         f"offline ({str(err).splitlines()[0]})") from None
+    if not tokenizer.is_fast:
+        raise ValueError(f"The tokenizer of {name!r} is not a fast tokenizer: word boundaries need one.")
+    if tokenizer.mask_token_id is None:
+        raise ValueError(f"The tokenizer of {name!r} has no mask token: span masking needs one ([MASK]).")
+    return tokenizer
+
+
+def build_model(cfg, tokenizer):
+    from transformers import AutoConfig, set_seed
+
+    from .model import SpanBertForPretraining
+
+    set_seed(int(cfg["system"]["seed"]))
+    obj = cfg["objective"]
+    kwargs = dict(max_sbo_targets=int(obj.get("max_span_targets", 15)),
+                  sbo_position_size=int(obj.get("position_embedding_size", 200)),
+                  sbo_weight=float(obj.get("sbo_weight", 1.0)))
+    init = cfg["paths"].get("init_model")
+    if init:
+        model = SpanBertForPretraining.from_pretrained(init, **kwargs)
+    else:
+        spec = dict(cfg.get("model", {}))
+        model_type = spec.pop("model_type", "bert")
+        config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                      **spec)
+        model = SpanBertForPretraining.from_config(config, **kwargs)
+        logger.info("Pretraining a %s model from scratch.", model_type)
+    return model
+
+
+def max_positions(config) -> int:
+    n = int(getattr(config, "max_position_embeddings", 512))
+    return n - 2 if config.model_type in ROBERTA_LIKE else n
+
+
+def precision_flags(precision: str, on_gpu: bool) -> Dict[str, bool]:
+    if precision == "auto":
+        import torch
+
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "fp32"
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"training.precision must be fp32, bf16, fp16 or auto, got {precision!r}.")
+    if precision == "fp16" and not on_gpu:
+        raise ValueError("training.precision = fp16 needs a GPU: use bf16 or fp32 on CPU.")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def pretrain(config_path: Path, output_dir: Path, overrides: Optional[Dict] = None, resume: bool = False,
+             gpu_id: Optional[int] = None) -> Path:
+    """Run SpanBERT pretraining. RETURNS (Path): OUTPUT_DIR/encoder, the trained encoder in HF format."""
+    from . import checkpoint as ckpt
+    from .data import check_corpus
+
+    cfg, masking = load_pretrain_config(config_path, overrides)
+    output_dir = Path(output_dir)
+    train_cfg, sys_cfg = cfg["training"], cfg["system"]
+    raw_text = cfg["paths"].get("raw_text")
+    if not raw_text:
+        raise ValueError("No corpus given: set --paths.raw_text to a .txt, .jsonl or .spacy file.")
+    check_corpus(Path(raw_text))
+    max_length = int(train_cfg["max_length"])
+    if max_length < 8:
+        raise ValueError(f"training.max_length = {max_length} is too short: use at least 8 wordpieces.")
+    needs_nlp = masking.scheme in ("named_entity", "noun_phrase")
+    if needs_nlp and not cfg["paths"].get("spacy_model"):
+        raise ValueError(f"masking.scheme = {masking.scheme} needs --paths.spacy_model (e.g. en_core_web_sm).")
+    tokenizer = load_tokenizer(cfg)
+    model = build_model(cfg, tokenizer)
+    limit = max_positions(model.encoder.config)
+    if max_length > limit:
+        raise ValueError(f"training.max_length = {max_length} exceeds the model's {limit} positions: "
+                         f"set --training.max_length {limit} or less.")
+    tokenizer.model_max_length = min(int(tokenizer.model_max_length), limit)
+    identity = {"init_model": str(cfg["paths"].get("init_model")), "vocab_size": len(tokenizer),
+                "max_length": max_length, "masking": masking.__dict__, "objective": dict(cfg["objective"]),
+                "seed": int(sys_cfg["seed"]), "batch_size": int(train_cfg["batch_size"])}
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    resume_from = None
+    if resume:
+        resume_from = ckpt.latest_checkpoint(output_dir)
+    if is_main:
+        ckpt.check_run_identity(output_dir, identity, resume)
+    elif not resume and ckpt.list_checkpoints(output_dir):
+        raise ValueError(f"{output_dir} already holds checkpoints: pass --resume to continue.")
+    if resume and resume_from is None:
+        logger.warning("--resume: %s holds no checkpoint yet, starting a new run.", output_dir)
+    return _train(cfg, masking, tokenizer, model, output_dir, resume_from, gpu_id)
+
+
+def _train(cfg, masking, tokenizer, model, output_dir: Path, resume_from, gpu_id) -> Path:
+    import torch
+    from transformers import TrainingArguments
+    from transformers.trainer_callback import ProgressCallback
+
+    from . import checkpoint as ckpt
+    from .collator import SpanMaskingCollator
+    from .data import PackedBlocks, pack_corpus
+    from .trainer import (EpochCallback, HeadsWarmupCallback, JsonlLogCallback, PostfixProgressCallback,
+                          SpanBertTrainer)
+
+    t, sys_cfg = cfg["training"], cfg["system"]
+    gpu = int(sys_cfg.get("gpu_id", -1) if gpu_id is None else gpu_id)
+    on_gpu = gpu >= 0
+    if on_gpu and not torch.cuda.is_available():
+        raise ValueError(f"--gpu-id {gpu} given but no CUDA device is available: use --gpu-id -1 for CPU.")
+    if on_gpu and "LOCAL_RANK" not in os.environ:
+        torch.cuda.set_device(gpu)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    heads_warmup = int(t.get("heads_warmup_steps", 0))
+    args = TrainingArguments(
+        output_dir=str(output_dir), max_steps=int(t["max_steps"]), per_device_train_batch_size=int(t["batch_size"]),
+        gradient_accumulation_steps=int(t.get("grad_accum_steps", 1)), learning_rate=float(t["learning_rate"]),
+        weight_decay=float(t.get("weight_decay", 0.01)), warmup_steps=int(t.get("warmup_steps", 0)),
+        lr_scheduler_type="linear", optim="adamw_torch", max_grad_norm=float(t.get("max_grad_norm", 1.0)),
+        logging_steps=int(t.get("logging_steps", 10)), logging_first_step=True, save_strategy="steps",
+        save_steps=int(t["save_steps"]), save_total_limit=None, seed=int(sys_cfg["seed"]),
+        data_seed=int(sys_cfg["seed"]), report_to=[], remove_unused_columns=False,
+        dataloader_num_workers=int(t.get("dataloader_workers", 0)), use_cpu=not on_gpu,
+        disable_tqdm=not t.get("progress_bar", True), ddp_backend=("gloo" if not on_gpu else "nccl") if distributed
+        else None, ddp_find_unused_parameters=heads_warmup > 0, save_safetensors=True,
+        **precision_flags(str(t.get("precision", "auto")), on_gpu),
+    )
+    nlp = None
+    if masking.scheme in ("named_entity", "noun_phrase"):
+        import spacy
+
+        nlp = spacy.load(cfg["paths"]["spacy_model"])
+    with args.main_process_first(local=False, desc="packing the corpus"):
+        data_dir = pack_corpus(Path(cfg["paths"]["raw_text"]), tokenizer, int(t["max_length"]), output_dir / "data",
+                               nlp=nlp, candidate_kind=masking.scheme if nlp is not None else None)
+    dataset = PackedBlocks(data_dir)
+    logger.info("Corpus: %d blocks, %d wordpieces.", len(dataset), dataset.n_tokens)
+    collator = SpanMaskingCollator.from_tokenizer(tokenizer, masking=masking, seed=int(sys_cfg["seed"]),
+                                                  max_sbo_targets=model.sbo_head.max_targets)
+    callbacks = [EpochCallback(collator), JsonlLogCallback(output_dir)]
+    if heads_warmup:
+        callbacks.append(HeadsWarmupCallback(heads_warmup))
+    trainer = SpanBertTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                              callbacks=callbacks, run_dir=output_dir,
+                              keep_checkpoints=int(t.get("save_total_limit", 2)), save_tokenizer=tokenizer)
+    if not args.disable_tqdm:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(PostfixProgressCallback)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    final = output_dir / "encoder"
+    if args.should_save:
+        tmp = output_dir / ".encoder-tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        trainer.accelerator.unwrap_model(trainer.model).save_encoder(tmp, tokenizer)
+        ckpt.publish(tmp, final)
+    trainer.accelerator.wait_for_everyone()
+    return final
