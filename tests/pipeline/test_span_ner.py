@@ -1,0 +1,138 @@
+"""spanbert_ner: overfitting + serialisation, drop-in use beside `ner`, bad input, long documents, errors."""
+import warnings
+
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy.training import Example
+from span_helpers import NER_DATA, STRIDE, WINDOW, component_config, ents, ner_examples, train
+
+
+def test_overfitting_IO(blank_ner, tmp_path, tiny_bert_dir):
+    nlp = blank_ner
+    examples = ner_examples(nlp)
+    losses = train(nlp, examples)
+    assert losses["spanbert_ner"] < 0.05
+    texts = [text for text, _ in NER_DATA]
+    gold = [sorted(e) for _, e in NER_DATA]
+    docs = list(nlp.pipe(texts))
+    assert [ents(doc) for doc in docs] == gold
+    for doc in docs:
+        group = doc.spans["spanbert_ents"]
+        assert [(s.start, s.end, s.label_) for s in group] == [(e.start, e.end, e.label_) for e in doc.ents]
+        assert len(group.attrs["scores"]) == len(group)
+        assert all(0.5 < e._.spanbert_score <= 1.0 for e in doc.ents)
+    scores = nlp.evaluate(examples)
+    assert scores["ents_p"] == scores["ents_r"] == scores["ents_f"] == 1.0
+    assert set(scores["ents_per_type"]) == {"PER", "LOC", "ORG"}
+
+    nlp.to_disk(tmp_path / "pipe")
+    nlp2 = spacy.load(tmp_path / "pipe")
+    nlp3 = spacy.blank("en")
+    nlp3.add_pipe("spanbert_ner", config=component_config(tiny_bert_dir))
+    nlp3.from_bytes(nlp.to_bytes())
+    for text, doc in zip(texts, docs):
+        for other in (nlp2(text), nlp3(text)):
+            assert ents(other) == ents(doc)
+            numpy.testing.assert_allclose(
+                other.spans["spanbert_ents"].attrs["scores"], doc.spans["spanbert_ents"].attrs["scores"], rtol=1e-5
+            )
+
+
+def test_weights_are_saved_without_pickles(blank_ner):
+    nlp = blank_ner
+    train(nlp, ner_examples(nlp), steps=1)
+    data = nlp.get_pipe("spanbert_ner").to_bytes()
+    assert b"PK\x03\x04" not in data  # torch.save writes a zip archive of pickles
+    assert data.count(b'"__metadata__"') >= 1 and b'"format":"pt"' in data  # safetensors headers
+
+
+def test_add_pipe_beside_ner_keep_or_overwrite(tiny_bert_dir):
+    nlp = spacy.blank("en")
+    ruler = nlp.add_pipe("entity_ruler")  # stands in for an earlier trained `ner`: sets doc.ents first
+    ruler.add_patterns([{"label": "ANIMAL", "pattern": "dog"}])
+    nlp.add_pipe("ner")
+    nlp.add_pipe("spanbert_ner", config=component_config(tiny_bert_dir, overwrite_ents=False))
+    examples = ner_examples(nlp)
+    nlp.disable_pipe("entity_ruler")
+    train(nlp, examples, steps=120)
+    nlp.enable_pipe("entity_ruler")
+    nlp.remove_pipe("ner")
+    doc = nlp("John saw the big dog in London .")
+    assert ents(doc) == [(0, 4, "PER"), (17, 20, "ANIMAL"), (24, 30, "LOC")]
+    nlp.get_pipe("spanbert_ner").cfg["overwrite_ents"] = True
+    assert ents(nlp("John saw the big dog in London .")) == [(0, 4, "PER"), (24, 30, "LOC")]
+
+    # `source=` copies the trained component into another pipeline with identical output
+    other = spacy.blank("en")
+    other.add_pipe("spanbert_ner", source=nlp)
+    assert ents(other("John saw the big dog in London .")) == [(0, 4, "PER"), (24, 30, "LOC")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "   ", "\n\n", "John", "😀 🚀 John ✨", "Mary\x00\x07 liked \u200b Paris", "John met 東京 and Москва ۱۲۳ .",
+     "a" * 300],
+)
+def test_bad_input_does_not_crash(blank_ner, text):
+    nlp = blank_ner
+    train(nlp, ner_examples(nlp), steps=2)
+    doc = nlp(text)
+    scores = doc.spans["spanbert_ents"].attrs["scores"]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert len(scores) == len(doc.ents)
+    assert list(nlp.pipe([text, "", text], batch_size=2))
+
+
+def test_long_doc_fully_covered_and_entity_at_end_found(tiny_bert_dir):
+    nlp = spacy.blank("en")
+    # Sampling 5% of the ~36,000 negative candidates per update keeps the two positives from drowning.
+    nlp.add_pipe("spanbert_ner", config=component_config(tiny_bert_dir, negative_sample_rate=0.05))
+    filler = ("the old man saw a red car near the river and the young woman took the book . " * 200).split()
+    words = filler + ["Mary", "visited", "Berlin", "."]
+    assert len(words) > 3000
+    long_doc = Doc(nlp.vocab, words=words)
+    n = len(words)
+    long_eg = Example.from_dict(long_doc, {"entities": ["O"] * (n - 4) + ["U-PER", "O", "U-LOC", "O"]})
+    examples = ner_examples(nlp) + [long_eg]
+    train(nlp, examples, steps=50)
+    ner = nlp.get_pipe("spanbert_ner")
+    tok2vec = ner.model.get_ref("tok2vec")
+    vectors = tok2vec.predict([Doc(nlp.vocab, words=words)])[0]
+    assert vectors.shape[0] == n
+    assert (numpy.abs(vectors).sum(axis=1) > 0).all(), "some tokens got no transformer window"
+    windows = tok2vec.layers[0].attrs["get_spans"]([long_doc])[0]
+    covered = numpy.zeros(n, dtype=bool)
+    for span in windows:
+        assert len(span) <= WINDOW
+        covered[span.start : span.end] = True
+    assert covered.all() and len(windows) >= n // STRIDE
+    doc = nlp(Doc(nlp.vocab, words=words))
+    assert [(e.start, e.end, e.label_) for e in doc.ents] == [(n - 4, n - 3, "PER"), (n - 2, n - 1, "LOC")]
+
+
+def test_label_unseen_at_initialisation_is_a_clear_error(blank_ner):
+    nlp = blank_ner
+    examples = ner_examples(nlp)
+    train(nlp, examples, steps=1)
+    new = Example.from_dict(nlp.make_doc("Reuters saw the dog ."), {"entities": [(0, 7, "NEWS")]})
+    with pytest.raises(ValueError, match=r"'NEWS' was not seen at initialisation.*labels"):
+        nlp.update([new])
+
+
+def test_gold_wider_than_max_width_warns_once_with_count(tiny_bert_dir):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("spanbert_ner", config=component_config(tiny_bert_dir, suggester={"max_width": 2}))
+    data = NER_DATA + [
+        ("the big red dog met Mary .", [(0, 15, "ANIMAL")]),
+        ("the small old cat saw John .", [(0, 17, "ANIMAL")]),
+    ]
+    examples = ner_examples(nlp, data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nlp.initialize(lambda: examples)
+        nlp.update(examples)
+    ours = [w for w in caught if "max_width" in str(w.message)]
+    assert len(ours) == 1
+    assert "2 of 8 gold spans are wider than max_width=2" in str(ours[0].message)
