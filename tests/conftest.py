@@ -105,3 +105,9 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
 def tiny_text_corpus(tmp_path_factory) -> Path:
     """Path to a small English .txt corpus (sentence per line, blank line between 40 documents)."""
     return write_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt", n_docs=40)
+
+
+@pytest.fixture(scope="session")
+def corpus_writer():
+    """The corpus generator: `corpus_writer(path, n_docs, seed=0, sents_per_doc=(3, 9))` writes a .txt corpus."""
+    return write_corpus

@@ -3,7 +3,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 logger = logging.getLogger("spacy_spanbert.pretraining")
 ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert")
@@ -86,8 +86,11 @@ def precision_flags(precision: str, on_gpu: bool) -> Dict[str, bool]:
 
 
 def pretrain(config_path: Path, output_dir: Path, overrides: Optional[Dict] = None, resume: bool = False,
-             gpu_id: Optional[int] = None) -> Path:
-    """Run SpanBERT pretraining. RETURNS (Path): OUTPUT_DIR/encoder, the trained encoder in HF format."""
+             gpu_id: Optional[int] = None, callbacks: Sequence = ()) -> Path:
+    """Run SpanBERT pretraining. RETURNS (Path): OUTPUT_DIR/encoder, the trained encoder in HF format.
+
+    callbacks (Sequence[TrainerCallback]): extra transformers callbacks (Python API only).
+    """
     from . import checkpoint as ckpt
     from .data import check_corpus
 
@@ -124,10 +127,10 @@ def pretrain(config_path: Path, output_dir: Path, overrides: Optional[Dict] = No
         raise ValueError(f"{output_dir} already holds checkpoints: pass --resume to continue.")
     if resume and resume_from is None:
         logger.warning("--resume: %s holds no checkpoint yet, starting a new run.", output_dir)
-    return _train(cfg, masking, tokenizer, model, output_dir, resume_from, gpu_id)
+    return _train(cfg, masking, tokenizer, model, output_dir, resume_from, gpu_id, list(callbacks))
 
 
-def _train(cfg, masking, tokenizer, model, output_dir: Path, resume_from, gpu_id) -> Path:
+def _train(cfg, masking, tokenizer, model, output_dir: Path, resume_from, gpu_id, extra_callbacks) -> Path:
     import torch
     from transformers import TrainingArguments
     from transformers.trainer_callback import ProgressCallback
@@ -172,7 +175,7 @@ def _train(cfg, masking, tokenizer, model, output_dir: Path, resume_from, gpu_id
     logger.info("Corpus: %d blocks, %d wordpieces.", len(dataset), dataset.n_tokens)
     collator = SpanMaskingCollator.from_tokenizer(tokenizer, masking=masking, seed=int(sys_cfg["seed"]),
                                                   max_sbo_targets=model.sbo_head.max_targets)
-    callbacks = [EpochCallback(collator), JsonlLogCallback(output_dir)]
+    callbacks = [EpochCallback(collator), JsonlLogCallback(output_dir), *extra_callbacks]
     if heads_warmup:
         callbacks.append(HeadsWarmupCallback(heads_warmup))
     trainer = SpanBertTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,

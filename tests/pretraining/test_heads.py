@@ -1,0 +1,130 @@
+"""MLM and SBO heads, SBO targets, the collator's padding and the pretraining model's gradients."""
+import numpy as np
+import pytest
+import torch
+
+from spacy_spanbert.nn.heads import MaskedLMHead, SpanBoundaryHead
+from spacy_spanbert.pretraining.collator import SpanMaskingCollator, sbo_targets
+from spacy_spanbert.pretraining.masking import MaskingConfig
+from spacy_spanbert.pretraining.model import SpanBertForPretraining
+
+
+def test_head_shapes():
+    emb = torch.randn(50, 16)
+    mlm = MaskedLMHead(16, 50)
+    assert mlm(torch.randn(7, 16), emb).shape == (7, 50)
+    sbo = SpanBoundaryHead(16, 50, max_targets=15, position_size=200)
+    hidden = torch.randn(2, 10, 16)
+    idx = torch.tensor([0, 1, 1])
+    out = sbo(hidden, idx, torch.tensor([1, 2, 2]), torch.tensor([5, 6, 6]), torch.tensor([0, 0, 1]), emb)
+    assert out.shape == (3, 50)
+    assert sbo.position_embeddings.weight.shape == (15, 200)
+    with pytest.raises(ValueError, match="max_targets"):
+        sbo(hidden, idx[:1], idx[:1], idx[:1], torch.tensor([15]), emb)
+
+
+def test_sbo_targets_need_inner_boundaries():
+    # [CLS] w0 w1 w2 w3 w4 [SEP] [PAD] [PAD]
+    word_ids = np.array([-1, 0, 1, 2, 3, 4, -1, -1, -1])
+    assert sbo_targets(word_ids, [(1, 2)], 15) == []  # left boundary is [CLS]
+    assert sbo_targets(word_ids, [(4, 5)], 15) == []  # right boundary is [SEP]
+    assert sbo_targets(word_ids, [(2, 4)], 15) == [(1, 5, 0, 2), (1, 5, 1, 3), (1, 5, 2, 4)]
+    long_ids = np.array([-1] + list(range(30)) + [-1])
+    assert len(sbo_targets(long_ids, [(2, 25)], 15)) == 15  # only the first 15 tokens of a long span
+
+
+def _items(n=3, length=20, seed=0):
+    rng = np.random.default_rng(seed)
+    items = []
+    for i in range(n):
+        k = length - 2 * i
+        ids = np.concatenate(([2], rng.integers(10, 60, k - 2), [3]))
+        words = np.concatenate(([-1], np.arange(k - 2), [-1]))
+        items.append({"index": i, "input_ids": ids, "word_ids": words, "candidates": np.zeros((0, 2), int)})
+    return items
+
+
+def test_collator_pads_and_never_targets_padding():
+    col = SpanMaskingCollator(pad_token_id=0, mask_token_id=4, random_token_ids=np.arange(10, 60), seed=1)
+    batch = col(_items())
+    lengths = batch["attention_mask"].sum(1)
+    assert batch["input_ids"].shape[1] % 8 == 0
+    for row, k in enumerate(lengths.tolist()):
+        assert (batch["labels"][row, k:] == -100).all()
+        assert (batch["input_ids"][row, k:] == 0).all()
+        rows = batch["sbo_batch"] == row
+        assert (batch["sbo_right"][rows] < k - 1).all() and (batch["sbo_left"][rows] >= 1).all()
+    # the same block gets the same masks whatever its batch neighbours
+    alone = col([_items()[1]])
+    assert torch.equal(alone["labels"][0, : lengths[1]], batch["labels"][1, : lengths[1]])
+    col.epoch = 1
+    assert not torch.equal(col([_items()[1]])["labels"], alone["labels"])
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_bert_dir):
+    return SpanBertForPretraining.from_pretrained(tiny_bert_dir)
+
+
+def _batch(tiny_bert_dir, pad_to=8):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    enc = tok(["the old man saw the big river near the city .", "a cat found the green door ."])
+    items = []
+    for i, ids in enumerate(enc["input_ids"]):
+        words = [-1 if w is None else w for w in enc.word_ids(i)]
+        items.append({"index": i, "input_ids": np.array(ids), "word_ids": np.array(words)})
+    col = SpanMaskingCollator.from_tokenizer(tok, masking=MaskingConfig(mask_ratio=0.3), pad_to_multiple_of=pad_to)
+    batch = col(items)
+    batch.pop("mask_stats")
+    return batch
+
+
+def test_padding_does_not_change_the_loss(tiny_model, tiny_bert_dir):
+    tiny_model.eval()
+    with torch.no_grad():
+        a = tiny_model(**_batch(tiny_bert_dir, pad_to=8))["loss"]
+        b = tiny_model(**_batch(tiny_bert_dir, pad_to=32))["loss"]
+    assert a.item() == pytest.approx(b.item(), rel=1e-5)
+
+
+def test_sbo_gradient_reaches_encoder(tiny_model, tiny_bert_dir):
+    tiny_model.train()
+    batch = _batch(tiny_bert_dir)
+    assert len(batch["sbo_labels"]) > 0
+    batch["labels"][:] = -100  # no MLM targets: every encoder gradient comes from the SBO
+    tiny_model.zero_grad()
+    tiny_model(**batch)["loss"].backward()
+    layer = tiny_model.encoder.encoder.layer[0].attention.self.query.weight
+    assert layer.grad is not None and layer.grad.abs().sum() > 0
+    assert tiny_model.sbo_head.position_embeddings.weight.grad.abs().sum() > 0
+
+
+def test_frozen_encoder_trains_heads_only(tiny_model, tiny_bert_dir):
+    tiny_model.zero_grad(set_to_none=True)
+    tiny_model.freeze_encoder = True
+    try:
+        tiny_model(**_batch(tiny_bert_dir))["loss"].backward()
+    finally:
+        tiny_model.freeze_encoder = False
+    assert all(p.grad is None for p in tiny_model.encoder.parameters())
+    assert tiny_model.mlm_head.transform.dense.weight.grad.abs().sum() > 0
+    assert tiny_model.sbo_head.mlp[0].weight.grad.abs().sum() > 0
+
+
+def test_sbo_weight_zero_is_plain_span_masking(tiny_bert_dir):
+    model = SpanBertForPretraining.from_pretrained(tiny_bert_dir, sbo_weight=0.0)
+    out = model(**_batch(tiny_bert_dir))
+    assert out["loss"].item() == pytest.approx(out["mlm_loss"].item())
+
+
+def test_reuses_checkpoint_mlm_head(tiny_bert_dir, tmp_path):
+    from transformers import BertForMaskedLM
+
+    mlm = BertForMaskedLM.from_pretrained(str(tiny_bert_dir))
+    with torch.no_grad():
+        mlm.cls.predictions.transform.dense.weight.fill_(0.5)
+    mlm.save_pretrained(str(tmp_path), safe_serialization=True)
+    model = SpanBertForPretraining.from_pretrained(tmp_path)
+    assert torch.all(model.mlm_head.transform.dense.weight == 0.5)

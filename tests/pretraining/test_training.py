@@ -1,0 +1,158 @@
+"""End-to-end pretraining on a tiny BERT: learning, exact resume, atomic checkpoints, bad input, loading."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from transformers import TrainerCallback
+
+from spacy_spanbert.pretraining import checkpoint as ckpt
+from spacy_spanbert.pretraining.run import pretrain
+from spacy_spanbert.pretraining.trainer import SpanBertTrainer
+
+CONFIG = Path(__file__).parents[2] / "configs" / "pretrain.cfg"
+
+
+def overrides(model, corpus, **extra):
+    base = {"paths.raw_text": str(corpus), "paths.init_model": str(model), "training.max_length": 32,
+            "training.batch_size": 4, "training.max_steps": 12, "training.save_steps": 6,
+            "training.logging_steps": 1, "training.warmup_steps": 2, "training.learning_rate": 0.003,
+            "training.progress_bar": False}
+    base.update(extra)
+    return base
+
+
+def log_rows(run_dir):
+    return [json.loads(l) for l in (Path(run_dir) / "log.jsonl").read_text().splitlines()]
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise Crash(f"interrupted at {self.step}")
+
+
+@pytest.fixture(scope="module")
+def memo_corpus(tmp_path_factory, corpus_writer):
+    return corpus_writer(tmp_path_factory.mktemp("memo") / "memo.txt", n_docs=6, seed=3, sents_per_doc=(2, 2))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_bert_dir, memo_corpus, tmp_path_factory):
+    """600 tiny steps on six short documents."""
+    out = tmp_path_factory.mktemp("trained")
+    ov = overrides(tiny_bert_dir, memo_corpus, **{"training.max_steps": 600, "training.batch_size": 8,
+                                                 "training.learning_rate": 0.01, "training.warmup_steps": 10,
+                                                 "training.logging_steps": 10, "training.save_steps": 300})
+    pretrain(CONFIG, out, ov)
+    return out
+
+
+def test_loss_drops_below_a_fifth(trained_run):
+    rows = log_rows(trained_run)
+    assert rows[0]["step"] == 1 and rows[-1]["step"] == 600
+    assert {"mlm_loss", "sbo_loss", "learning_rate", "tokens_per_s", "masked_ratio", "mean_span_len_words",
+            "grad_norm"} <= set(rows[0])
+    end = (rows[-1]["loss"] + rows[-2]["loss"]) / 2
+    assert end < 0.2 * rows[0]["loss"]
+    assert (trained_run / "loss.png").stat().st_size > 1000
+    assert [p.name for p in ckpt.list_checkpoints(trained_run)] == ["step-300", "step-600"]
+
+
+def test_encoder_loads_in_transformers_and_spacy(trained_run):
+    import spacy
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    enc_dir = trained_run / "encoder"
+    model = AutoModel.from_pretrained(str(enc_dir))
+    saved = load_file(str(trained_run / "checkpoints" / "step-600" / "encoder" / "model.safetensors"))
+    assert torch.equal(model.embeddings.word_embeddings.weight, saved["embeddings.word_embeddings.weight"])
+    tok = AutoTokenizer.from_pretrained(str(enc_dir))
+    assert tok.do_lower_case and tok.model_max_length == 128
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {
+        "@architectures": "spacy-transformers.TransformerModel.v3", "name": str(enc_dir),
+        "tokenizer_config": {"use_fast": True}, "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1",
+                                                             "window": 64, "stride": 48}}})
+    nlp.initialize()
+    doc = nlp("The old man saw the big river near the city.")
+    assert doc._.trf_data.tensors[0].shape[-1] == 32
+    assert len(doc._.trf_data.align) == len(doc) and all(len(a) > 0 for a in doc._.trf_data.align)
+
+
+def test_resume_reproduces_uninterrupted_losses(tiny_bert_dir, memo_corpus, tmp_path):
+    ov = overrides(tiny_bert_dir, memo_corpus)
+    pretrain(CONFIG, tmp_path / "straight", ov)
+    with pytest.raises(Crash):
+        pretrain(CONFIG, tmp_path / "resumed", ov, callbacks=[CrashAt(8)])
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "resumed")] == ["step-6"]
+    pretrain(CONFIG, tmp_path / "resumed", ov, resume=True)
+    a, b = log_rows(tmp_path / "straight"), log_rows(tmp_path / "resumed")
+    assert [r["step"] for r in b] == list(range(1, 13))
+    for ra, rb in zip(a, b):
+        assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-6, abs=1e-6), ra["step"]
+        assert rb["masked_ratio"] == ra["masked_ratio"]
+    # the epoch count passed the corpus several times: masks differ between epochs
+    assert a[-1]["epoch"] > 1.0
+
+
+def test_checkpoint_is_never_half_written(tiny_bert_dir, tiny_text_corpus, tmp_path, monkeypatch):
+    def broken(self, output_dir):
+        raise Crash("disk full")
+
+    monkeypatch.setattr(SpanBertTrainer, "_save_optimizer_and_scheduler", broken)
+    with pytest.raises(Crash):
+        pretrain(CONFIG, tmp_path, overrides(tiny_bert_dir, tiny_text_corpus))
+    assert ckpt.list_checkpoints(tmp_path) == []
+    assert not (tmp_path / "checkpoints" / "step-6").exists()
+    monkeypatch.undo()
+    pretrain(CONFIG, tmp_path, overrides(tiny_bert_dir, tiny_text_corpus), resume=True)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-6", "step-12"]
+
+
+def test_resume_refuses_corrupt_checkpoint_and_other_runs(tiny_bert_dir, tiny_text_corpus, tmp_path):
+    ov = overrides(tiny_bert_dir, tiny_text_corpus, **{"training.max_steps": 6})
+    pretrain(CONFIG, tmp_path, ov)
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        pretrain(CONFIG, tmp_path, ov)
+    with pytest.raises(ValueError, match="holds another run"):
+        pretrain(CONFIG, tmp_path, {**ov, "masking.scheme": "subword"}, resume=True)
+    (tmp_path / "checkpoints" / "step-6" / "heads.safetensors").unlink()
+    with pytest.raises(ValueError, match="corrupt"):
+        pretrain(CONFIG, tmp_path, ov, resume=True)
+
+
+def test_bad_input_is_refused_before_training(tiny_bert_dir, tiny_text_corpus, tmp_path):
+    with pytest.raises(FileNotFoundError, match="Corpus not found"):
+        pretrain(CONFIG, tmp_path / "a", overrides(tiny_bert_dir, tmp_path / "missing.txt"))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(ValueError, match="no text|empty"):
+        pretrain(CONFIG, tmp_path / "b", overrides(tiny_bert_dir, empty))
+    with pytest.raises(ValueError, match="Cannot load"):
+        pretrain(CONFIG, tmp_path / "c", overrides(tmp_path / "no-such-model", tiny_text_corpus))
+    with pytest.raises(ValueError, match="exceeds the model's 128 positions"):
+        pretrain(CONFIG, tmp_path / "d", overrides(tiny_bert_dir, tiny_text_corpus, **{"training.max_length": 512}))
+    with pytest.raises(ValueError, match="Unknown masking scheme"):
+        pretrain(CONFIG, tmp_path / "e", overrides(tiny_bert_dir, tiny_text_corpus, **{"masking.scheme": "words"}))
+    no_mask = tmp_path / "no_mask"
+    shutil.copytree(tiny_bert_dir, no_mask)
+    cfg = json.loads((no_mask / "tokenizer_config.json").read_text())
+    cfg["mask_token"] = None
+    cfg.get("added_tokens_decoder", {}).pop("4", None)
+    (no_mask / "tokenizer_config.json").write_text(json.dumps(cfg))
+    special = json.loads((no_mask / "special_tokens_map.json").read_text())
+    special.pop("mask_token", None)
+    (no_mask / "special_tokens_map.json").write_text(json.dumps(special))
+    with pytest.raises(ValueError, match="no mask token"):
+        pretrain(CONFIG, tmp_path / "f", overrides(no_mask, tiny_text_corpus))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "f" / "checkpoints").exists()
