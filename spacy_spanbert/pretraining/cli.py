@@ -3,6 +3,7 @@
 Registered on spaCy's CLI app when spaCy loads the `spacy_cli` entry points, so this module stays import-light:
 torch and transformers are imported only when the command runs.
 """
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -25,15 +26,19 @@ def run_pretrain(config_path: Path, output_dir: Path, extra_args: List[str], res
         overrides = parse_config_overrides(extra_args)
         encoder = pretrain(config_path, output_dir, overrides, resume=resume, gpu_id=gpu_id)
     except (ValueError, FileNotFoundError) as err:
-        msg.fail(str(err).splitlines()[0] if str(err) else type(err).__name__, exits=1)
-    except SystemExit:
-        raise
-    except Exception as err:  # config errors from confection carry several lines: keep the first useful one
+        _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+    except Exception as err:  # config errors from confection span several lines: squeeze them into one
         if type(err).__name__ == "ConfigValidationError":
-            msg.fail(f"Invalid config: {' '.join(str(err).split())[:300]}", exits=1)
+            _fail(f"Invalid config: {' '.join(str(err).split())[:400]}")
         raise
     msg.good(f"Encoder saved to {encoder}")
     return encoder
+
+
+def _fail(text: str) -> None:
+    """One unwrapped line on stderr, exit code 1 (wasabi would wrap long messages)."""
+    sys.stderr.write(f"✘ {text}\n")
+    sys.exit(1)
 
 
 @app.command(COMMAND, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
