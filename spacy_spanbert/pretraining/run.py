@@ -189,7 +189,9 @@ def _train(cfg, masking, tokenizer, model, output_dir: Path, resume_from, gpu_id
     if args.should_save:
         tmp = output_dir / ".encoder-tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        trainer.accelerator.unwrap_model(trainer.model).save_encoder(tmp, tokenizer)
+        final_model = trainer.accelerator.unwrap_model(trainer.model)
+        final_model.save_encoder(tmp, tokenizer)
+        final_model.save_heads(tmp)  # extra files: AutoModel ignores them; heldout_mlm_loss reads them
         ckpt.publish(tmp, final)
     trainer.accelerator.wait_for_everyone()
     return final

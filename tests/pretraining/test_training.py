@@ -156,3 +156,17 @@ def test_bad_input_is_refused_before_training(tiny_bert_dir, tiny_text_corpus, t
     with pytest.raises(ValueError, match="no mask token"):
         pretrain(CONFIG, tmp_path / "f", overrides(no_mask, tiny_text_corpus))
     assert not (tmp_path / "a").exists() and not (tmp_path / "f" / "checkpoints").exists()
+
+
+def test_heldout_mlm_loss_tracks_training(trained_run, memo_corpus, tiny_bert_dir, tmp_path):
+    import math
+
+    from spacy_spanbert.pretraining.evaluate import heldout_mlm_loss
+
+    final = heldout_mlm_loss(trained_run / "encoder", memo_corpus, max_length=32)
+    early = heldout_mlm_loss(trained_run / "checkpoints" / "step-300" / "encoder", memo_corpus, max_length=32)
+    assert final["n_mlm_targets"] > 0 and final["n_sbo_targets"] > 0
+    assert final["mlm_loss"] < early["mlm_loss"] < math.log(200)
+    assert final == heldout_mlm_loss(trained_run / "encoder", memo_corpus, max_length=32)  # fixed masks
+    with pytest.raises(ValueError, match="heads.safetensors"):
+        heldout_mlm_loss(tiny_bert_dir, memo_corpus)
