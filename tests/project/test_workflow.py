@@ -29,7 +29,11 @@ VARS = {
     "pretrain_steps": 3,
     "pretrain_batch_size": 2,
     "pretrain_max_length": 32,
+    "pretrain_warmup_steps": 1,
+    "pretrain_heads_warmup_steps": 1,
     "train_steps": 6,
+    "train_batch_words": 200,
+    "train_warmup_steps": 2,
     "eval_frequency": 3,
 }
 
