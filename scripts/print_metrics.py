@@ -5,6 +5,7 @@
 workflow ends with the numbers a user compares.
 
 Usage: python scripts/print_metrics.py INPUT.json [--output metrics/ner_test.json] [--split test]
+    [--pretrain metrics/pretrain_heldout.json]
 INPUT is either `spacy evaluate` output or a file this script wrote.
 """
 import argparse
@@ -64,6 +65,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("input", type=Path, help="`spacy evaluate --output` JSON, or a metrics file")
     parser.add_argument("--output", type=Path, default=None, help="where to write the per-type metrics JSON")
     parser.add_argument("--split", default="test", help="name of the evaluated split")
+    parser.add_argument("--pretrain", type=Path, default=None, help="held-out pretraining loss JSON to print too")
     args = parser.parse_args(argv)
     try:
         metrics = load_metrics(args.input, args.split)
@@ -74,6 +76,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"Entity scores on the {metrics['split']} split ({args.input}):")
     print(format_table(metrics))
     print(f"{metrics['split']} F1: {metrics['overall']['f']:.4f}")
+    if args.pretrain and args.pretrain.is_file():
+        loss = json.loads(args.pretrain.read_text(encoding="utf8"))
+        if loss.get("n_blocks"):
+            print(f"held-out pretraining loss ({loss['n_blocks']} blocks, {loss.get('scheme')} masks): "
+                  f"MLM {loss['mlm_loss']:.3f}, SBO {loss['sbo_loss']:.3f}")
 
 
 if __name__ == "__main__":

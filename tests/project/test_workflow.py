@@ -96,6 +96,9 @@ def test_workflow_runs_end_to_end_and_packages(project):
         assert all(set(scores) == {"p", "r", "f"} for scores in metrics["per_type"].values())
         assert 0.0 <= metrics["overall"]["f"] <= 1.0
         assert "test F1:" in outputs["report"] and "overall" in outputs["report"]
+        heldout = json.loads((project_dir / "metrics" / "pretrain_heldout.json").read_text(encoding="utf8"))
+        assert heldout["n_blocks"] > 0 and heldout["mlm_loss"] > 0
+        assert "held-out pretraining loss" in outputs["report"]
         check = json.loads((project_dir / "metrics" / "package_check.json").read_text(encoding="utf8"))
         assert check["name"] == f"en_{PACKAGE}" and "spanbert_ner" in check["pipeline"]
         # The installed package loads in a fresh interpreter, independent of the project directory.
