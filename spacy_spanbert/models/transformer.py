@@ -17,6 +17,8 @@ from spacy_transformers.layers.hf_shim import HFShim
 from spacy_transformers.layers.transformer_model import TransformerModel
 from spacy_transformers.layers.transformer_model import init as _trf_init
 
+from .checkpoints import missing_package_hint
+
 DEFAULT_SPANBERT = "SpanBERT/spanbert-base-cased"
 DEFAULT_MAX_LENGTH = 512
 
@@ -68,7 +70,7 @@ def _checked_init(model: TransformerModel, X: Optional[List[Doc]] = None, Y: Any
         raise OSError(
             f"Could not load transformer checkpoint '{name}' (offline, or not a Hugging Face model id/directory): "
             f"set --paths.init_model or [components.*.model.name] to a local encoder directory or a short name "
-            f"such as 'all-MiniLM-L6-v2'. ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+            f"such as 'all-MiniLM-L6-v2'{missing_package_hint(name)}"
         ) from None
 
 

@@ -5,13 +5,14 @@ spaCy's spancat already has the pieces we need (suggesters, labels, negative cla
 (softmax for single-label NER, sigmoid for multi-label spancat) and uses the matching cross-entropy gradient.
 """
 import warnings
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 import numpy
 from spacy.language import Language
 from spacy.pipeline.spancat import SpanCategorizer
 from spacy.tokens import Doc, Span
 from spacy.training import Example
+from thinc.api import Optimizer
 from thinc.types import Floats2d, Ragged
 
 
@@ -95,6 +96,22 @@ class SpanBoundaryPipe(SpanCategorizer):
         loss = float((losses * weights).sum() / n_rows)
         d_logits = (probs - target) * weights / n_rows
         return loss, self.model.ops.asarray2f(d_logits)
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        """Update weights; the span scorer (a fresh head) may learn `head_learn_rate_factor` times faster."""
+        factor = float(self.cfg.get("head_learn_rate_factor", 1.0))
+        head = {id(shim) for node in self.model.get_ref("scorer").walk() for shim in node.shims}
+
+        def scaled(key: Any, weights: Any, gradient: Any, *, lr_scale: float = 1.0) -> Any:
+            return sgd(key, weights, gradient, lr_scale=lr_scale * factor)
+
+        for node in self.model.walk():
+            for shim in node.shims:
+                shim.finish_update(scaled if id(shim) in head else sgd)
+            for name in node.param_names:
+                if node.has_grad(name):
+                    param, _ = sgd((node.id, name), node.get_param(name), node.get_grad(name))
+                    node.set_param(name, param)
 
     @property
     def _rng(self) -> numpy.random.Generator:

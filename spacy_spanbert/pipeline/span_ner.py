@@ -44,6 +44,7 @@ def _span_score(span: Span) -> Optional[float]:
         "negative_weight": 1.0,
         "negative_sample_rate": 1.0,
         "seed": 0,
+        "head_learn_rate_factor": 1.0,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
@@ -59,6 +60,7 @@ def make_spanbert_ner(
     negative_weight: float,
     negative_sample_rate: float,
     seed: int,
+    head_learn_rate_factor: float,
     scorer: Optional[Callable],
 ) -> "SpanBoundaryNER":
     """Create a span-boundary NER component.
@@ -71,6 +73,7 @@ def make_spanbert_ner(
     negative_weight (float): Loss weight of "no entity" candidates.
     negative_sample_rate (float): Share of "no entity" candidates used per update (1.0 = all).
     seed (int): Seed of the negative sampling.
+    head_learn_rate_factor (float): Learning-rate multiplier of the span scorer (a fresh head learns faster).
     """
     return SpanBoundaryNER(
         nlp.vocab,
@@ -83,6 +86,7 @@ def make_spanbert_ner(
         negative_weight=negative_weight,
         negative_sample_rate=negative_sample_rate,
         seed=seed,
+        head_learn_rate_factor=head_learn_rate_factor,
         scorer=scorer,
     )
 
@@ -105,6 +109,7 @@ class SpanBoundaryNER(SpanBoundaryPipe):
         negative_weight: float = 1.0,
         negative_sample_rate: float = 1.0,
         seed: int = 0,
+        head_learn_rate_factor: float = 1.0,
         scorer: Optional[Callable] = None,
     ) -> None:
         if not 0.0 < negative_sample_rate <= 1.0:
@@ -122,7 +127,8 @@ class SpanBoundaryNER(SpanBoundaryPipe):
             threshold=threshold,
             scorer=scorer,
         )
-        self.cfg.update({"overwrite_ents": overwrite_ents, "negative_sample_rate": negative_sample_rate, "seed": seed})
+        self.cfg.update({"overwrite_ents": overwrite_ents, "negative_sample_rate": negative_sample_rate, "seed": seed,
+                         "head_learn_rate_factor": head_learn_rate_factor})
         if not Span.has_extension(SCORE_EXTENSION):
             Span.set_extension(SCORE_EXTENSION, getter=_span_score)
 

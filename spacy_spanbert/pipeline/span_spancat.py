@@ -30,6 +30,7 @@ DEFAULT_SPANS_KEY = "sc"
         "negative_weight": 1.0,
         "negative_sample_rate": 1.0,
         "seed": 0,
+        "head_learn_rate_factor": 1.0,
         "scorer": {"@scorers": "spacy.spancat_scorer.v1"},
     },
     default_score_weights={f"spans_{DEFAULT_SPANS_KEY}_f": 1.0, f"spans_{DEFAULT_SPANS_KEY}_p": 0.0,
@@ -46,6 +47,7 @@ def make_spanbert_spancat(
     negative_weight: float,
     negative_sample_rate: float,
     seed: int,
+    head_learn_rate_factor: float,
     scorer: Optional[Callable],
 ) -> "SpanBoundaryCategorizer":
     """Create a multi-label span categoriser writing `doc.spans[spans_key]`.
@@ -58,6 +60,7 @@ def make_spanbert_spancat(
     negative_weight (float): Loss weight of candidates without any gold label.
     negative_sample_rate (float): Share of label-less candidates used per update (1.0 = all).
     seed (int): Seed of the negative sampling.
+    head_learn_rate_factor (float): Learning-rate multiplier of the span scorer (a fresh head learns faster).
     """
     return SpanBoundaryCategorizer(
         nlp.vocab,
@@ -70,6 +73,7 @@ def make_spanbert_spancat(
         negative_weight=negative_weight,
         negative_sample_rate=negative_sample_rate,
         seed=seed,
+        head_learn_rate_factor=head_learn_rate_factor,
         scorer=scorer,
     )
 
@@ -92,6 +96,7 @@ class SpanBoundaryCategorizer(SpanBoundaryPipe):
         negative_weight: float = 1.0,
         negative_sample_rate: float = 1.0,
         seed: int = 0,
+        head_learn_rate_factor: float = 1.0,
         scorer: Optional[Callable] = None,
     ) -> None:
         if not 0.0 < negative_sample_rate <= 1.0:
@@ -109,7 +114,8 @@ class SpanBoundaryCategorizer(SpanBoundaryPipe):
             threshold=threshold,
             scorer=scorer,
         )
-        self.cfg.update({"negative_sample_rate": negative_sample_rate, "seed": seed})
+        self.cfg.update({"negative_sample_rate": negative_sample_rate, "seed": seed,
+                         "head_learn_rate_factor": head_learn_rate_factor})
 
     def _gold_spans(self, doc: Doc) -> Iterable[Span]:
         return doc.spans.get(self.key, [])

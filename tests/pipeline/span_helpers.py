@@ -1,9 +1,10 @@
 """Helpers for the span component tests: pipelines on the shared tiny random BERT (`tiny_bert_dir`)."""
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import spacy
 from spacy.language import Language
 from spacy.training import Example
+from spacy.util import fix_random_seed
 
 # Small windows so that the 128-position tiny BERT is never overrun and long docs need many windows.
 WINDOW, STRIDE = 32, 24
@@ -30,7 +31,8 @@ def ner_examples(nlp: Language, data=NER_DATA) -> List[Example]:
 
 
 def train(nlp: Language, examples: List[Example], steps: int = 120, learn_rate: float = 2e-3) -> Dict[str, float]:
-    """Overfit `examples`; RETURNS the last losses."""
+    """Overfit `examples` from a fixed seed; RETURNS the last losses."""
+    fix_random_seed(0)
     optimizer = nlp.initialize(lambda: examples)
     optimizer.learn_rate = learn_rate
     losses: Dict[str, float] = {}
@@ -42,3 +44,20 @@ def train(nlp: Language, examples: List[Example], steps: int = 120, learn_rate: 
 
 def ents(doc) -> List[Tuple[int, int, str]]:
     return [(e.start_char, e.end_char, e.label_) for e in doc.ents]
+
+
+def assert_roundtrip(nlp: Language, factory: str, bert_dir, texts: List[str], key: str, read: Callable, tmp_path):
+    """Through disk (spacy.load) and bytes (into a fresh pipeline), predictions and scores stay identical."""
+    import numpy
+    import spacy
+
+    docs = list(nlp.pipe(texts))
+    nlp.to_disk(tmp_path / "pipe")
+    from_disk = spacy.load(tmp_path / "pipe")
+    from_bytes = spacy.blank("en")
+    from_bytes.add_pipe(factory, config=component_config(bert_dir))
+    from_bytes.from_bytes(nlp.to_bytes())
+    for text, doc in zip(texts, docs):
+        for other in (from_disk(text), from_bytes(text)):
+            assert read(other) == read(doc)
+            numpy.testing.assert_allclose(other.spans[key].attrs["scores"], doc.spans[key].attrs["scores"], rtol=1e-5)

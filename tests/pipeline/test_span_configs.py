@@ -1,0 +1,99 @@
+"""configs/*.cfg: filled, validate with `spacy debug config`, initialise, and train a few steps on a tiny corpus."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.cli.debug_config import debug_config
+from spacy.cli.init_config import fill_config
+from spacy.tokens import DocBin
+from spacy.training.initialize import init_nlp
+from spacy.training.loop import train
+from spacy.util import load_config
+from thinc.api import Config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+NAMES = ["ner.cfg", "spancat.cfg", "ner_standalone.cfg"]
+TEXTS = [
+    ("John saw the big dog in London .", [(0, 4, "PER"), (24, 30, "LOC")]),
+    ("Mary liked Paris and Berlin .", [(0, 4, "PER"), (11, 16, "LOC"), (21, 27, "LOC")]),
+    ("The company Google met the king in Paris .", [(12, 18, "ORG"), (35, 40, "LOC")]),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """train.spacy/dev.spacy with doc.ents, sentence starts and nested doc.spans["sc"]."""
+    nlp = spacy.blank("en")
+    db = DocBin()
+    for text, ents in TEXTS * 2:
+        doc = nlp.make_doc(text)
+        doc.ents = [doc.char_span(s, e, label=label) for s, e, label in ents]
+        doc.spans["sc"] = list(doc.ents) + [doc[0 : len(doc) - 1]]
+        doc.spans["sc"][-1].label_ = "CLAUSE"
+        for i, token in enumerate(doc):
+            token.is_sent_start = i == 0
+        db.add(doc)
+    path = tmp_path_factory.mktemp("corpus")
+    db.to_disk(path / "train.spacy")
+    db.to_disk(path / "dev.spacy")
+    return path
+
+
+def overrides(corpus: Path, bert: Path) -> dict:
+    return {
+        "paths.train": str(corpus / "train.spacy"),
+        "paths.dev": str(corpus / "dev.spacy"),
+        "paths.init_model": str(bert),
+        "training.max_steps": 4,
+        "training.eval_frequency": 2,
+        "system.seed": 1,
+        "nlp.batch_size": 8,
+    }
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_is_filled(name, tmp_path):
+    filled = tmp_path / "filled.cfg"
+    fill_config(filled, CONFIGS / name, silent=True)
+    assert Config().from_disk(filled, interpolate=False) == Config().from_disk(CONFIGS / name, interpolate=False)
+
+
+def test_cli_debug_config_accepts_the_documented_overrides(tiny_corpus, tiny_bert_dir):
+    args = [f"--{k}={v}" for k, v in overrides(tiny_corpus, tiny_bert_dir).items()]
+    result = subprocess.run(
+        [sys.executable, "-m", "spacy", "debug", "config", str(CONFIGS / "ner.cfg"), *args],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_validates_and_initialises(name, tiny_corpus, tiny_bert_dir):
+    debug_config(CONFIGS / name, overrides=overrides(tiny_corpus, tiny_bert_dir))
+    config = load_config(CONFIGS / name, overrides=overrides(tiny_corpus, tiny_bert_dir), interpolate=False)
+    nlp = init_nlp(config)
+    component = nlp.get_pipe(nlp.pipe_names[-1])
+    assert set(component.labels) >= {"PER", "LOC", "ORG"}
+    assert nlp.config["components"]["transformer" if "transformer" in nlp.pipe_names else "spanbert_ner"]
+
+
+def test_ner_config_trains(tiny_corpus, tiny_bert_dir, tmp_path):
+    config = load_config(CONFIGS / "ner.cfg", overrides=overrides(tiny_corpus, tiny_bert_dir), interpolate=False)
+    nlp = init_nlp(config)
+    (tmp_path / "out").mkdir()
+    with open(tmp_path / "log.txt", "w") as log:
+        train(nlp, tmp_path / "out", stdout=log)
+    trained = spacy.load(tmp_path / "out" / "model-last")
+    doc = trained("John saw the big dog in London .")
+    assert doc.spans["spanbert_ents"].attrs["scores"] is not None
+    assert trained.pipe_names == ["transformer", "spanbert_ner"]
+
+
+def test_missing_checkpoint_is_one_clear_error(tiny_corpus, tmp_path):
+    config = load_config(
+        CONFIGS / "ner.cfg", overrides=overrides(tiny_corpus, tmp_path / "no-such-encoder"), interpolate=False
+    )
+    with pytest.raises(FileNotFoundError, match="paths.init_model"):
+        init_nlp(config)
