@@ -170,3 +170,35 @@ def test_heldout_mlm_loss_tracks_training(trained_run, memo_corpus, tiny_bert_di
     assert final == heldout_mlm_loss(trained_run / "encoder", memo_corpus, max_length=32)  # fixed masks
     with pytest.raises(ValueError, match="heads.safetensors"):
         heldout_mlm_loss(tiny_bert_dir, memo_corpus)
+
+
+def test_heads_warmup_keeps_encoder_frozen(tiny_bert_dir, tiny_text_corpus, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    ov = overrides(tiny_bert_dir, tiny_text_corpus, **{"training.max_steps": 5, "training.save_steps": 3,
+                                                      "training.heads_warmup_steps": 3})
+    pretrain(CONFIG, tmp_path, ov)
+    start = load_file(str(tiny_bert_dir / "model.safetensors"))
+    at3 = load_file(str(tmp_path / "checkpoints" / "step-3" / "encoder" / "model.safetensors"))
+    at5 = load_file(str(tmp_path / "checkpoints" / "step-5" / "encoder" / "model.safetensors"))
+    key = "encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(start[key], at3[key]) and not torch.equal(at3[key], at5[key])
+    assert torch.equal(start["embeddings.word_embeddings.weight"], at3["embeddings.word_embeddings.weight"])
+    heads = load_file(str(tmp_path / "checkpoints" / "step-3" / "heads.safetensors"))
+    assert heads["mlm_head.bias"].abs().sum() > 0
+
+
+def test_named_entity_scheme_runs_with_a_spacy_pipeline(tiny_bert_dir, tiny_text_corpus, tmp_path):
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "PERSON", "pattern": "Mary"},
+                                               {"label": "GPE", "pattern": "London"}])
+    nlp.to_disk(tmp_path / "ner")
+    ov = overrides(tiny_bert_dir, tiny_text_corpus, **{"training.max_steps": 2, "training.save_steps": 2,
+                                                      "masking.scheme": "named_entity"})
+    with pytest.raises(ValueError, match="paths.spacy_model"):
+        pretrain(CONFIG, tmp_path / "run0", ov)
+    pretrain(CONFIG, tmp_path / "run", {**ov, "paths.spacy_model": str(tmp_path / "ner")})
+    assert len(log_rows(tmp_path / "run")) == 2

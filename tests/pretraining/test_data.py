@@ -1,0 +1,93 @@
+"""Corpus reading and packing: formats, document boundaries, long sentences, entity candidates."""
+import json
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from spacy_spanbert.pretraining.collator import SpanMaskingCollator
+from spacy_spanbert.pretraining.data import PackedBlocks, iter_documents, pack_corpus
+from spacy_spanbert.pretraining.masking import MaskingConfig
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_bert_dir):
+    return AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+
+
+def decode_blocks(blocks, tokenizer):
+    return [tokenizer.decode(blocks[i]["input_ids"]) for i in range(len(blocks))]
+
+
+def test_blocks_pack_sentences_of_one_document(tokenizer, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat saw the dog.\nthe dog saw the cat.\n\nmary met john.\n")
+    blocks = PackedBlocks(pack_corpus(corpus, tokenizer, 32, tmp_path / "packed"))
+    assert decode_blocks(blocks, tokenizer) == [
+        "[CLS] the cat saw the dog. the dog saw the cat. [SEP]", "[CLS] mary met john. [SEP]"]
+    item = blocks[0]
+    assert item["word_ids"][0] == -1 and item["word_ids"][-1] == -1
+    # word ids are block-global: the two sentences do not share word numbers
+    assert len(set(item["word_ids"][1:-1].tolist())) == 12
+
+
+def test_long_sentence_is_split_not_dropped(tokenizer, tmp_path):
+    words = " ".join(["the big old river"] * 20)  # 80 words, one line
+    corpus = tmp_path / "long.txt"
+    corpus.write_text(words + "\n")
+    blocks = PackedBlocks(pack_corpus(corpus, tokenizer, 16, tmp_path / "packed"))
+    assert all(len(blocks[i]["input_ids"]) <= 16 for i in range(len(blocks)))
+    assert sum(len(blocks[i]["input_ids"]) - 2 for i in range(len(blocks))) == 80
+    joined = " ".join(t.replace("[CLS] ", "").replace(" [SEP]", "") for t in decode_blocks(blocks, tokenizer))
+    assert joined == words
+
+
+def test_jsonl_and_docbin_inputs(tokenizer, tmp_path):
+    import spacy
+    from spacy.tokens import DocBin
+
+    jl = tmp_path / "c.jsonl"
+    jl.write_text(json.dumps({"text": "the cat saw the dog."}) + "\n" + json.dumps({"text": "mary met john."}) + "\n")
+    assert list(iter_documents(jl)) == [[("the cat saw the dog.", [])], [("mary met john.", [])]]
+    nlp = spacy.blank("en")
+    db = DocBin(docs=[nlp("the cat saw the dog."), nlp("mary met john.")])
+    db.to_disk(tmp_path / "c.spacy")
+    blocks = PackedBlocks(pack_corpus(tmp_path / "c.spacy", tokenizer, 32, tmp_path / "packed"))
+    assert decode_blocks(blocks, tokenizer) == ["[CLS] the cat saw the dog. [SEP]", "[CLS] mary met john. [SEP]"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"body": "x"}\n')
+    with pytest.raises(ValueError, match="'text' field"):
+        pack_corpus(bad, tokenizer, 32, tmp_path / "bad")
+    with pytest.raises(ValueError, match="Unsupported corpus format"):
+        pack_corpus(tmp_path / "packed" / "meta.json", tokenizer, 32, tmp_path / "x")
+
+
+def test_entity_candidates_feed_named_entity_masking(tokenizer, tmp_path):
+    import spacy
+
+    nlp = spacy.blank("en")
+    ruler = nlp.add_pipe("entity_ruler")
+    ruler.add_patterns([{"label": "GPE", "pattern": "new london"}, {"label": "PERSON", "pattern": "mary"}])
+    corpus = tmp_path / "ents.txt"
+    corpus.write_text("mary saw the old river in new london.\nthe cat met mary.\n")
+    blocks = PackedBlocks(pack_corpus(corpus, tokenizer, 64, tmp_path / "packed", nlp=nlp,
+                                      candidate_kind="named_entity"))
+    item = blocks[0]
+    spans = [tokenizer.decode(item["input_ids"][s:e + 1]) for s, e in item["candidates"]]
+    assert spans == ["mary", "new london", "mary"]
+    col = SpanMaskingCollator.from_tokenizer(tokenizer, masking=MaskingConfig(scheme="named_entity",
+                                                                              candidate_share=1.0, mask_ratio=0.3))
+    batch = col([item])
+    masked = np.flatnonzero(batch["labels"][0].numpy() != -100)
+    cand_positions = {p for s, e in item["candidates"] for p in range(s, e + 1)}
+    # candidate_share = 1: every entity is drawn before any random word fills the rest of the budget
+    assert cand_positions <= set(masked.tolist())
+
+
+def test_packed_corpus_is_reused_when_unchanged(tokenizer, tiny_text_corpus, tmp_path):
+    out = pack_corpus(tiny_text_corpus, tokenizer, 32, tmp_path / "p")
+    stamp = (out / "ids.bin").stat().st_mtime_ns
+    pack_corpus(tiny_text_corpus, tokenizer, 32, tmp_path / "p")
+    assert (out / "ids.bin").stat().st_mtime_ns == stamp
+    pack_corpus(tiny_text_corpus, tokenizer, 48, tmp_path / "p")
+    assert json.loads((out / "meta.json").read_text())["source"]["max_length"] == 48
