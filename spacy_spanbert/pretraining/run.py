@@ -123,6 +123,7 @@ def pretrain(config_path: Path, output_dir: Path, overrides: Optional[Dict] = No
         resume_from = ckpt.latest_checkpoint(output_dir)
     if is_main:
         ckpt.check_run_identity(output_dir, identity, resume)
+        cfg.to_disk(output_dir / "config.cfg")  # the resolved settings of this run, overrides included
     elif not resume and ckpt.list_checkpoints(output_dir):
         raise ValueError(f"{output_dir} already holds checkpoints: pass --resume to continue.")
     if resume and resume_from is None:

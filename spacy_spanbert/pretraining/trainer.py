@@ -48,6 +48,7 @@ class SpanBertTrainer(Trainer):
         s = self._stats
         if "loss" in logs and s["micro"]:
             n_pieces, n_masked, n_spans, n_words = (int(x) for x in s["mask"])
+            logs["lr"] = logs.get("learning_rate")
             logs["mlm_loss"] = round(s["mlm"] / s["micro"], 4)
             logs["sbo_loss"] = round(s["sbo"] / s["micro"], 4)
             logs["tokens_per_s"] = round(s["tokens"] * self.args.world_size / (time.perf_counter() - s["t0"]), 1)

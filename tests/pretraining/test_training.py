@@ -202,3 +202,18 @@ def test_named_entity_scheme_runs_with_a_spacy_pipeline(tiny_bert_dir, tiny_text
         pretrain(CONFIG, tmp_path / "run0", ov)
     pretrain(CONFIG, tmp_path / "run", {**ov, "paths.spacy_model": str(tmp_path / "ner")})
     assert len(log_rows(tmp_path / "run")) == 2
+
+
+def test_from_scratch_with_a_model_config(tiny_bert_dir, tiny_text_corpus, tmp_path):
+    from transformers import AutoModel
+
+    ov = overrides(None, tiny_text_corpus, **{"paths.tokenizer": str(tiny_bert_dir), "training.max_steps": 2,
+                                             "training.save_steps": 2, "model.hidden_size": 16,
+                                             "model.num_hidden_layers": 1, "model.num_attention_heads": 2,
+                                             "model.intermediate_size": 32, "model.max_position_embeddings": 64})
+    ov["paths.init_model"] = None
+    pretrain(CONFIG, tmp_path, ov)
+    model = AutoModel.from_pretrained(str(tmp_path / "encoder"))
+    assert model.config.hidden_size == 16 and model.config.num_hidden_layers == 1
+    assert "scheme = \"span\"" in (tmp_path / "config.cfg").read_text()
+    assert log_rows(tmp_path)[0]["lr"] == log_rows(tmp_path)[0]["learning_rate"]
