@@ -27,7 +27,7 @@ def test_spacy_cli_reports_bad_input_in_one_line(tiny_bert_dir, tmp_path):
 
 def test_two_gloo_processes_train_and_checkpoint(tiny_bert_dir, tiny_text_corpus, tmp_path):
     out = tmp_path / "ddp"
-    res = run(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    res = run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "spacy_spanbert", "pretrain", str(CONFIG), str(out),
                "--paths.raw_text", str(tiny_text_corpus), "--paths.init_model", str(tiny_bert_dir),
                "--training.max_steps", "4", "--training.save_steps", "4", "--training.batch_size", "2",
