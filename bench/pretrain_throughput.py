@@ -218,11 +218,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--name", default="pretrain_throughput", help="output file stem under --out-dir")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny random BERT, seq 64, 2 steps")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    name = "pretrain_throughput"
+    name = args.name
     with tempfile.TemporaryDirectory() as tmp:
         if args.quick:
             args.model = args.model or str(tiny_model_dir(Path(tmp) / "tiny"))
