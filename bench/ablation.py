@@ -10,8 +10,6 @@ whether the paper's ordering holds at this scale.
     python bench/ablation.py --gpu-id 0 --seeds 1 2 3               # the real ablation
 """
 import argparse
-import importlib
-import inspect
 import json
 import shutil
 import sys
@@ -22,11 +20,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.accuracy import prepare_corpus, resolve_encoder  # noqa: E402
+from bench.accuracy import prepare_corpus, quick_overrides, resolve_encoder, set_budget  # noqa: E402
 from bench.report import publish  # noqa: E402
 from bench.common import (  # noqa: E402
     ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_logged, spacy_cmd,
-    summarize_runs, thread_env, train_and_evaluate, write_json, write_text, failed_record,
+    short_error, summarize_runs, thread_env, train_and_evaluate, write_json, write_text, failed_record,
 )
 
 BENCH = Path(__file__).resolve().parent
@@ -52,6 +50,7 @@ PAPER_ORDER = [
     ("span_sbo", "none", "continued span+SBO pretraining beats none (issue 5)"),
 ]
 QUICK_TEXT_DOCS = 60
+TIE = 0.0005  # F differences below 0.05 points are ties (spaCy reports F to 4 decimals of a fraction)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -69,7 +68,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--pretrain-lr", type=float, default=5e-5)
     p.add_argument("--pretrain-seed", type=int, default=0)
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="fine-tuning seeds (default 1 2 3, quick 1)")
-    p.add_argument("--max-steps", type=int, default=None, help="fine-tuning steps (default 600, quick 12)")
+    p.add_argument("--max-steps", type=int, default=None, help="fine-tuning steps (default: configs/ner.cfg's; quick 12)")
     p.add_argument("--eval-frequency", type=int, default=None)
     p.add_argument("--ner-config", type=Path, default=ROOT / "configs" / "ner.cfg")
     p.add_argument("--gpu-id", type=int, default=-1)
@@ -78,6 +77,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--work-dir", type=Path, default=None)
     p.add_argument("--output", type=Path, default=None)
+    p.add_argument("--heldout-schemes", nargs="+", default=["subword", "span"], choices=["subword", "whole_word", "span"],
+                   help="masking of the held-out text (same seeded masks for every model); the first is plotted")
     p.add_argument("--heldout-job", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     q = args.quick
@@ -86,8 +87,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args.pretrain_steps = args.pretrain_steps or (4 if q else 1000)
     args.pretrain_batch_size = args.pretrain_batch_size or (2 if q else 8)
     args.pretrain_max_length = args.pretrain_max_length or (32 if q else 128)
-    args.max_steps = args.max_steps or (12 if q else 600)
-    args.eval_frequency = args.eval_frequency or max(1, min(100, args.max_steps // 2))
+    set_budget(args)
     args.work_dir = (args.work_dir or BENCH / "work" / f"ablation{suffix}").resolve()
     args.output = args.output or BENCH / "results" / f"ablation{suffix}.json"
     return args
@@ -117,6 +117,8 @@ def pretrain(name: str, args: argparse.Namespace, text: Dict[str, Path], encoder
         "--paths.init_model", encoder, "--training.max_steps", args.pretrain_steps,
         "--training.batch_size", args.pretrain_batch_size, "--training.max_length", args.pretrain_max_length,
         "--training.learning_rate", args.pretrain_lr, "--masking.scheme", scheme, "--objective.sbo_weight", sbo,
+        "--training.warmup_steps", max(1, args.pretrain_steps // 10),
+        "--training.logging_steps", max(1, args.pretrain_steps // 50), "--training.save_steps", args.pretrain_steps,
         "--system.seed", args.pretrain_seed, "--gpu-id", args.gpu_id,
         *(["--paths.spacy_model", args.spacy_model] if args.spacy_model and name in NEEDS_PIPELINE else []),
     )
@@ -140,37 +142,31 @@ def last_log_entry(path: Path) -> Optional[Dict[str, Any]]:
     return json.loads(lines[-1]) if lines else None
 
 
-def heldout_loss(name: str, args, text, encoder: str, pre: Optional[Dict[str, Any]], env) -> Dict[str, Any]:
-    """Held-out masked-LM loss of the pretrained model, measured by the engine's helper in a child process."""
-    job = {"run_dir": pre["dir"] if pre else None, "encoder": encoder, "heldout": str(text["heldout"]),
-           "max_length": args.pretrain_max_length, "seed": args.pretrain_seed, "gpu_id": args.gpu_id,
+def heldout_loss(name: str, args, text, pre: Dict[str, Any], env) -> Dict[str, Any]:
+    """Held-out masked-LM loss of one pretrained model under each of --heldout-schemes (same seeded masks for all)."""
+    job = {"encoder_dir": str(Path(pre["dir"]) / "encoder"), "corpus": str(text["heldout"]),
+           "schemes": args.heldout_schemes, "max_length": args.pretrain_max_length, "seed": args.pretrain_seed,
            "out": str(args.work_dir / name / "heldout.json")}
     job_path = args.work_dir / name / "heldout_job.json"
     write_json(job_path, job)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--heldout-job", str(job_path)]
     done = run_logged(cmd, args.work_dir / name / "heldout.log", env=env, timeout=args.timeout, prefix=f"[{name}] ")
     if not done.ok or not Path(job["out"]).exists():
-        return {"heldout_mlm_loss": None, "heldout_error": done.tail.splitlines()[-1] if done.tail else "failed"}
+        return {"heldout_mlm_loss": None, "heldout_error": short_error(done.tail)}
     return json.loads(Path(job["out"]).read_text())
 
 
 def heldout_job(job_path: Path) -> None:
-    """Child process: call spacy_spanbert.pretraining.evaluate.heldout_mlm_loss with the arguments it accepts."""
+    """Child process: spacy_spanbert.pretraining.evaluate.heldout_mlm_loss for each masking scheme."""
     job = json.loads(Path(job_path).read_text())
     try:
-        func = importlib.import_module("spacy_spanbert.pretraining.evaluate").heldout_mlm_loss
-    except (ImportError, AttributeError):
+        from spacy_spanbert.pretraining.evaluate import heldout_mlm_loss
+    except ImportError:
         raise SystemExit("spacy_spanbert.pretraining.evaluate.heldout_mlm_loss is not available in this version")
-    params = inspect.signature(func).parameters
-    model = job["run_dir"] or job["encoder"]
-    candidates = {
-        "model_dir": model, "run_dir": model, "output_dir": model, "path": model, "model": model,
-        "raw_text": job["heldout"], "heldout": job["heldout"], "text_path": job["heldout"], "corpus": job["heldout"],
-        "max_length": job["max_length"], "seed": job["seed"], "gpu_id": job["gpu_id"],
-    }
-    value = func(**{k: v for k, v in candidates.items() if k in params})
-    loss = value.get("mlm_loss", value.get("loss")) if isinstance(value, dict) else float(value)
-    write_json(Path(job["out"]), {"heldout_mlm_loss": loss, "heldout_detail": value if isinstance(value, dict) else None})
+    detail = {s: heldout_mlm_loss(job["encoder_dir"], job["corpus"], scheme=s, max_length=job["max_length"],
+                                  seed=job["seed"]) for s in job["schemes"]}
+    write_json(Path(job["out"]), {"heldout_mlm_loss": detail[job["schemes"][0]]["mlm_loss"],
+                                  "heldout_by_scheme": detail})
 
 
 def run_scheme(name: str, args, text, corpus, encoder: str, env) -> Dict[str, Any]:
@@ -186,12 +182,13 @@ def run_scheme(name: str, args, text, corpus, encoder: str, env) -> Dict[str, An
         if pre["status"] != "ok":
             result.update(status="failed", reason=f"pretraining: {pre.get('error')}")
             return result
-    result.update(heldout_loss(name, args, text, encoder, pre, env))
+    if pre:  # `none` has no pretraining heads to score (MiniLM ships no MLM head), so no held-out loss
+        result.update(heldout_loss(name, args, text, pre, env))
     init = str(Path(pre["dir"]) / "encoder") if pre else encoder
     for seed in args.seeds:
         result["runs"].append(train_and_evaluate(
             args.ner_config, args.work_dir / name / f"ner_seed{seed}", corpus, seed=seed, max_steps=args.max_steps,
-            eval_frequency=args.eval_frequency, gpu_id=args.gpu_id, init_model=init, env=env,
+            eval_frequency=args.eval_frequency, gpu_id=args.gpu_id, init_model=init, overrides=quick_overrides(args), env=env,
             timeout=args.timeout, label=f"{name} ner seed {seed}",
         ))
     result["summary"] = summarize_runs(result["runs"])
@@ -210,7 +207,8 @@ def paper_ordering(schemes: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
             continue
         diff = a["mean"] - b["mean"]
         comparisons.append({
-            "claim": claim, "better": better, "worse": worse, "holds": diff > 0, "diff_f": diff,
+            "claim": claim, "better": better, "worse": worse, "holds": diff > TIE, "tie": abs(diff) <= TIE,
+            "diff_f": diff,
             "beyond_spread": abs(diff) > a["std"] + b["std"] if min(a["n"], b["n"]) > 1 else None,
         })
     if not comparisons:
@@ -222,9 +220,10 @@ def paper_ordering(schemes: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
     if not broken:
         text = f"The paper's ordering holds at this scale: all {len(comparisons)} checked comparisons go its way."
     else:
-        detail = "; ".join(f"{c['better']} {100 * c['diff_f']:+.1f} F vs {c['worse']}" for c in broken)
+        detail = "; ".join(f"{c['better']} = {c['worse']} (tie)" if c["tie"] else
+                           f"{c['better']} {100 * c['diff_f']:+.1f} F vs {c['worse']}" for c in broken)
         text = (f"The paper's ordering does not hold at this scale: {len(broken)} of {len(comparisons)} checked "
-                f"comparisons go the other way ({detail}).")
+                f"comparisons are ties or go the other way ({detail}).")
     return {"holds": not broken, "comparisons": comparisons, "statement": text + noise}
 
 
@@ -234,16 +233,18 @@ def render_markdown(result: Dict[str, Any]) -> str:
     for name, r in result["schemes"].items():
         summ = r.get("summary") or {}
         pre = r.get("pretrain") or {}
-        loss = r.get("heldout_mlm_loss")
+        losses = r.get("heldout_by_scheme") or {}
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('reason', '')}"
         rows.append([
             name, "–" if SCHEMES[name] is None else f"{SCHEMES[name][0]}, SBO {SCHEMES[name][1]:g}",
             fmt_stat(summ.get("f")), fmt_stat(summ.get("p")), fmt_stat(summ.get("r")),
-            "–" if loss is None else f"{loss:.3f}", fmt_duration(pre.get("wall_s")),
-            fmt_duration((summ.get("train_wall_s") or {}).get("mean")), summ.get("n_ok", 0), status,
+            *[f"{losses[h]['mlm_loss']:.3f}" if h in losses else "–" for h in s["heldout_schemes"]],
+            fmt_duration(pre.get("wall_s")), fmt_duration((summ.get("train_wall_s") or {}).get("mean")),
+            summ.get("n_ok", 0), status,
         ])
-    table = markdown_table(["scheme", "masking", "test F", "P", "R", "held-out MLM loss", "pretrain time",
-                            "fine-tune time", "seeds", "status"], rows)
+    table = markdown_table(["scheme", "masking", "test F", "P", "R",
+                            *[f"held-out MLM loss ({h} masks)" for h in s["heldout_schemes"]],
+                            "pretrain time", "fine-tune time", "seeds", "status"], rows)
     title = "Masking ablation: continued pretraining, then spanbert_ner on CoNLL-2003" + (
         " (QUICK sanity run: tiny subset, not a result)" if s["quick"] else "")
     lines = [
@@ -251,8 +252,12 @@ def render_markdown(result: Dict[str, Any]) -> str:
         f"Encoder `{Path(s['encoder']).name}`; each scheme: {s['pretrain_steps']} pretraining steps × "
         f"{s['pretrain_batch_size']} sequences × {s['pretrain_max_length']} tokens (≤ {s['pretrain_tokens']:,} tokens), "
         f"lr {s['pretrain_lr']:g}, seed {s['pretrain_seed']}; then {s['max_steps']} spanbert_ner steps, seeds "
-        f"{s['seeds']}. Scores in %, mean ± sample std over fine-tuning seeds.", "", table, "",
+        f"{s['seeds']}. Scores in %, mean ± sample std over fine-tuning seeds. Masking-only rows train without SBO "
+        "(weight 0) so that only the masking differs. Held-out loss: the same seeded masks for every model; `none` "
+        "has no pretraining heads to score.", "", table, "",
         f"**{result['ordering']['statement']}**", "",
+        *sorted({f"Held-out MLM loss not measured: {r['heldout_error']}" for r in result["schemes"].values()
+                 if r.get("heldout_error")}),
         f"Total wall time {fmt_duration(result['wall_s'])}. {machine_line(result['machine'])}",
         f"Rerun: `{result['command']}`",
     ]
@@ -272,7 +277,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     corpus = prepare_corpus(args)
     text = prepare_text(args)
     env = thread_env(args.threads)
-    settings = {k: getattr(args, k) for k in ("quick", "seeds", "pretrain_steps", "pretrain_batch_size",
+    settings = {k: getattr(args, k) for k in ("quick", "seeds", "pretrain_steps", "pretrain_batch_size", "heldout_schemes",
                                                 "pretrain_max_length", "pretrain_lr", "pretrain_seed", "max_steps",
                                                 "eval_frequency", "gpu_id", "spacy_model")}
     settings.update(encoder=encoder, pretrain_tokens=args.pretrain_steps * args.pretrain_batch_size *

@@ -34,8 +34,8 @@ SYSTEMS: Dict[str, Dict[str, Any]] = {
     "cnn_ner": {"config": BENCH / "configs" / "cnn_ner.cfg", "label": "spaCy CNN tok2vec + ner", "encoder": False},
 }
 QUICK_DOCS = {"train": 40, "dev": 8, "test": 8}
-# span-marker has no spaCy config: it gets the budget of configs/ner.cfg's [training] block spelled out here
-SPAN_MARKER_BUDGET = {"batch_words": 2000, "learning_rate": 1e-4, "warmup_steps": 60, "model_max_length": 256}
+# span-marker has no spaCy config: it gets configs/ner.cfg's batch size, peak rate and warmup (these if it is absent)
+SPAN_MARKER_BUDGET = {"batch_words": 1000, "learning_rate": 1e-4, "warmup_steps": 150, "model_max_length": 256}
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -44,7 +44,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--encoder", default=None, help="HF encoder dir or name (default: the MiniLM-L6 package)")
     p.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="default 1 2 3 (quick: 1)")
-    p.add_argument("--max-steps", type=int, default=None, help="training steps per run (default 600, quick 12)")
+    p.add_argument("--max-steps", type=int, default=None, help="steps per run (default: configs/ner.cfg's; quick 12)")
     p.add_argument("--eval-frequency", type=int, default=None, help="dev evaluation every N steps")
     p.add_argument("--gpu-id", type=int, default=-1)
     p.add_argument("--threads", type=int, default=None, help="pin OMP/MKL threads of every run")
@@ -56,13 +56,32 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     suffix = "-quick" if args.quick else ""
     args.seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
-    args.max_steps = args.max_steps or (12 if args.quick else 600)
-    args.eval_frequency = args.eval_frequency or max(1, min(100, args.max_steps // 2))
+    set_budget(args)
     args.work_dir = (args.work_dir or BENCH / "work" / f"accuracy{suffix}").resolve()
     args.output = args.output or BENCH / "results" / f"accuracy{suffix}.json"
-    if args.max_steps < 1 or args.eval_frequency < 1:
-        p.error("--max-steps and --eval-frequency must be at least 1")
     return args
+
+
+def set_budget(args: argparse.Namespace) -> None:
+    """Fill in --max-steps/--eval-frequency: configs/ner.cfg's own budget, or a handful of steps with --quick."""
+    steps, every = 12, 6
+    ner_cfg = ROOT / "configs" / "ner.cfg"
+    if not args.quick and ner_cfg.exists():
+        from spacy.util import load_config
+
+        training = load_config(ner_cfg, interpolate=False)["training"]
+        steps, every = int(training["max_steps"]), int(training["eval_frequency"])
+    elif not args.quick:
+        steps, every = 2000, 200
+    args.max_steps = args.max_steps or steps
+    args.eval_frequency = args.eval_frequency or min(every, max(1, args.max_steps // 2))
+    if args.max_steps < 1 or args.eval_frequency < 1:
+        raise ValueError("--max-steps and --eval-frequency must be at least 1")
+
+
+def quick_overrides(args: argparse.Namespace) -> List[str]:
+    """--quick shortens the warmup to a fifth of the steps, so a handful of updates actually move the weights."""
+    return ["--training.optimizer.learn_rate.warmup_steps", str(max(1, args.max_steps // 5))] if args.quick else []
 
 
 def resolve_encoder(name: Optional[str]) -> str:
@@ -99,7 +118,7 @@ def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], enc
     spec = SYSTEMS[name]
     result: Dict[str, Any] = {"label": spec["label"], "status": "ok", "runs": []}
     if name == "span_marker" and importlib.util.find_spec("span_marker") is None:
-        result.update(status="not run", reason="span-marker not installed (pip install span-marker to include it)")
+        result.update(status="not run", reason="span-marker not installed (to include it: pip install span-marker==1.8.1 torch==2.13.0 transformers==4.53.2)")
         return result
     if spec["config"] is not None:
         result["config"] = str(Path(spec["config"]).relative_to(ROOT))
@@ -116,7 +135,8 @@ def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], enc
             run = train_and_evaluate(
                 spec["config"], run_dir, corpus, seed=seed, max_steps=args.max_steps,
                 eval_frequency=args.eval_frequency, gpu_id=args.gpu_id,
-                init_model=encoder if spec["encoder"] else None, env=env, timeout=args.timeout, label=label,
+                init_model=encoder if spec["encoder"] else None, overrides=quick_overrides(args), env=env,
+                timeout=args.timeout, label=label,
             )
         result["runs"].append(run)
     result["summary"] = summarize_runs(result["runs"])
@@ -127,12 +147,30 @@ def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], enc
     return result
 
 
+def span_marker_budget(args: argparse.Namespace) -> Dict[str, Any]:
+    """configs/ner.cfg's words per batch, peak learning rate and warmup, for the HF Trainer that span-marker uses."""
+    budget = dict(SPAN_MARKER_BUDGET)
+    ner_cfg = ROOT / "configs" / "ner.cfg"
+    if ner_cfg.exists():
+        from spacy.util import load_config
+
+        training = load_config(ner_cfg, interpolate=False)["training"]
+        budget["batch_words"] = int(training["batcher"].get("size", budget["batch_words"]))
+        lr = training["optimizer"].get("learn_rate", {})
+        if isinstance(lr, dict):
+            budget["learning_rate"] = float(lr.get("initial_rate", budget["learning_rate"]))
+            budget["warmup_steps"] = int(lr.get("warmup_steps", budget["warmup_steps"]))
+    if args.quick:
+        budget["warmup_steps"] = max(1, args.max_steps // 5)
+    return budget
+
+
 def run_span_marker(args, corpus, encoder, seed, run_dir, env) -> Dict[str, Any]:
     """Train + evaluate span-marker in a child process (this script with --span-marker-job)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     job = {
         "encoder": encoder, "seed": seed, "max_steps": args.max_steps, "gpu_id": args.gpu_id,
-        "run_dir": str(run_dir), **{k: str(v) for k, v in corpus.items()}, **SPAN_MARKER_BUDGET,
+        "run_dir": str(run_dir), **{k: str(v) for k, v in corpus.items()}, **span_marker_budget(args),
     }
     job_path = run_dir / "job.json"
     write_json(job_path, job)

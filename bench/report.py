@@ -73,8 +73,11 @@ def update_readme(readme: Path, results_dir: Path, include_quick: bool = False, 
 # ---------------------------------------------------------------- plots
 
 
-def plot_bars(groups: Sequence[Tuple[str, List[float], str]], ax: Any, ylabel: str) -> None:
-    """Bars at the seed mean, whiskers from min to max, one dot per seed; systems that did not run are marked."""
+def plot_bars(groups: Sequence[Tuple[str, List[float], str]], ax: Any, ylabel: str, zoom: bool = False) -> None:
+    """Bars at the seed mean, whiskers from min to max, one dot per seed; systems that did not run are marked.
+
+    zoom: fit the y axis to the values (for losses that differ in the second decimal) instead of starting at 0.
+    """
     for i, (label, values, status) in enumerate(groups):
         if values:
             mean = sum(values) / len(values)
@@ -82,10 +85,17 @@ def plot_bars(groups: Sequence[Tuple[str, List[float], str]], ax: Any, ylabel: s
             if len(values) > 1:
                 ax.errorbar(i, mean, yerr=[[mean - min(values)], [max(values) - mean]], color="black", capsize=4)
             ax.scatter([i] * len(values), values, color="black", s=12, zorder=3)
-            ax.annotate(f"{mean:.1f}", (i, mean), ha="center", va="bottom", fontsize=8, xytext=(0, 3),
+            ax.annotate(f"{mean:.3g}" if zoom else f"{mean:.1f}", (i, mean), ha="center", va="bottom", fontsize=8, xytext=(0, 3),
                         textcoords="offset points")
         else:
             ax.annotate(status, (i, 0), ha="center", va="bottom", fontsize=7, rotation=90, color="#a00")
+    values = [v for _, vals, _ in groups for v in vals]
+    if values and zoom:
+        low, high = min(values), max(values)
+        pad = max(0.05 * (high - low), 0.01 * abs(high), 1e-3)
+        ax.set_ylim(low - 4 * pad, high + 2 * pad)
+    elif values:
+        ax.set_ylim(0, max(1.0, 1.12 * max(values)))
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([g[0] for g in groups], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
@@ -131,7 +141,8 @@ def plot_ablation(result: Dict[str, Any], png: Path) -> None:
     ax1.set_title("Fine-tuned spanbert_ner")
     losses = [(n, [s["heldout_mlm_loss"]] if s.get("heldout_mlm_loss") is not None else [], "n/a")
               for n, s in schemes.items()]
-    plot_bars(losses, ax2, "held-out masked-LM loss")
+    plot_bars(losses, ax2, f"held-out masked-LM loss ({result['settings'].get('heldout_schemes', ['?'])[0]} masks)",
+              zoom=True)
     ax2.set_title("Held-out MLM loss (lower is better)")
     _save(fig, png)
     plt.close(fig)

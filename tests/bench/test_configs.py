@@ -36,4 +36,23 @@ def test_trf_baseline_mirrors_the_spanbert_ner_config():
     base = _load(BASELINES / "trf_ner.cfg", **{"training.max_steps": 37}).interpolate()
     for key in SHARED_TRAINING:
         assert base["training"][key] == ours["training"][key], f"[training] {key} differs from configs/ner.cfg"
-    assert base["components"]["transformer"]["model"] == ours["components"]["transformer"]["model"]
+    ours_trf = dict(ours["components"]["transformer"]["model"])
+    base_trf = dict(base["components"]["transformer"]["model"])
+    assert base_trf.pop("@architectures") == "spacy-transformers.TransformerModel.v3"
+    ours_trf.pop("@architectures")
+    assert base_trf == ours_trf  # same encoder name, windows, tokenizer and precision settings
+    assert base["nlp"]["batch_size"] == ours["nlp"]["batch_size"]
+
+
+def test_cnn_floor_shares_the_training_budget():
+    ner_cfg = ROOT / "configs" / "ner.cfg"
+    if not ner_cfg.exists():
+        pytest.skip("configs/ner.cfg not written yet")
+    ours = _load(ner_cfg).interpolate()["training"]
+    cnn = _load(BASELINES / "cnn_ner.cfg").interpolate()["training"]
+    for key in ("max_steps", "eval_frequency", "batcher", "patience"):
+        assert cnn[key] == ours[key], f"[training] {key} differs from configs/ner.cfg"
+    ours_lr, cnn_lr = dict(ours["optimizer"]["learn_rate"]), dict(cnn["optimizer"]["learn_rate"])
+    assert cnn_lr.pop("initial_rate") == 0.001  # the CNN's own default peak rate; the schedule is the same
+    ours_lr.pop("initial_rate")
+    assert cnn_lr == ours_lr

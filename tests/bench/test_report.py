@@ -71,6 +71,8 @@ def test_ablation_statement_is_computed_from_the_numbers():
     broken = ablation.paper_ordering({"span": runs(0.86), "span_sbo": runs(0.84)})
     assert broken["holds"] is False and "does not hold" in broken["statement"]
     assert "span_sbo -2.0 F vs span" in broken["statement"] and "one fine-tuning seed" in broken["statement"]
+    tie = ablation.paper_ordering({"span": runs(0.85), "subword": runs(0.85)})
+    assert tie["holds"] is False and "span = subword (tie)" in tie["statement"]
     assert ablation.paper_ordering({"span": {"status": "failed"}})["holds"] is None
 
 
