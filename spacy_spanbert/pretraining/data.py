@@ -19,6 +19,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 SUFFIXES = (".txt", ".jsonl", ".spacy")
+MAX_DOC_LINES = 10_000
 CharSpans = List[Tuple[int, int]]
 Document = List[Tuple[str, CharSpans]]
 
@@ -70,7 +71,8 @@ def _text_documents(file: Path) -> Iterator[List[str]]:
             line = line.strip()
             if line:
                 doc.append(line)
-            elif doc:
+            if len(doc) >= MAX_DOC_LINES or (not line and doc):
+                # a huge document is handed on in parts to bound memory; packing restarts a block there
                 yield doc
                 doc = []
         if doc:

@@ -29,29 +29,31 @@ class SpanBertTrainer(Trainer):
 
     # --- loss and statistics -------------------------------------------------------------------------------
     def _reset_stats(self) -> None:
-        self._stats = {"mlm": 0.0, "sbo": 0.0, "micro": 0, "tokens": 0, "mask": torch.zeros(4, dtype=torch.long),
-                       "t0": time.perf_counter()}
+        self._stats = {"mlm": 0.0, "sbo": 0.0, "micro": 0, "tokens": 0, "mask": 0, "t0": time.perf_counter()}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mask_stats = inputs.pop("mask_stats", None)
         outputs = model(**inputs)
         if model.training:
-            self._stats["mlm"] += outputs["mlm_loss"].item()
-            self._stats["sbo"] += outputs["sbo_loss"].item()
+            # kept as tensors: no device sync per step, read out at logging time
+            self._stats["mlm"] = self._stats["mlm"] + outputs["mlm_loss"]
+            self._stats["sbo"] = self._stats["sbo"] + outputs["sbo_loss"]
             self._stats["micro"] += 1
-            self._stats["tokens"] += int(inputs["attention_mask"].sum())
+            self._stats["tokens"] = self._stats["tokens"] + inputs["attention_mask"].sum()
             if mask_stats is not None:
-                self._stats["mask"] += mask_stats.cpu()
+                self._stats["mask"] = self._stats["mask"] + mask_stats
         return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
 
     def log(self, logs, start_time=None):
         s = self._stats
         if "loss" in logs and s["micro"]:
-            n_pieces, n_masked, n_spans, n_words = (int(x) for x in s["mask"])
+            mask = s["mask"].tolist() if torch.is_tensor(s["mask"]) else [0, 0, 0, 0]
+            n_pieces, n_masked, n_spans, n_words = (int(x) for x in mask)
             logs["lr"] = logs.get("learning_rate")
-            logs["mlm_loss"] = round(s["mlm"] / s["micro"], 4)
-            logs["sbo_loss"] = round(s["sbo"] / s["micro"], 4)
-            logs["tokens_per_s"] = round(s["tokens"] * self.args.world_size / (time.perf_counter() - s["t0"]), 1)
+            logs["mlm_loss"] = round(float(s["mlm"]) / s["micro"], 4)
+            logs["sbo_loss"] = round(float(s["sbo"]) / s["micro"], 4)
+            tokens = float(s["tokens"]) * self.args.world_size
+            logs["tokens_per_s"] = round(tokens / (time.perf_counter() - s["t0"]), 1)
             logs["masked_ratio"] = round(n_masked / max(n_pieces, 1), 4)
             logs["mean_span_len_words"] = round(n_words / max(n_spans, 1), 3)
             self._reset_stats()

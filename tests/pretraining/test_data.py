@@ -91,3 +91,14 @@ def test_packed_corpus_is_reused_when_unchanged(tokenizer, tiny_text_corpus, tmp
     assert (out / "ids.bin").stat().st_mtime_ns == stamp
     pack_corpus(tiny_text_corpus, tokenizer, 48, tmp_path / "p")
     assert json.loads((out / "meta.json").read_text())["source"]["max_length"] == 48
+
+
+def test_huge_document_is_read_in_parts_without_losing_text(tokenizer, tmp_path, monkeypatch):
+    from spacy_spanbert.pretraining import data
+
+    monkeypatch.setattr(data, "MAX_DOC_LINES", 2)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat saw the dog.\nthe dog saw the cat.\nmary met john.\n")
+    docs = list(iter_documents(corpus))
+    assert [len(d) for d in docs] == [2, 1]
+    assert [s for d in docs for s, _ in d][-1] == "mary met john."
