@@ -1,0 +1,289 @@
+"""Inference speed and peak memory of `nlp.pipe`, side by side, each pipeline in its own subprocess.
+
+Pipelines (same encoder for the transformer ones):
+  spanbert_ner     shared `transformer` (spacy-spanbert.SpanBERT.v1) + `spanbert_ner` (configs/ner.cfg)
+  trf_ner          the same `transformer` + spaCy's transition-based `ner` on a TransformerListener
+  trf_only         the bare `transformer` component: the ceiling for any head on that encoder
+  cnn_ner          spaCy's CNN tok2vec + `ner` (the default `ner` model)
+  span_marker      span-marker on the same encoder directory, only if `span_marker` is importable
+
+Untrained heads are used unless `--trained NAME=DIR` points at a trained pipeline (a random NER head predicts far
+more entities than a trained one, which makes decoding slower, so trained pipelines give the fairer number).
+
+    python bench/inference_speed.py --data corpus/test.spacy --model all-MiniLM-L6-v2 --n-sents 2000
+    python bench/inference_speed.py --quick          # smoke test on a tiny random BERT and synthetic text
+"""
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINES = ["spanbert_ner", "trf_ner", "trf_only", "cnn_ner", "span_marker"]
+LABELS = ["PER", "LOC", "ORG", "MISC"]
+TRF_NER_MODEL = {
+    "@architectures": "spacy.TransitionBasedParser.v2",
+    "state_type": "ner",
+    "extra_state_tokens": False,
+    "hidden_width": 64,
+    "maxout_pieces": 2,
+    "use_upper": False,
+    "nO": None,
+    "tok2vec": {
+        "@architectures": "spacy-transformers.TransformerListener.v1",
+        "grad_factor": 1.0,
+        "pooling": {"@layers": "reduce_mean.v1"},
+        "upstream": "*",
+    },
+}
+
+
+def load_texts(path: Optional[Path], n_sents: int, unit: str, quick: bool) -> List[str]:
+    """Sentences (or whole docs) from a .spacy file or a one-text-per-line file; synthetic text with --quick."""
+    if path is None:
+        if not quick:
+            raise ValueError("--data is required (a .spacy or .txt file of English text) unless --quick is given")
+        rng = random.Random(0)
+        names, words = ["John", "Mary", "London", "Paris", "Reuters"], "the old man saw a red car near river".split()
+        return [" ".join([rng.choice(names)] + rng.sample(words, 6) + [rng.choice(names), "."]) for _ in range(n_sents)]
+    if not path.exists():
+        raise FileNotFoundError(f"--data {path} does not exist")
+    if path.suffix != ".spacy":
+        lines = [line.strip() for line in path.read_text(encoding="utf8").splitlines()]
+        return [line for line in lines if line][:n_sents]
+    import spacy
+    from spacy.tokens import DocBin
+
+    docs = DocBin().from_disk(path).get_docs(spacy.blank("en").vocab)
+    texts: List[str] = []
+    n = 0
+    for doc in docs:
+        sents = [s.text for s in doc.sents] if doc.has_annotation("SENT_START") else [doc.text]
+        texts.extend(sents if unit == "sentence" else [doc.text])
+        n += len(sents)
+        if n >= n_sents:
+            break
+    return texts[:n_sents] if unit == "sentence" else texts
+
+
+def build_pipeline(name: str, model: str, trained: Dict[str, str], window: int, stride: int):
+    import spacy
+    from spacy.training import Example
+
+    if name in trained:
+        return spacy.load(trained[name])
+    if name == "cnn_ner":
+        nlp = spacy.blank("en")
+        nlp.add_pipe("ner")
+    else:
+        from spacy.util import load_config
+
+        config = load_config(ROOT / "configs" / "ner.cfg", overrides={"paths.init_model": model}, interpolate=True)
+        config["components"]["transformer"]["model"]["get_spans"].update({"window": window, "stride": stride})
+        if name == "trf_only":
+            config["nlp"]["pipeline"] = ["transformer"]
+            del config["components"]["spanbert_ner"]
+        elif name == "trf_ner":
+            config["nlp"]["pipeline"] = ["transformer", "ner"]
+            del config["components"]["spanbert_ner"]
+            config["components"]["ner"] = {"factory": "ner", "model": TRF_NER_MODEL}
+        nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+    doc = nlp.make_doc("John met Mary in London for Reuters .")
+    example = Example.from_dict(doc, {"entities": [(0, 4, "PER"), (9, 13, "PER"), (17, 23, "LOC"), (28, 35, "ORG")]})
+    for pipe_name in nlp.pipe_names:
+        if pipe_name != "transformer":
+            for label in LABELS:
+                nlp.get_pipe(pipe_name).add_label(label)
+    nlp.initialize(lambda: [example])
+    return nlp
+
+
+def worker(args: argparse.Namespace) -> Dict:
+    """Measure one pipeline in this process; RETURNS the result row (printed as JSON by the caller)."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    texts = load_texts(args.data, args.n_sents, args.unit, args.quick)
+    t0 = time.perf_counter()
+    nlp = build_pipeline(args.worker, args.model, dict(t.split("=", 1) for t in args.trained), args.window, args.stride)
+    load_s = time.perf_counter() - t0
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    list(nlp.pipe(texts[: args.batch_size], batch_size=args.batch_size))  # warm-up, not timed
+    t0 = time.perf_counter()
+    n_words = n_ents = 0
+    for doc in nlp.pipe(texts, batch_size=args.batch_size):
+        n_words += len(doc)
+        n_ents += len(doc.ents)
+    wall = time.perf_counter() - t0
+    row = {
+        "pipeline": args.worker,
+        "texts": len(texts),
+        "words": n_words,
+        "entities_predicted": n_ents,
+        "wall_s": round(wall, 3),
+        "words_per_s": round(n_words / wall, 1),
+        "load_s": round(load_s, 2),
+        "rss_after_load_mb": round(rss_loaded, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "trained": args.worker in dict(t.split("=", 1) for t in args.trained),
+    }
+    if args.long_doc_words and args.worker == "spanbert_ner":
+        row.update(long_doc_check(nlp, texts, args.long_doc_words))
+    return row
+
+
+def long_doc_check(nlp, texts: List[str], n_words: int) -> Dict:
+    """One document of `n_words` words: every token must get a transformer vector (no silent truncation)."""
+    words: List[str] = []
+    while len(words) < n_words:
+        words.extend(" ".join(texts).split())
+    from spacy.tokens import Doc
+
+    doc = Doc(nlp.vocab, words=words[:n_words])
+    t0 = time.perf_counter()
+    doc = nlp(doc)
+    wall = time.perf_counter() - t0
+    vectors = nlp.get_pipe("spanbert_ner").model.get_ref("tok2vec").predict([doc])[0]
+    covered = int((abs(nlp.get_pipe("spanbert_ner").model.ops.to_numpy(vectors)).sum(axis=1) > 0).sum())
+    return {
+        "long_doc_words": len(doc),
+        "long_doc_tokens_with_vectors": covered,
+        "long_doc_wall_s": round(wall, 2),
+        "long_doc_entities": len(doc.ents),
+        "peak_rss_mb_with_long_doc": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def build_tiny_bert(path: Path) -> str:
+    """A tiny random BERT (hidden 32, 2 layers) for --quick: tests the script, not the speed."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "."] + [chr(c) for c in range(97, 123)]
+    vocab += ["##" + chr(c) for c in range(97, 123)] + "the old man saw red car near river john mary".split()
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf8")
+    BertTokenizerFast(vocab_file=str(path / "vocab.txt"), model_max_length=128).save_pretrained(str(path))
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(str(path), safe_serialization=True)
+    return str(path)
+
+
+def versions() -> Dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for package in ["spacy", "thinc", "torch", "transformers", "spacy-transformers", "spacy-spanbert", "span-marker"]:
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def to_markdown(result: Dict) -> str:
+    rows = [r for r in result["results"] if "words_per_s" in r]
+    ceiling = next((r["words_per_s"] for r in rows if r["pipeline"] == "trf_only"), None)
+    lines = [
+        f"Inference speed, `nlp.pipe` batch {result['batch_size']}, {result['threads']} thread(s), "
+        f"{result['texts']} texts ({result['unit']}s) from `{result['data']}`, encoder `{result['model']}`.",
+        f"Machine: {result['machine']['processor'] or result['machine']['machine']}, "
+        f"{result['machine']['cpu_count']} CPUs; {result['date']}; total wall {result['total_wall_s']} s.",
+        "",
+        "| pipeline | words/s | vs bare transformer | peak RSS (MB) | wall (s) | trained |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        rel = f"{r['words_per_s'] / ceiling:.2f}x" if ceiling else "-"
+        lines.append(f"| {r['pipeline']} | {r['words_per_s']:,.0f} | {rel} | {r['peak_rss_mb']:,.0f} | "
+                     f"{r['wall_s']} | {r['trained']} |")
+    for r in result["results"]:
+        if "skipped" in r:
+            lines.append(f"\n{r['pipeline']}: skipped ({r['skipped']})")
+        if "long_doc_words" in r:
+            lines.append(f"\nLong document: {r['long_doc_words']:,} words, {r['long_doc_tokens_with_vectors']:,} "
+                         f"tokens with transformer vectors, {r['long_doc_wall_s']} s, peak RSS "
+                         f"{r['peak_rss_mb_with_long_doc']:,.0f} MB.")
+    lines.append("\nVersions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, help=".spacy (DocBin) or .txt (one text per line) of English text")
+    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="encoder directory or short name")
+    parser.add_argument("--n-sents", type=int, default=2000)
+    parser.add_argument("--unit", choices=["sentence", "doc"], default="sentence",
+                        help="pipe single sentences or whole docs of the .spacy file (e.g. 10-sentence documents)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--window", type=int, default=128)
+    parser.add_argument("--stride", type=int, default=96)
+    parser.add_argument("--pipelines", nargs="+", default=PIPELINES, choices=PIPELINES)
+    parser.add_argument("--trained", nargs="*", default=[], help="NAME=DIR: load a trained pipeline for NAME")
+    parser.add_argument("--long-doc-words", type=int, default=0, help="also run one doc of this many words")
+    parser.add_argument("--output-dir", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--quick", action="store_true", help="smoke test: tiny random BERT, 64 synthetic texts")
+    parser.add_argument("--worker", choices=PIPELINES, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print("RESULT " + json.dumps(worker(args)))
+        return
+    start = time.perf_counter()
+    tmp = tempfile.TemporaryDirectory()
+    if args.quick:
+        args.model = build_tiny_bert(Path(tmp.name) / "tiny-bert")
+        args.n_sents, args.window, args.stride = min(args.n_sents, 64), 32, 24
+        args.long_doc_words = args.long_doc_words or 3000
+    texts = load_texts(args.data, args.n_sents, args.unit, args.quick)  # fail early on bad --data
+    results = []
+    for name in args.pipelines:
+        if name == "span_marker" and name not in dict(t.split("=", 1) for t in args.trained):
+            try:
+                import span_marker  # noqa: F401
+                reason = "span-marker is installed but no adapter/trained model was given (--trained span_marker=DIR)"
+            except ImportError:
+                reason = "span_marker is not importable (pip install span-marker)"
+            results.append({"pipeline": name, "skipped": reason})
+            continue
+        cmd = [sys.executable, __file__, "--worker", name, "--model", args.model, "--n-sents", str(args.n_sents),
+               "--unit", args.unit, "--batch-size", str(args.batch_size), "--threads", str(args.threads),
+               "--window", str(args.window), "--stride", str(args.stride), "--long-doc-words",
+               str(args.long_doc_words), "--trained", *args.trained]
+        cmd += ["--data", str(args.data)] if args.data else ["--quick"]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
+               "TOKENIZERS_PARALLELISM": "false"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        if proc.returncode != 0 or not lines:
+            results.append({"pipeline": name, "skipped": f"worker failed: {proc.stderr.strip().splitlines()[-1:]}"})
+        else:
+            results.append(json.loads(lines[-1][len("RESULT "):]))
+        print(json.dumps(results[-1]), flush=True)
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "machine": platform.machine(), "cpu_count": os.cpu_count()},
+        "threads": args.threads, "batch_size": args.batch_size, "unit": args.unit, "texts": len(texts),
+        "data": str(args.data) if args.data else "synthetic (--quick)", "model": args.model,
+        "quick": args.quick, "versions": versions(), "results": results,
+        "total_wall_s": round(time.perf_counter() - start, 1),
+    }
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    stem = "inference_speed_quick" if args.quick else "inference_speed"
+    (args.output_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf8")
+    (args.output_dir / f"{stem}.md").write_text(to_markdown(result), encoding="utf8")
+    print(to_markdown(result))
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
