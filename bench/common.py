@@ -73,11 +73,24 @@ def git_commit() -> Optional[str]:
         return None
 
 
+def torch_threads(threads: Optional[int]) -> Optional[int]:
+    """Intra-op threads a child torch process will use (it reads OMP_NUM_THREADS at start-up)."""
+    if threads:
+        return threads
+    try:
+        import torch
+
+        return torch.get_num_threads()
+    except ImportError:
+        return None
+
+
 def machine_info(gpu_id: int = -1, threads: Optional[int] = None) -> Dict[str, Any]:
     """Everything a reader needs to compare our numbers with theirs: CPU, cores, threads, GPU, versions."""
     return {
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "torch_threads": torch_threads(threads),
         "threads": threads if threads else {k: os.environ.get(k) for k in THREAD_VARS if os.environ.get(k)} or "default",
         "gpu": gpu_info(gpu_id),
         "python": platform.python_version(),
@@ -97,7 +110,8 @@ def machine_line(machine: Dict[str, Any]) -> str:
         threads = ", ".join(f"{k}={v}" for k, v in threads.items())
     vers = ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items() if v)
     return (
-        f"Machine: {machine.get('cpu')} ({machine.get('cpu_count')} logical cores, threads: {threads}); "
+        f"Machine: {machine.get('cpu')} ({machine.get('cpu_count')} logical cores, torch threads "
+        f"{machine.get('torch_threads')}, env: {threads}); "
         f"device: {device}; Python {machine.get('python')}; {vers}; commit {machine.get('git_commit')}; "
         f"{machine.get('date')}."
     )
