@@ -11,6 +11,7 @@ import struct
 from typing import Any, Callable, List, Tuple
 
 import numpy
+from spacy.attrs import IS_DIGIT, IS_LOWER, IS_PUNCT, IS_TITLE, IS_UPPER
 from spacy.tokens import Doc
 from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, chain, torch2xp, with_getitem, xp2torch
 from thinc.types import Floats2d, Ragged
@@ -25,6 +26,7 @@ def build_span_boundary_model(
     max_width: int = 10,
     use_interior: bool = False,
     dropout: float = 0.1,
+    case_features: bool = False,
 ) -> Model[InT, OutT]:
     """Score suggested spans from their boundary token vectors, a width embedding and an optional pooled interior.
 
@@ -34,9 +36,13 @@ def build_span_boundary_model(
     max_width (int): Size of the width embedding; wider spans share the last row (keep >= the suggester's).
     use_interior (bool): Add an attention-pooled interior to the boundary representation.
     dropout (float): Dropout after the hidden layer, in training only.
+    case_features (bool): Append 5 orthographic flags per token (title, upper, lower, digit, punct): an uncased
+        encoder such as MiniLM never sees capitalisation, one of the strongest cues for named entities.
     RETURNS (Model[Tuple[List[Doc], Ragged], Floats2d]): One logit per label (plus "none" for NER) per span.
     """
     tok2vec = _as_token_vectors(tok2vec)
+    if case_features:
+        tok2vec = with_case_features(tok2vec)
     scorer = build_span_scorer(hidden_width, max_width, use_interior, dropout)
     model: Model[InT, OutT] = chain(with_getitem(0, tok2vec), scorer)
     model.set_ref("tok2vec", tok2vec)
@@ -54,6 +60,32 @@ def _as_token_vectors(tok2vec: Model) -> Model:
 
         return chain(tok2vec, split_trf_batch(), trfs2arrays(reduce_mean(), 1.0))
     return tok2vec
+
+
+CASE_ATTRS = [IS_TITLE, IS_UPPER, IS_LOWER, IS_DIGIT, IS_PUNCT]
+
+
+def with_case_features(tok2vec: Model) -> Model:
+    """Append the tokens' orthographic flags (`CASE_ATTRS`, 0/1) to the token vectors; no parameters."""
+
+    def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
+        vectors, backprop_tok2vec = model.layers[0](docs, is_train)
+        flags = [model.ops.asarray2f(doc.to_array(CASE_ATTRS).reshape((len(doc), len(CASE_ATTRS)))) for doc in docs]
+        width = vectors[0].shape[1] if vectors else 0
+        output = [model.ops.xp.hstack([v, f]) for v, f in zip(vectors, flags)]
+
+        def backprop(d_output: List[Floats2d]) -> Any:
+            return backprop_tok2vec([model.ops.as_contig(d[:, :width]) for d in d_output])
+
+        return output, backprop
+
+    return Model("with_case_features", forward, layers=[tok2vec], init=_init_case_features, dims={"nO": None})
+
+
+def _init_case_features(model: Model, X: Any = None, Y: Any = None) -> None:
+    model.layers[0].initialize(X=X)
+    if model.layers[0].has_dim("nO"):
+        model.set_dim("nO", model.layers[0].get_dim("nO") + len(CASE_ATTRS))
 
 
 def build_span_scorer(hidden_width: int, max_width: int, use_interior: bool, dropout: float) -> Model:

@@ -1,4 +1,5 @@
 """SpanScorer: decomposed first layer, interior pooling bounds, chunked inference, safetensors round trip."""
+import numpy
 import pytest
 import torch
 
@@ -71,3 +72,26 @@ def test_safetensors_round_trip_rebuilds_the_module():
     torch.testing.assert_close(loaded(tokens, starts, ends), model(tokens, starts, ends))
     with pytest.raises(ValueError, match="saved pipeline's config"):
         deserialize_scorer(SpanScorer(hidden_width=32, max_width=4, use_interior=True), data, torch.device("cpu"))
+
+
+def test_case_features_give_an_uncased_encoder_capitalisation(tiny_bert_dir):
+    import spacy
+    from spacy.tokens import Doc
+    from spacy_transformers.span_getters import configure_strided_spans
+
+    from spacy_spanbert.models.span_model import CASE_ATTRS, _as_token_vectors, with_case_features
+    from spacy_spanbert.models.transformer import create_spanbert_transformer
+
+    tok2vec = with_case_features(
+        _as_token_vectors(create_spanbert_transformer(str(tiny_bert_dir), configure_strided_spans(16, 12)))
+    )
+    vocab = spacy.blank("en").vocab
+    upper, lower = Doc(vocab, words=["John", "saw", "LONDON", "."]), Doc(vocab, words=["john", "saw", "london", "."])
+    tok2vec.initialize(X=[upper])
+    assert tok2vec.get_dim("nO") == 32 + len(CASE_ATTRS)
+    a, b = tok2vec.predict([upper, lower])
+    assert a.shape == (4, 32 + len(CASE_ATTRS))
+    numpy.testing.assert_allclose(a[:, :32], b[:, :32], rtol=1e-5)  # the uncased encoder cannot tell them apart
+    assert (a[:, 32:] != b[:, 32:]).any(axis=1).tolist() == [True, False, True, False]
+    _, backprop = tok2vec.begin_update([upper])
+    backprop([numpy.ones((4, 32 + len(CASE_ATTRS)), dtype="f")])

@@ -26,6 +26,9 @@ def test_overfitting_IO(blank_ner, tmp_path, tiny_bert_dir):
     scores = nlp.evaluate(examples)
     assert scores["ents_p"] == scores["ents_r"] == scores["ents_f"] == 1.0
     assert set(scores["ents_per_type"]) == {"PER", "LOC", "ORG"}
+    multi = list(nlp.pipe(texts, n_process=2, batch_size=1))
+    assert [ents(doc) for doc in multi] == gold
+    assert [e._.spanbert_score for e in multi[0].ents] == [e._.spanbert_score for e in docs[0].ents]
 
     assert_roundtrip(nlp, "spanbert_ner", tiny_bert_dir, texts, "spanbert_ents", ents, tmp_path)
 
