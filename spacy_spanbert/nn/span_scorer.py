@@ -63,6 +63,14 @@ class SpanScorer(nn.Module):
         self.dropout = nn.Dropout(self.dropout_rate)
         self.output = nn.Linear(h, n_out)
 
+    def set_output_bias(self, bias: torch.Tensor) -> None:
+        """Start the output layer at the label prior (log-odds), as in Lin et al. 2017 (focal loss), so that early
+        updates learn entities rather than "almost every candidate span is negative"."""
+        if not self.is_built or bias.shape != (self.n_out,):
+            raise ValueError(f"Output bias needs shape ({self.n_out},) on a built SpanScorer, got {tuple(bias.shape)}")
+        with torch.no_grad():
+            self.output.bias.copy_(bias.to(self.output.bias))
+
     def describe(self) -> Dict[str, str]:
         """String metadata sufficient to rebuild the module before loading its weights."""
         return {

@@ -4,6 +4,7 @@ spaCy's spancat already has the pieces we need (suggesters, labels, negative cla
 `attrs["scores"]`); what changes is that our span model returns LOGITS, so the component owns normalisation
 (softmax for single-label NER, sigmoid for multi-label spancat) and uses the matching cross-entropy gradient.
 """
+import math
 import warnings
 from typing import Any, Callable, Iterable, List, Optional, Tuple
 
@@ -154,6 +155,29 @@ class SpanBoundaryPipe(SpanCategorizer):
         spans = self.suggester(docs, ops=self.model.ops)
         Y = self.model.ops.alloc2f(spans.dataXd.shape[0], self._n_labels)
         self.model.initialize(X=(docs, spans), Y=Y)
+        self._init_output_prior([eg for eg in sample if len(eg.x)], spans)
+
+    def _init_output_prior(self, examples: List[Example], spans: Ragged) -> None:
+        """Set the scorer's output bias to the share of candidate spans that are entities in the sample."""
+        import torch
+
+        data = self.model.ops.to_numpy(spans.dataXd).tolist()
+        lengths = self.model.ops.to_numpy(spans.lengths).tolist()
+        n_candidates = max(len(data), 1)
+        doc_ids = [i for i, n in enumerate(lengths) for _ in range(n)]
+        candidates = {(i, s, e) for i, (s, e) in zip(doc_ids, data)}
+        n_positive = sum(
+            (i, g.start, g.end) in candidates for i, eg in enumerate(examples) for g in self._get_aligned_spans(eg)
+        )
+        rate = min(max(n_positive / n_candidates, 1e-4), 0.5)
+        n_labels = len(self.labels)
+        if self.add_negative_label:  # softmax: p(none) = e^b / (e^b + n_labels) = 1 - rate
+            bias = [0.0] * n_labels + [math.log((1 - rate) * n_labels / rate)]
+        else:  # sigmoid: each label is positive for rate / n_labels of the candidates
+            share = rate / max(n_labels, 1)
+            bias = [math.log(share / (1 - share))] * n_labels
+        torch_model = self.model.get_ref("scorer").layers[0].shims[0]._model
+        torch_model.set_output_bias(torch.tensor(bias))
 
 
 DEFAULT_MODEL_CONFIG = """
