@@ -6,6 +6,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc
 from spacy.training import Example
+from spacy.util import fix_random_seed
 from span_helpers import NER_DATA, STRIDE, WINDOW, assert_roundtrip, component_config, ents, ner_examples, train
 
 
@@ -129,3 +130,15 @@ def test_gold_wider_than_max_width_warns_once_with_count(tiny_bert_dir):
     ours = [w for w in caught if "max_width" in str(w.message)]
     assert len(ours) == 1
     assert "2 of 8 gold spans are wider than max_width=2" in str(ours[0].message)
+
+
+def test_fresh_component_starts_at_the_entity_prior(blank_ner):
+    """Before training the output bias says "almost every candidate is no entity" (the sample's share)."""
+    nlp = blank_ner
+    fix_random_seed(0)
+    nlp.initialize(lambda: ner_examples(nlp))
+    ner = nlp.get_pipe("spanbert_ner")
+    docs = [nlp.make_doc(text) for text, _ in NER_DATA]
+    _, probs = ner.predict(docs)
+    assert probs[:, -1].mean() > 0.8
+    assert sum(len(doc.ents) for doc in nlp.pipe(text for text, _ in NER_DATA)) <= 1
