@@ -7,6 +7,7 @@ stores the transformer weights as safetensors instead of pickles when the pipeli
 """
 import json
 import os
+import warnings
 from io import BytesIO
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -89,14 +90,22 @@ class SafetensorsHFShim(HFShim):
     def from_bytes(self, bytes_data: bytes) -> "SafetensorsHFShim":
         msg = srsly.msgpack_loads(bytes_data)
         state = msg.get("state", b"")
-        if state and state[8:10] == b'{"':  # safetensors: 8-byte header length, then a JSON header
-            import torch
-            from safetensors.torch import load
+        if not (state and state[8:10] == b'{"'):  # not safetensors (8-byte header length, then JSON)
+            return super().from_bytes(bytes_data)
+        import torch
+        from safetensors.torch import load
 
-            filelike = BytesIO()
-            torch.save(load(state), filelike)  # in memory only: HFShim.from_bytes reads torch.save format
-            msg["state"] = filelike.getvalue()
-        return super().from_bytes(srsly.msgpack_dumps(msg))
+        # Let HFShim rebuild config, tokenizer and an empty model from a weightless message, then load the
+        # safetensors weights directly: no pickle is read and no extra copy of the weights is made.
+        empty = BytesIO()
+        torch.save({}, empty)
+        msg["state"] = empty.getvalue()
+        del bytes_data
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # HFShim warns that the (empty) state dict did not match strictly
+            super().from_bytes(srsly.msgpack_dumps(msg))
+        self._model.load_state_dict(load(state), strict=True)
+        return self
 
 
 def create_spanbert_transformer(
