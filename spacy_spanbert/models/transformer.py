@@ -108,6 +108,39 @@ class SafetensorsHFShim(HFShim):
         return self
 
 
+INFERENCE_WINDOWS = 32
+
+
+def _chunked_inference(forward: Callable) -> Callable:
+    """Run at most INFERENCE_WINDOWS strided windows through the encoder at a time when predicting, so a
+    20,000-word document needs the activation memory of a batch, not of the whole document. Slices of a
+    WordpieceBatch keep the full padded width, so the outputs concatenate along the window axis."""
+    import torch
+
+    def cat(parts: List[Any]) -> Any:
+        if isinstance(parts[0], torch.Tensor):
+            return torch.cat(parts, dim=0)
+        if isinstance(parts[0], tuple):
+            return tuple(cat(list(group)) for group in zip(*parts))
+        return parts[0]
+
+    def chunked(model: Any, wordpieces: Any, is_train: bool) -> Any:
+        if is_train or len(wordpieces) <= INFERENCE_WINDOWS:
+            return forward(model, wordpieces, is_train)
+        outputs = [
+            forward(model, wordpieces[i : i + INFERENCE_WINDOWS], False)[0]
+            for i in range(0, len(wordpieces), INFERENCE_WINDOWS)
+        ]
+        merged = type(outputs[0])(**{key: cat([out[key] for out in outputs]) for key in outputs[0].keys()})
+
+        def backprop(d_output: Any) -> Any:
+            raise ValueError("Chunked transformer outputs are for inference only (is_train=False)")
+
+        return merged, backprop
+
+    return chunked
+
+
 def create_spanbert_transformer(
     name: str = DEFAULT_SPANBERT,
     get_spans: Optional[Callable[[List[Doc]], List[List[Span]]]] = None,
@@ -138,4 +171,5 @@ def create_spanbert_transformer(
     model.init = _checked_init
     shim = model.layers[0].shims[0]
     shim.__class__ = SafetensorsHFShim
+    model.layers[0]._func = _chunked_inference(model.layers[0]._func)
     return model

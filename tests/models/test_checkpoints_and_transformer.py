@@ -70,3 +70,18 @@ def test_missing_directory_and_offline_hub_id_are_clear_errors(tmp_path, monkeyp
     offline = create_spanbert_transformer("SpanBERT/spanbert-base-cased", configure_strided_spans(16, 12))
     with pytest.raises(OSError, match="paths.init_model"):
         offline.initialize()
+
+
+def test_long_docs_are_predicted_in_window_chunks_with_identical_output(tiny_bert_dir, monkeypatch):
+    import numpy
+
+    from spacy_spanbert.models import transformer
+
+    model = create_spanbert_transformer(str(tiny_bert_dir), configure_strided_spans(16, 12))
+    doc = Doc(spacy.blank("en").vocab, words=("the old man saw a dog near the river . " * 60).split())
+    model.initialize(X=[doc])
+    chunked = model.predict([doc])
+    assert len(chunked.wordpieces) > transformer.INFERENCE_WINDOWS
+    monkeypatch.setattr(transformer, "INFERENCE_WINDOWS", 10**6)
+    whole = model.predict([doc])
+    numpy.testing.assert_allclose(chunked.tensors[0], whole.tensors[0], rtol=1e-4, atol=1e-5)
