@@ -142,3 +142,19 @@ def test_fresh_component_starts_at_the_entity_prior(blank_ner):
     _, probs = ner.predict(docs)
     assert probs[:, -1].mean() > 0.8
     assert sum(len(doc.ents) for doc in nlp.pipe(text for text, _ in NER_DATA)) <= 1
+
+
+def test_standalone_with_spacy_transformers_tok2vec(tiny_bert_dir):
+    """The tok2vec sublayer may also be spacy-transformers' own Tok2VecTransformer.v3."""
+    nlp = spacy.blank("en")
+    tok2vec = {
+        "@architectures": "spacy-transformers.Tok2VecTransformer.v3",
+        "name": str(tiny_bert_dir),
+        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": WINDOW, "stride": STRIDE},
+        "tokenizer_config": {"use_fast": True},
+        "pooling": {"@layers": "reduce_mean.v1"},
+        "grad_factor": 1.0,
+    }
+    nlp.add_pipe("spanbert_ner", config={"model": {"hidden_width": 32, "tok2vec": tok2vec}})
+    train(nlp, ner_examples(nlp))
+    assert [ents(doc) for doc in nlp.pipe(text for text, _ in NER_DATA)] == [sorted(e) for _, e in NER_DATA]
