@@ -1,0 +1,94 @@
+"""Run the project's `all` workflow step by step, as a user would, and record each step's wall time and the metrics.
+
+Why: the README reports what `spacy project run all` costs and reaches on the embedded default; those figures must
+come from a script anyone can rerun. Each step runs through `spacy project run STEP` (so its deps/outputs and vars
+are exactly the user's), forced to rerun so the timing is real, and the metrics are read back from the files the
+workflow itself writes (metrics/ner_test.json, metrics/pretrain_heldout.json).
+
+Usage: python bench/workflow.py [--vars.NAME VALUE ...] [--skip fetch] [--output bench/results/workflow.json]
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, RESULTS_DIR, fmt_duration, machine_info, machine_line, markdown_table  # noqa: E402
+from common import run_logged, spacy_cmd, write_json, write_text  # noqa: E402
+
+STEPS = ("fetch", "convert", "corpus", "pretrain", "train", "evaluate", "package")
+
+
+def run_workflow(steps: Sequence[str], overrides: Sequence[str], log_dir: Path) -> List[Dict[str, Any]]:
+    """Run each step forced; stop at the first failure (later steps depend on it), keeping what was measured."""
+    records = []
+    for step in steps:
+        result = run_logged(
+            spacy_cmd("project", "run", step, ".", "--force", *overrides), log_dir / f"{step}.log", prefix=f"[{step}] "
+        )
+        records.append({"step": step, "wall_s": round(result.wall_s, 1), "ok": result.ok})
+        if not result.ok:
+            records[-1]["error"] = result.tail[-500:]
+            break
+    return records
+
+
+def read_json(path: Path) -> Optional[Dict[str, Any]]:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def render(result: Dict[str, Any]) -> str:
+    """Markdown: per-step timings, then the test metrics per entity type."""
+    rows = [[r["step"], fmt_duration(r["wall_s"]), "ok" if r["ok"] else "FAILED"] for r in result["steps"]]
+    rows.append(["**total**", f"**{fmt_duration(result['total_s'])}**", ""])
+    lines = [
+        "### `spacy project run all` on the embedded default",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        markdown_table(["step", "wall time", "status"], rows),
+    ]
+    metrics = result.get("test_metrics")
+    if metrics:
+        mrows = [[label, *(f"{100 * v[k]:.1f}" for k in ("p", "r", "f"))] for label, v in metrics["per_type"].items()]
+        mrows.append(["**overall**", *(f"**{100 * metrics['overall'][k]:.1f}**" for k in ("p", "r", "f"))])
+        lines += ["", "CoNLL-2003 **test** (spanbert_ner on the span-masked + SBO MiniLM-L6):", "",
+                  markdown_table(["type", "P", "R", "F"], mrows)]
+    heldout = result.get("pretrain_heldout")
+    if heldout:
+        lines += ["", "Held-out news text after pretraining: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in heldout.items() if isinstance(v, float))]
+    lines += ["", machine_line(result["machine"])]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--skip", nargs="*", default=[], choices=STEPS, help="steps not to rerun (their outputs must exist)")
+    p.add_argument("--output", type=Path, default=RESULTS_DIR / "workflow.json")
+    args, overrides = p.parse_known_args(argv)
+    bad = [o for o in overrides if o.startswith("-") and not o.startswith("--vars.")]
+    if bad:
+        p.error(f"unknown option(s) {bad}: only --vars.NAME VALUE overrides are passed to `spacy project run`")
+    steps = [s for s in STEPS if s not in args.skip]
+    start = time.time()
+    records = run_workflow(steps, overrides, ROOT / "bench" / "work" / "workflow")
+    result = {
+        "command": " ".join(["spacy project run all", *overrides]),
+        "steps": records,
+        "skipped": list(args.skip),
+        "total_s": round(time.time() - start, 1),
+        "test_metrics": read_json(ROOT / "metrics" / "ner_test.json"),
+        "pretrain_heldout": read_json(ROOT / "metrics" / "pretrain_heldout.json"),
+        "machine": machine_info(),
+    }
+    write_json(args.output, result)
+    write_text(args.output.with_suffix(".md"), render(result))
+    print(render(result))
+    return 0 if all(r["ok"] for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
