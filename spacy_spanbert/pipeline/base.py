@@ -22,6 +22,21 @@ class SpanBoundaryPipe(SpanCategorizer):
 
     normalize = "sigmoid"
 
+    def __init__(
+        self,
+        *args: Any,
+        negative_sample_rate: float = 1.0,
+        seed: int = 0,
+        head_learn_rate_factor: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        """spaCy's SpanCategorizer arguments, plus the training options both components share (kept in `cfg`)."""
+        if not 0.0 < negative_sample_rate <= 1.0:
+            raise ValueError(f"negative_sample_rate must be in (0, 1], got {negative_sample_rate}")
+        super().__init__(*args, **kwargs)
+        self.cfg.update({"negative_sample_rate": negative_sample_rate, "seed": seed,
+                         "head_learn_rate_factor": head_learn_rate_factor})
+
     def _gold_spans(self, doc: Doc) -> Iterable[Span]:
         raise NotImplementedError
 

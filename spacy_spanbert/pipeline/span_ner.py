@@ -112,8 +112,6 @@ class SpanBoundaryNER(SpanBoundaryPipe):
         head_learn_rate_factor: float = 1.0,
         scorer: Optional[Callable] = None,
     ) -> None:
-        if not 0.0 < negative_sample_rate <= 1.0:
-            raise ValueError(f"negative_sample_rate must be in (0, 1], got {negative_sample_rate}")
         super().__init__(
             vocab,
             model,
@@ -126,9 +124,11 @@ class SpanBoundaryNER(SpanBoundaryPipe):
             max_positive=1,
             threshold=threshold,
             scorer=scorer,
+            negative_sample_rate=negative_sample_rate,
+            seed=seed,
+            head_learn_rate_factor=head_learn_rate_factor,
         )
-        self.cfg.update({"overwrite_ents": overwrite_ents, "negative_sample_rate": negative_sample_rate, "seed": seed,
-                         "head_learn_rate_factor": head_learn_rate_factor})
+        self.cfg["overwrite_ents"] = overwrite_ents
         if not Span.has_extension(SCORE_EXTENSION):
             Span.set_extension(SCORE_EXTENSION, getter=_span_score)
 

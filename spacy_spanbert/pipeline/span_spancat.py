@@ -99,8 +99,6 @@ class SpanBoundaryCategorizer(SpanBoundaryPipe):
         head_learn_rate_factor: float = 1.0,
         scorer: Optional[Callable] = None,
     ) -> None:
-        if not 0.0 < negative_sample_rate <= 1.0:
-            raise ValueError(f"negative_sample_rate must be in (0, 1], got {negative_sample_rate}")
         super().__init__(
             vocab,
             model,
@@ -113,9 +111,10 @@ class SpanBoundaryCategorizer(SpanBoundaryPipe):
             max_positive=max_positive,
             threshold=threshold,
             scorer=scorer,
+            negative_sample_rate=negative_sample_rate,
+            seed=seed,
+            head_learn_rate_factor=head_learn_rate_factor,
         )
-        self.cfg.update({"negative_sample_rate": negative_sample_rate, "seed": seed,
-                         "head_learn_rate_factor": head_learn_rate_factor})
 
     def _gold_spans(self, doc: Doc) -> Iterable[Span]:
         return doc.spans.get(self.key, [])

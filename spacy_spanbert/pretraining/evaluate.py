@@ -23,7 +23,7 @@ def heldout_mlm_loss(
     RETURNS (dict): mlm_loss, sbo_loss (token-weighted means), n_mlm_targets, n_sbo_targets, n_blocks.
     """
     import torch
-    from transformers import AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer
 
     from .collator import SpanMaskingCollator
     from .data import PackedBlocks, pack_corpus
@@ -36,8 +36,10 @@ def heldout_mlm_loss(
     import json
 
     heads_cfg = json.loads((heads_dir / HEADS_CONFIG).read_text())
-    model = SpanBertForPretraining.from_pretrained(encoder_dir, max_sbo_targets=heads_cfg["max_sbo_targets"],
-                                                   sbo_position_size=heads_cfg["sbo_position_size"])
+    # the trained heads are loaded right below, so skip from_pretrained's "no MLM head" search and warning
+    model = SpanBertForPretraining(AutoModel.from_pretrained(str(encoder_dir)),
+                                   max_sbo_targets=heads_cfg["max_sbo_targets"],
+                                   sbo_position_size=heads_cfg["sbo_position_size"])
     model.load_heads(heads_dir)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir))

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The exact benchmark commands behind the README's CPU figures (2-core machine, no GPU), run one after another so
+# no two measurements share the CPU. Needs the project's assets and corpus (`spacy project run all` or
+# fetch/convert/corpus) and a trained pipeline in training/model-best (from `spacy project run train`).
+# Each script writes bench/results/<name>.json + .md; `python bench/report.py` pastes them into README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+MODEL=assets/all-MiniLM-L6-v2
+STEPS=${ACCURACY_STEPS:-400}
+
+# issue 2: pretraining step throughput, ours (MLM+SBO, masked-only projections) vs HF BertForMaskedLM + WWM collator
+$PY bench/pretrain_throughput.py --model "$MODEL" --corpus corpus/pretrain.txt --batch-size 8 --seq-lens 128 512 \
+    --precisions fp32 bf16 --steps 5 --warmup 1
+# issue 3: nlp.pipe words/s and peak memory on 2,000 CoNLL test sentences
+$PY bench/inference_speed.py --data corpus/test.spacy --model "$MODEL" --n-sents 2000 --batch-size 32 \
+    --trained spanbert_ner=training/model-best --long-doc-words 20000
+# issue 5: CoNLL-2003 test accuracy, same MiniLM backbone and training budget, one seed at CPU scale
+$PY bench/accuracy.py --encoder "$MODEL" --systems spanbert_ner trf_ner cnn_ner --seeds 1 --max-steps "$STEPS" \
+    --eval-frequency 100
+$PY bench/report.py
