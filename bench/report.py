@@ -20,7 +20,7 @@ from bench.common import RESULTS_DIR, ROOT, output_paths, write_json, write_text
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
-ORDER = ("accuracy", "ablation")  # then the other benchmarks alphabetically
+ORDER = ("workflow", "accuracy", "ablation")  # then the other benchmarks alphabetically
 
 
 def _rank(path: Path) -> Tuple[int, str]:
@@ -29,7 +29,7 @@ def _rank(path: Path) -> Tuple[int, str]:
 
 
 def collect_sections(results_dir: Path, include_quick: bool = False) -> List[Tuple[Path, str]]:
-    """(path, text) of each results Markdown file, accuracy first, then ablation, then the rest by name."""
+    """(path, text) of each results Markdown file in ORDER, then the rest by name."""
     files = [p for p in Path(results_dir).glob("*.md") if include_quick or not p.stem.endswith("-quick")]
     return [(p, p.read_text(encoding="utf8").strip()) for p in sorted(files, key=_rank)]
 
