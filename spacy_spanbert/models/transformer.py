@@ -18,7 +18,7 @@ from spacy_transformers.layers.hf_shim import HFShim
 from spacy_transformers.layers.transformer_model import TransformerModel
 from spacy_transformers.layers.transformer_model import init as _trf_init
 
-from .checkpoints import missing_package_hint
+from .checkpoints import looks_cased, missing_package_hint
 
 DEFAULT_SPANBERT = "SpanBERT/spanbert-base-cased"
 DEFAULT_MAX_LENGTH = 512
@@ -29,12 +29,6 @@ def _read_json(path: Path) -> Dict[str, Any]:
         return json.loads(path.read_text(encoding="utf8"))
     except (OSError, ValueError):
         return {}
-
-
-def looks_cased(name: str) -> bool:
-    """True for checkpoint names that declare a cased vocabulary, e.g. 'SpanBERT/spanbert-base-cased'."""
-    base = Path(str(name)).name.lower()
-    return "cased" in base and "uncased" not in base
 
 
 def spanbert_tokenizer_config(name: str, tokenizer_config: Dict[str, Any]) -> Dict[str, Any]:
@@ -79,12 +73,20 @@ class SafetensorsHFShim(HFShim):
     """HFShim whose serialised weights are safetensors bytes, so saved pipelines contain no pickles."""
 
     def to_bytes(self) -> bytes:
-        msg = srsly.msgpack_loads(super().to_bytes())
-        if self._hfmodel.transformer is not None:
-            from safetensors.torch import save
+        if self._hfmodel.transformer is None:
+            return super().to_bytes()
+        from safetensors.torch import save
 
-            state = {k: v.detach().contiguous().cpu() for k, v in self._model.state_dict().items()}
-            msg["state"] = save(state, metadata={"format": "pt"})
+        model = self._model
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        # HFShim pickles `state_dict()` with torch.save: shadow the method for this one call so it pickles an empty
+        # dict instead of a second full copy of the weights, then put the safetensors bytes in its place.
+        model.state_dict = dict
+        try:
+            msg = srsly.msgpack_loads(super().to_bytes())
+        finally:
+            del model.state_dict
+        msg["state"] = save(state, metadata={"format": "pt"})
         return srsly.msgpack_dumps(msg)
 
     def from_bytes(self, bytes_data: bytes) -> "SafetensorsHFShim":

@@ -21,6 +21,9 @@ class SpanBoundaryPipe(SpanCategorizer):
     """Base of `spanbert_ner` and `spanbert_spancat`. Subclasses define `_gold_spans` and `normalize`."""
 
     normalize = "sigmoid"
+    # Decoding settings a user may change when loading a trained pipeline (spacy.load(..., config=...)); loading
+    # must not put back the values saved at training time.
+    runtime_settings: Tuple[str, ...] = ("threshold",)
 
     def __init__(
         self,
@@ -39,6 +42,18 @@ class SpanBoundaryPipe(SpanCategorizer):
 
     def _gold_spans(self, doc: Doc) -> Iterable[Span]:
         raise NotImplementedError
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "SpanBoundaryPipe":
+        keep = {key: self.cfg[key] for key in self.runtime_settings}
+        super().from_bytes(bytes_data, exclude=exclude)
+        self.cfg.update(keep)
+        return self
+
+    def from_disk(self, path: Any, *, exclude: Iterable[str] = tuple()) -> "SpanBoundaryPipe":
+        keep = {key: self.cfg[key] for key in self.runtime_settings}
+        super().from_disk(path, exclude=exclude)
+        self.cfg.update(keep)
+        return self
 
     @property
     def max_width(self) -> Optional[int]:

@@ -95,6 +95,7 @@ class SpanBoundaryNER(SpanBoundaryPipe):
     """Flat NER over boundary-scored spans: softmax over labels + "no entity", greedy decoding by probability."""
 
     normalize = "softmax"
+    runtime_settings = ("threshold", "overwrite_ents")
 
     def __init__(
         self,

@@ -52,7 +52,7 @@ class SpanBertForPretraining(nn.Module):
         if model.load_mlm_head_from(name_or_path):
             logger.info("Reusing the checkpoint's MLM head (cls.predictions.*).")
         else:
-            logger.warning("Checkpoint %s has no MLM head: the MLM and SBO heads start from scratch.", name_or_path)
+            logger.warning("Checkpoint %s has no BERT-style MLM head (cls.predictions.*): the MLM and SBO heads start from scratch.", name_or_path)
         return model
 
     @classmethod

@@ -30,9 +30,14 @@ def load_tokenizer(cfg):
     name = cfg["paths"].get("tokenizer") or cfg["paths"].get("init_model")
     if not name:
         raise ValueError("Set --paths.init_model (continued pretraining) or --paths.tokenizer (from scratch).")
+    from ..models.checkpoints import looks_cased
+
     kwargs = {}
     if cfg.get("tokenizer", {}).get("do_lower_case") is not None:
         kwargs["do_lower_case"] = bool(cfg["tokenizer"]["do_lower_case"])
+    elif looks_cased(str(name)) and not (Path(str(name)) / "tokenizer_config.json").exists():
+        # cased hub checkpoints such as SpanBERT ship only vocab.txt, and BertTokenizerFast would lower-case them
+        kwargs["do_lower_case"] = False
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(name), use_fast=True, **kwargs)
     except (OSError, ValueError) as err:
@@ -116,7 +121,9 @@ def pretrain(config_path: Path, output_dir: Path, overrides: Optional[Dict] = No
     tokenizer.model_max_length = min(int(tokenizer.model_max_length), limit)
     identity = {"init_model": str(cfg["paths"].get("init_model")), "vocab_size": len(tokenizer),
                 "max_length": max_length, "masking": masking.__dict__, "objective": dict(cfg["objective"]),
-                "seed": int(sys_cfg["seed"]), "batch_size": int(train_cfg["batch_size"])}
+                "seed": int(sys_cfg["seed"]), "batch_size": int(train_cfg["batch_size"]),
+                "raw_text": str(Path(raw_text).resolve()), "grad_accum_steps": int(train_cfg.get("grad_accum_steps", 1)),
+                "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
     is_main = int(os.environ.get("RANK", "0")) == 0
     resume_from = None
     if resume:
@@ -126,6 +133,9 @@ def pretrain(config_path: Path, output_dir: Path, overrides: Optional[Dict] = No
         cfg.to_disk(output_dir / "config.cfg")  # the resolved settings of this run, overrides included
     elif not resume and ckpt.list_checkpoints(output_dir):
         raise ValueError(f"{output_dir} already holds checkpoints: pass --resume to continue.")
+    if resume_from is not None and int(train_cfg.get("grad_accum_steps", 1)) > 1:
+        logger.warning("Resuming with grad_accum_steps > 1: the run continues from its checkpoint, but its losses are "
+                       "not guaranteed to match an uninterrupted run exactly (exact with grad_accum_steps = 1).")
     if resume and resume_from is None:
         logger.warning("--resume: %s holds no checkpoint yet, starting a new run.", output_dir)
     return _train(cfg, masking, tokenizer, model, output_dir, resume_from, gpu_id, list(callbacks))

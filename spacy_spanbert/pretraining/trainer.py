@@ -4,6 +4,7 @@ Trainer already does optimisation (AdamW, linear warmup/decay, clipping, accumul
 and checkpoint/resume of optimizer, scheduler, RNG state and data position; this module adds what it lacks.
 """
 import json
+import logging
 import os
 import shutil
 import time
@@ -71,6 +72,9 @@ class SpanBertTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial):
         staging = Path(self._get_output_dir(trial))
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)  # leftovers of a save that crashed at this step
+        self.accelerator.wait_for_everyone()
         super()._save_checkpoint(model, trial)  # writes staging/checkpoint-N (every rank its RNG state)
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
@@ -86,12 +90,17 @@ class SpanBertTrainer(Trainer):
 
         model = self.accelerator.unwrap_model(model or self.model)
         path = ckpt.validate_checkpoint(Path(resume_from_checkpoint))
-        state = load_file(str(path / "encoder" / "model.safetensors"))
-        missing, unexpected = model.encoder.load_state_dict(state, strict=False)
+        try:
+            state = load_file(str(path / "encoder" / "model.safetensors"))
+            missing, unexpected = model.encoder.load_state_dict(state, strict=False)
+            if not unexpected and not [k for k in missing if not k.startswith("pooler.")]:
+                model.load_heads(path)
+        except Exception as err:  # truncated or garbled files: safetensors/torch raise their own error types
+            raise ValueError(f"Checkpoint {path} is corrupt ({str(err).splitlines()[0]}): delete it to resume from "
+                             f"the one before.") from None
         if unexpected or [k for k in missing if not k.startswith("pooler.")]:
             raise ValueError(f"Checkpoint {path} does not match the model (e.g. {(unexpected or missing)[0]}): "
                              f"resume with the settings that wrote it.")
-        model.load_heads(path)
 
 
 class HeadsWarmupCallback(TrainerCallback):
@@ -112,7 +121,9 @@ class EpochCallback(TrainerCallback):
         self.collator = collator
 
     def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
-        per_epoch = max(len(train_dataloader) // args.gradient_accumulation_steps, 1) if train_dataloader else 1
+        # optimiser steps per epoch exactly as Trainer counts them (a partial accumulation still makes a step)
+        n, ga = (len(train_dataloader), args.gradient_accumulation_steps) if train_dataloader else (1, 1)
+        per_epoch = max(n // ga + int(n % ga > 0), 1)
         self.collator.epoch = state.global_step // per_epoch
 
 
@@ -149,8 +160,12 @@ class PostfixProgressCallback(ProgressCallback):
 
 def plot_losses(log_path: Path, png_path: Path) -> None:
     """Loss curve (total, MLM, SBO) against the step."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:  # an optional extra: a finished run must never fail for want of a plot
+        logging.getLogger("spacy_spanbert.pretraining").warning(
+            "matplotlib is not installed, so no %s: pip install 'spacy-spanbert[plots]'", png_path.name)
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -72,6 +72,8 @@ def test_safetensors_round_trip_rebuilds_the_module():
     torch.testing.assert_close(loaded(tokens, starts, ends), model(tokens, starts, ends))
     with pytest.raises(ValueError, match="saved pipeline's config"):
         deserialize_scorer(SpanScorer(hidden_width=32, max_width=4, use_interior=True), data, torch.device("cpu"))
+    with pytest.raises(ValueError, match="saved pipeline's config"):
+        deserialize_scorer(SpanScorer(hidden_width=16, max_width=4, use_interior=False), data, torch.device("cpu"))
 
 
 def test_case_features_give_an_uncased_encoder_capitalisation(tiny_bert_dir):

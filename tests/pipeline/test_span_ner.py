@@ -64,6 +64,17 @@ def test_add_pipe_beside_ner_keep_or_overwrite(tiny_bert_dir):
     assert ents(other("John saw the big dog in London .")) == [(0, 4, "PER"), (24, 30, "LOC")]
 
 
+def test_load_time_settings_override_the_saved_ones(blank_ner, tmp_path):
+    nlp = blank_ner
+    train(nlp, ner_examples(nlp), steps=1)
+    nlp.to_disk(tmp_path / "p")
+    loaded = spacy.load(tmp_path / "p", config={"components": {"spanbert_ner": {"overwrite_ents": False,
+                                                                               "threshold": 0.7}}})
+    assert loaded.get_pipe("spanbert_ner").cfg["overwrite_ents"] is False
+    assert loaded.get_pipe("spanbert_ner").cfg["threshold"] == 0.7
+    assert spacy.load(tmp_path / "p").get_pipe("spanbert_ner").cfg["overwrite_ents"] is True
+
+
 @pytest.mark.parametrize(
     "text",
     ["", "   ", "\n\n", "John", "😀 🚀 John ✨", "Mary\x00\x07 liked \u200b Paris", "John met 東京 and Москва ۱۲۳ .",

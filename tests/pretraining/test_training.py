@@ -105,6 +105,19 @@ def test_resume_reproduces_uninterrupted_losses(tiny_bert_dir, memo_corpus, tmp_
     assert a[-1]["epoch"] > 1.0
 
 
+def test_cased_checkpoint_without_tokenizer_config_stays_cased(tiny_bert_dir, tiny_text_corpus, tmp_path):
+    # the SpanBERT hub files ship only vocab.txt: BertTokenizerFast would lower-case their cased vocabulary
+    cased = tmp_path / "tiny-bert-cased"
+    shutil.copytree(tiny_bert_dir, cased)
+    for name in ("tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"):
+        (cased / name).unlink(missing_ok=True)
+    ov = overrides(cased, tiny_text_corpus, **{"training.max_steps": 2, "training.save_steps": 2})
+    from transformers import AutoTokenizer
+
+    out = pretrain(CONFIG, tmp_path / "run", ov)
+    assert AutoTokenizer.from_pretrained(str(out)).do_lower_case is False
+
+
 def test_checkpoint_is_never_half_written(tiny_bert_dir, tiny_text_corpus, tmp_path, monkeypatch):
     def broken(self, output_dir):
         raise Crash("disk full")
@@ -126,6 +139,10 @@ def test_resume_refuses_corrupt_checkpoint_and_other_runs(tiny_bert_dir, tiny_te
         pretrain(CONFIG, tmp_path, ov)
     with pytest.raises(ValueError, match="holds another run"):
         pretrain(CONFIG, tmp_path, {**ov, "masking.scheme": "subword"}, resume=True)
+    weights = tmp_path / "checkpoints" / "step-6" / "encoder" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated, as after a power loss
+    with pytest.raises(ValueError, match="corrupt.*delete it"):
+        pretrain(CONFIG, tmp_path, ov, resume=True)
     (tmp_path / "checkpoints" / "step-6" / "heads.safetensors").unlink()
     with pytest.raises(ValueError, match="corrupt"):
         pretrain(CONFIG, tmp_path, ov, resume=True)
