@@ -3,6 +3,7 @@
 # no two measurements share the CPU. Needs the project's assets and corpus (`spacy project run all` or
 # fetch/convert/corpus) and a trained pipeline in training/model-best (from `spacy project run train`).
 # Each script writes bench/results/<name>.json + .md; `python bench/report.py` pastes them into README.md.
+# The workflow table comes from `python bench/workflow.py` (runs every step of `spacy project run all`, timed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -12,10 +13,16 @@ STEPS=${ACCURACY_STEPS:-400}
 # issue 2: pretraining step throughput, ours (MLM+SBO, masked-only projections) vs HF BertForMaskedLM + WWM collator
 $PY bench/pretrain_throughput.py --model "$MODEL" --corpus corpus/pretrain.txt --batch-size 8 --seq-lens 128 512 \
     --precisions fp32 bf16 --steps 5 --warmup 1
-# issue 3: nlp.pipe words/s and peak memory on 2,000 CoNLL test sentences
-$PY bench/inference_speed.py --data corpus/test.spacy --model "$MODEL" --n-sents 2000 --batch-size 32 \
-    --trained spanbert_ner=training/model-best --long-doc-words 20000
 # issue 5: CoNLL-2003 test accuracy, same MiniLM backbone and training budget, one seed at CPU scale
 $PY bench/accuracy.py --encoder "$MODEL" --systems spanbert_ner trf_ner cnn_ner --seeds 1 --max-steps "$STEPS" \
     --eval-frequency 100
+# issue 3: nlp.pipe words/s and peak memory on 2,000 CoNLL test sentences; both transformer pipelines trained and
+# loaded from disk (ours from the workflow, spacy-transformers + ner from the accuracy run above)
+$PY bench/inference_speed.py --data corpus/test.spacy --model "$MODEL" --n-sents 2000 --batch-size 32 \
+    --trained spanbert_ner=training/model-best trf_ner=bench/work/accuracy/trf_ner/seed1/model/model-best \
+    --long-doc-words 20000
+# issue 3: resident memory while training, every 100 steps
+$PY bench/train_memory.py --systems spanbert_ner trf_ner --max-steps 300 --eval-frequency 100
+# issue 2: does the heads-only warm-up help continued pretraining of a head-less checkpoint?
+$PY bench/heads_warmup.py --steps 250 --warmups 0 100
 $PY bench/report.py
