@@ -20,9 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import sys
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_model  # noqa: E402
 
 IMPLS = ("hf_full", "hf_masked_only", "spanbert")
 
@@ -187,13 +192,17 @@ def bench(args) -> dict:
                 print(json.dumps(rows[-1]), flush=True)
     return {"model": args.model, "device": args.device, "threads": torch.get_num_threads(),
             "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
-            "torch": torch.__version__, "machine": platform.processor() or platform.machine(), "rows": rows}
+            "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+            "cpu": cpu_model(), "rows": rows}
 
 
 def markdown(result: dict) -> str:
     by = {(r["seq_len"], r["precision"], r["impl"]): r for r in result["rows"]}
-    lines = [f"Batch {result['batch_size']}, {result['steps']} timed steps, {result['threads']} threads, "
-             f"device {result['device']}.", "",
+    lines = ["### Pretraining step throughput (tokens/s, higher is better; rerun: bench/run_cpu.sh)", "",
+             f"Model `{result['model']}`; batch {result['batch_size']}, {result['steps']} timed steps after "
+             f"{result['warmup']} warm-up, alternating implementations; device {result['device']}, "
+             f"{result['threads']} torch threads; machine {result.get('cpu') or result['machine']}; "
+             f"torch {result['torch']}.", "",
              "| seq | precision | HF full tok/s | HF masked-only tok/s | SpanBERT MLM+SBO tok/s | vs HF full "
              "| vs masked-only | masking share | peak MB (HF / ours) |",
              "|---|---|---|---|---|---|---|---|---|"]
