@@ -146,10 +146,10 @@ def _chunked_inference(forward: Callable) -> Callable:
 def create_spanbert_transformer(
     name: str = DEFAULT_SPANBERT,
     get_spans: Optional[Callable[[List[Doc]], List[List[Span]]]] = None,
-    tokenizer_config: Dict[str, Any] = {},
-    transformer_config: Dict[str, Any] = {},
+    tokenizer_config: Optional[Dict[str, Any]] = None,
+    transformer_config: Optional[Dict[str, Any]] = None,
     mixed_precision: bool = False,
-    grad_scaler_config: Dict[str, Any] = {},
+    grad_scaler_config: Optional[Dict[str, Any]] = None,
 ) -> TransformerModel:
     """A transformer for spaCy's `transformer` component (or inside a span component) with SpanBERT defaults.
 
@@ -165,10 +165,10 @@ def create_spanbert_transformer(
     model = TransformerModel(
         str(name),
         get_spans,
-        spanbert_tokenizer_config(str(name), dict(tokenizer_config)),
-        dict(transformer_config),
+        spanbert_tokenizer_config(str(name), dict(tokenizer_config or {})),
+        dict(transformer_config or {}),
         mixed_precision,
-        dict(grad_scaler_config),
+        dict(grad_scaler_config or {}),
     )
     model.init = _checked_init
     shim = model.layers[0].shims[0]

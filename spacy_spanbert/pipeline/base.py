@@ -13,7 +13,7 @@ from spacy.language import Language
 from spacy.pipeline.spancat import SpanCategorizer
 from spacy.tokens import Doc, Span
 from spacy.training import Example
-from thinc.api import Optimizer
+from thinc.api import Config, Optimizer
 from thinc.types import Floats2d, Ragged
 
 
@@ -231,3 +231,5 @@ grad_scaler_config = {}
 window = 128
 stride = 96
 """
+
+DEFAULT_SPAN_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]

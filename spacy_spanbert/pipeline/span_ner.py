@@ -9,13 +9,12 @@ from typing import Callable, Iterable, List, Optional, Tuple
 import numpy
 from spacy.language import Language
 from spacy.tokens import Doc, Span, SpanGroup
-from thinc.api import Config, Model
+from thinc.api import Model
 from spacy.vocab import Vocab
 from thinc.types import Floats2d, Ragged
 
-from .base import DEFAULT_MODEL_CONFIG, SpanBoundaryPipe
+from .base import DEFAULT_SPAN_MODEL, SpanBoundaryPipe
 
-DEFAULT_NER_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 SCORE_EXTENSION = "spanbert_score"
 
 
@@ -36,7 +35,7 @@ def _span_score(span: Span) -> Optional[float]:
     "spanbert_ner",
     assigns=["doc.ents", "token.ent_iob", "token.ent_type", "doc.spans"],
     default_config={
-        "model": DEFAULT_NER_MODEL,
+        "model": DEFAULT_SPAN_MODEL,
         "suggester": {"@misc": "spacy-spanbert.sentence_ngram_suggester.v1", "max_width": 10},
         "spans_key": "spanbert_ents",
         "overwrite_ents": True,

@@ -9,12 +9,11 @@ from typing import Callable, Iterable, List, Optional, Tuple
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
-from thinc.api import Config, Model
+from thinc.api import Model
 from thinc.types import Floats2d, Ragged
 
-from .base import DEFAULT_MODEL_CONFIG, SpanBoundaryPipe
+from .base import DEFAULT_SPAN_MODEL, SpanBoundaryPipe
 
-DEFAULT_SPANCAT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 DEFAULT_SPANS_KEY = "sc"
 
 
@@ -22,7 +21,7 @@ DEFAULT_SPANS_KEY = "sc"
     "spanbert_spancat",
     assigns=["doc.spans"],
     default_config={
-        "model": DEFAULT_SPANCAT_MODEL,
+        "model": DEFAULT_SPAN_MODEL,
         "suggester": {"@misc": "spacy-spanbert.sentence_ngram_suggester.v1", "max_width": 10},
         "spans_key": DEFAULT_SPANS_KEY,
         "threshold": 0.5,

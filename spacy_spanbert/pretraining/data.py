@@ -24,12 +24,17 @@ CharSpans = List[Tuple[int, int]]
 Document = List[Tuple[str, CharSpans]]
 
 
+def corpus_files(path: Path) -> List[Path]:
+    """The corpus files of `path`: itself, or every .txt/.jsonl/.spacy file below a directory, in a stable order."""
+    return sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES) if path.is_dir() else [path]
+
+
 def check_corpus(path: Path) -> Path:
     """Fail early, in one line, on a missing, empty or unsupported corpus."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Corpus not found: {path}. Set --paths.raw_text to a .txt, .jsonl or .spacy file.")
-    files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES) if path.is_dir() else [path]
+    files = corpus_files(path)
     if path.is_file() and path.suffix not in SUFFIXES:
         raise ValueError(f"Unsupported corpus format {path.suffix!r} ({path}): use .txt, .jsonl or .spacy.")
     if not files or all(f.stat().st_size == 0 for f in files):
@@ -44,7 +49,7 @@ def iter_documents(path: Path, nlp=None, candidate_kind: Optional[str] = None) -
         found with `nlp` (or taken from a DocBin's own annotation when it has it).
     """
     path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES) if path.is_dir() else [path]
+    files = corpus_files(path)
     for file in files:
         if file.suffix == ".spacy":
             yield from _docbin_documents(file, nlp, candidate_kind)
@@ -144,7 +149,7 @@ class BlockWriter:
 def pack_corpus(path: Path, tokenizer, max_length: int, out_dir: Path, nlp=None, candidate_kind=None) -> Path:
     """Tokenise and pack the corpus into `out_dir`; reuse it when corpus, tokenizer and settings are unchanged."""
     path = check_corpus(path)
-    files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES) if path.is_dir() else [path]
+    files = corpus_files(path)
     meta = {
         "corpus": str(path.resolve()),
         "files": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
