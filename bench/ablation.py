@@ -247,6 +247,7 @@ def render_markdown(result: Dict[str, Any]) -> str:
                             "pretrain time", "fine-tune time", "seeds", "status"], rows)
     title = "Masking ablation: continued pretraining, then spanbert_ner on CoNLL-2003" + (
         " (QUICK sanity run: tiny subset, not a result)" if s["quick"] else "")
+    title += "" if result.get("finished", True) else " (in progress: schemes not listed have not run yet)"
     lines = [
         f"### {title}", "",
         f"Encoder `{Path(s['encoder']).name}`; each scheme: {s['pretrain_steps']} pretraining steps × "
@@ -288,11 +289,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "command": "python bench/ablation.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "settings": settings, "machine": machine_info(args.gpu_id, args.threads), "schemes": {},
     }
-    for name in args.schemes:
+    for i, name in enumerate(args.schemes, 1):
         result["schemes"][name] = run_scheme(name, args, text, corpus, encoder, env)
-    result["ordering"] = paper_ordering(result["schemes"])
-    result["wall_s"] = round(time.perf_counter() - started, 1)
-    publish(result, args.output, render_markdown(result))
+        # published after every scheme, so an interrupted long run keeps what it finished
+        result.update(ordering=paper_ordering(result["schemes"]), wall_s=round(time.perf_counter() - started, 1),
+                      finished=i == len(args.schemes))
+        publish(result, args.output, render_markdown(result))
     return result
 
 

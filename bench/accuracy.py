@@ -183,8 +183,6 @@ def run_span_marker(args, corpus, encoder, seed, run_dir, env) -> Dict[str, Any]
     record: Dict[str, Any] = {"seed": seed, "status": "ok", "command": " ".join(cmd), "train_wall_s": done.wall_s}
     metrics_path = run_dir / "metrics.json"
     if not done.ok or not metrics_path.exists():
-        from bench.common import _failed
-
         return failed_record(record, "train", done)
     metrics = json.loads(metrics_path.read_text())
     record.update(ner_scores(metrics), train_wall_s=metrics.get("train_wall_s", done.wall_s))
@@ -271,6 +269,7 @@ def render_markdown(result: Dict[str, Any]) -> str:
     s = result["settings"]
     table = markdown_table(["system", "P", "R", "F", *[f"F {t}" for t in types], "train time", "seeds", "status"], rows)
     title = "CoNLL-2003 test accuracy" + (" (QUICK sanity run: tiny subset, not a result)" if s["quick"] else "")
+    title += "" if result.get("finished", True) else " (in progress: systems not listed have not run yet)"
     return "\n".join([
         f"### {title}", "",
         f"Encoder `{Path(s['encoder']).name}`; {s['max_steps']} training steps per run; seeds {s['seeds']}; "
@@ -301,10 +300,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "machine": machine_info(args.gpu_id, args.threads),
         "systems": {},
     }
-    for name in args.systems:
+    for i, name in enumerate(args.systems, 1):
         result["systems"][name] = run_system(name, args, corpus, encoder)
-    result["wall_s"] = round(time.perf_counter() - started, 1)
-    publish(result, args.output, render_markdown(result))
+        # published after every system, so an interrupted long run keeps what it finished
+        result.update(wall_s=round(time.perf_counter() - started, 1), finished=i == len(args.systems))
+        publish(result, args.output, render_markdown(result))
     return result
 
 
