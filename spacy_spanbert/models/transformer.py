@@ -110,13 +110,67 @@ class SafetensorsHFShim(HFShim):
         return self
 
 
-INFERENCE_WINDOWS = 32
+# Padded wordpieces per encoder call when predicting. On CPU small calls are faster (a 512-piece call's activations
+# stay in cache: 1.8x the words/s of whole 32-sentence batches, bench/inference_speed.py); GPUs want large calls.
+INFERENCE_TOKENS = 512
+INFERENCE_TOKENS_GPU = 8192
+
+
+def _right_padded_lengths(model: Any, wordpieces: Any) -> Optional[List[int]]:
+    """Real length of each window, or None unless every row is [real pieces..., padding] (right padding)."""
+    import numpy
+
+    mask = model.ops.to_numpy(wordpieces.attention_mask) > 0
+    lengths = mask.sum(axis=1)
+    if not (mask == (numpy.arange(mask.shape[1]) < lengths[:, None])).all():
+        return None
+    return [int(n) for n in lengths]
+
+
+def _plain_outputs(model: Any) -> bool:
+    """True unless the encoder also returns hidden states or attentions, whose shapes the bucketed merge skips."""
+    config = getattr(getattr(model.shims[0]._hfmodel, "transformer", None), "config", None)
+    return not (getattr(config, "output_hidden_states", False) or getattr(config, "output_attentions", False))
+
+
+def _token_budget(model: Any) -> int:
+    device = getattr(getattr(model.shims[0]._hfmodel, "transformer", None), "device", None)
+    return INFERENCE_TOKENS_GPU if getattr(device, "type", "cpu") != "cpu" else INFERENCE_TOKENS
+
+
+def length_buckets(lengths: List[int], max_tokens: int) -> List[List[int]]:
+    """Window indices, longest first, in groups whose padded size (rows x longest row) stays within `max_tokens`.
+
+    A batch of sentences is padded to its longest one; encoding length-sorted groups instead spends the encoder's
+    time on real wordpieces (and attention's on short rows), which is where inference time goes."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: List[List[int]] = []
+    for i in order:
+        if groups and (len(groups[-1]) + 1) * max(1, lengths[groups[-1][0]]) <= max_tokens:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _select(wordpieces: Any, rows: List[int], width: int) -> Any:
+    """Rows of a WordpieceBatch, cut to `width` columns (fancy indexing works for numpy and cupy alike)."""
+    from spacy_transformers.data_classes import WordpieceBatch
+
+    return WordpieceBatch(
+        strings=[wordpieces.strings[i] for i in rows],
+        input_ids=wordpieces.input_ids[rows][:, :width],
+        attention_mask=wordpieces.attention_mask[rows][:, :width],
+        lengths=[wordpieces.lengths[i] for i in rows],
+        token_type_ids=None if wordpieces.token_type_ids is None else wordpieces.token_type_ids[rows][:, :width],
+    )
 
 
 def _chunked_inference(forward: Callable) -> Callable:
-    """Run at most INFERENCE_WINDOWS strided windows through the encoder at a time when predicting, so a
-    20,000-word document needs the activation memory of a batch, not of the whole document. Slices of a
-    WordpieceBatch keep the full padded width, so the outputs concatenate along the window axis."""
+    """When predicting, encode length-sorted groups of at most INFERENCE_TOKENS(_GPU) padded wordpieces and put the
+    outputs back in order at the batch's padded width. This bounds activation memory by a batch, not a document
+    (a 20,000-word document is ~200 windows), and skips most padding when sentences of mixed length share a batch.
+    Padding positions of the merged output are zeros; nothing downstream reads them (alignment uses real pieces)."""
     import torch
 
     def cat(parts: List[Any]) -> Any:
@@ -126,14 +180,36 @@ def _chunked_inference(forward: Callable) -> Callable:
             return tuple(cat(list(group)) for group in zip(*parts))
         return parts[0]
 
+    def merge(outputs: List[Any], groups: List[List[int]], n_rows: int, width: int) -> Any:
+        merged = {}
+        for key in outputs[0].keys():
+            first = outputs[0][key]
+            full = first.new_zeros((n_rows, width, *first.shape[2:]) if key == "last_hidden_state" else
+                                   (n_rows, *first.shape[1:]))
+            for rows, out in zip(groups, outputs):
+                index = torch.as_tensor(rows, device=full.device)
+                if key == "last_hidden_state":
+                    full[index, : out[key].shape[1]] = out[key]
+                else:
+                    full[index] = out[key]
+            merged[key] = full
+        return type(outputs[0])(**merged)
+
     def chunked(model: Any, wordpieces: Any, is_train: bool) -> Any:
-        if is_train or len(wordpieces) <= INFERENCE_WINDOWS:
+        if is_train or len(wordpieces) <= 1:
             return forward(model, wordpieces, is_train)
-        outputs = [
-            forward(model, wordpieces[i : i + INFERENCE_WINDOWS], False)[0]
-            for i in range(0, len(wordpieces), INFERENCE_WINDOWS)
-        ]
-        merged = type(outputs[0])(**{key: cat([out[key] for out in outputs]) for key in outputs[0].keys()})
+        width = int(wordpieces.input_ids.shape[1])
+        lengths = _right_padded_lengths(model, wordpieces) if _plain_outputs(model) else None
+        if lengths is not None:
+            groups = length_buckets(lengths, _token_budget(model))
+            outputs = [forward(model, _select(wordpieces, g, max(1, lengths[g[0]])), False)[0] for g in groups]
+            merged = merge(outputs, groups, len(wordpieces), width)
+        else:  # left padding or extra outputs: keep the batch's order and width, only split it
+            step = max(1, _token_budget(model) // max(1, width))
+            if len(wordpieces) <= step:
+                return forward(model, wordpieces, is_train)
+            outputs = [forward(model, wordpieces[i : i + step], False)[0] for i in range(0, len(wordpieces), step)]
+            merged = type(outputs[0])(**{key: cat([out[key] for out in outputs]) for key in outputs[0].keys()})
 
         def backprop(d_output: Any) -> Any:
             raise ValueError("Chunked transformer outputs are for inference only (is_train=False)")

@@ -80,8 +80,49 @@ def test_long_docs_are_predicted_in_window_chunks_with_identical_output(tiny_ber
     model = create_spanbert_transformer(str(tiny_bert_dir), configure_strided_spans(16, 12))
     doc = Doc(spacy.blank("en").vocab, words=("the old man saw a dog near the river . " * 60).split())
     model.initialize(X=[doc])
+    monkeypatch.setattr(transformer, "INFERENCE_TOKENS", 64)  # the tiny windows would otherwise fit one call
     chunked = model.predict([doc])
-    assert len(chunked.wordpieces) > transformer.INFERENCE_WINDOWS
-    monkeypatch.setattr(transformer, "INFERENCE_WINDOWS", 10**6)
+    assert len(chunked.wordpieces) * chunked.wordpieces.input_ids.shape[1] > transformer.INFERENCE_TOKENS
+    monkeypatch.setattr(transformer, "INFERENCE_TOKENS", 10**6)
     whole = model.predict([doc])
     numpy.testing.assert_allclose(chunked.tensors[0], whole.tensors[0], rtol=1e-4, atol=1e-5)
+
+
+def test_mixed_length_batches_are_encoded_length_sorted_with_the_same_token_vectors(tiny_bert_dir, monkeypatch):
+    """Bucketing by length must not change any real wordpiece's vector, nor the order or width of the output."""
+    import numpy
+
+    from spacy_spanbert.models import transformer
+
+    model = create_spanbert_transformer(str(tiny_bert_dir), configure_strided_spans(32, 24))
+    vocab = spacy.blank("en").vocab
+    docs = [Doc(vocab, words=("the man saw a dog . " * n).split()) for n in (1, 4, 2, 5, 1, 3)]
+    model.initialize(X=docs)
+    calls = []
+    encoder = model.layers[0].shims[0]._model
+    encoder.register_forward_pre_hook(lambda _, args, kwargs: calls.append(tuple(kwargs["input_ids"].shape)),
+                                      with_kwargs=True)
+    monkeypatch.setattr(transformer, "INFERENCE_TOKENS", 64)
+    bucketed = model.predict(docs)
+    assert len(calls) > 1 and max(rows * width for rows, width in calls) <= 64
+    assert bucketed.wordpieces.input_ids.shape[0] == sum(len(s) for s in bucketed.spans)
+    calls.clear()
+    monkeypatch.setattr(transformer, "INFERENCE_TOKENS", 10**6)
+    whole = model.predict(docs)
+    assert len(calls) == 1
+    assert bucketed.tensors[0].shape == whole.tensors[0].shape
+    for i, n in enumerate(whole.wordpieces.lengths):
+        numpy.testing.assert_allclose(bucketed.tensors[0][i, :n], whole.tensors[0][i, :n], rtol=1e-4, atol=1e-5)
+    numpy.testing.assert_allclose(bucketed.tensors[1], whole.tensors[1], rtol=1e-4, atol=1e-5)  # pooler output
+
+
+def test_length_buckets_are_longest_first_and_within_the_token_budget():
+    from spacy_spanbert.models.transformer import length_buckets
+
+    lengths = [5, 30, 12, 30, 7, 1, 64]
+    groups = length_buckets(lengths, 64)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert groups[0] == [6]  # a row longer than the budget allows company goes alone
+    for g in groups:
+        assert [lengths[i] for i in g] == sorted((lengths[i] for i in g), reverse=True)
+        assert len(g) == 1 or len(g) * lengths[g[0]] <= 64
