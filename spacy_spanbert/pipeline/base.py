@@ -6,7 +6,7 @@ spaCy's spancat already has the pieces we need (suggesters, labels, negative cla
 """
 import math
 import warnings
-from typing import Any, Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy
 from spacy.language import Language
@@ -15,6 +15,8 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from thinc.api import Config, Optimizer
 from thinc.types import Floats2d, Ragged
+
+from ..memory import release_free_memory
 
 
 class SpanBoundaryPipe(SpanCategorizer):
@@ -71,12 +73,18 @@ class SpanBoundaryPipe(SpanCategorizer):
 
     def predict(self, docs: Iterable[Doc]) -> Tuple[Ragged, numpy.ndarray]:
         """Suggest spans and return (indices, probabilities in [0, 1])."""
+        release_free_memory()  # the previous batch's activations are freed by now: keep resident memory flat
         docs = list(docs)
         indices = self.suggester(docs, ops=self.model.ops)
         if indices.lengths.sum() == 0:
             return indices, numpy.zeros((0, self._n_labels), dtype="f")
         logits = self.model.predict((docs, indices))
         return indices, self._probabilities(logits)
+
+    def update(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, float]:
+        """spaCy's spancat update; first hands the previous step's freed memory back to the OS."""
+        release_free_memory()
+        return super().update(examples, **kwargs)
 
     def _get_aligned_spans(self, eg: Example) -> List[Span]:
         return eg.get_aligned_spans_y2x(list(self._gold_spans(eg.reference)), allow_overlap=True)
