@@ -5,15 +5,19 @@ Pipelines (same encoder for the transformer ones):
   trf_ner          the same `transformer` + spaCy's transition-based `ner` on a TransformerListener
   trf_only         the bare `transformer` component: the ceiling for any head on that encoder
   cnn_ner          spaCy's CNN tok2vec + `ner` (the default `ner` model)
-  span_marker      span-marker on the same encoder directory, only if `span_marker` is importable
+  span_marker      span-marker (PyPI `span-marker`) on the same encoder directory, only if `span_marker` is importable;
+                   it reads the same spaCy tokens, batch size and threads
 
 Untrained heads are used unless `--trained NAME=DIR` points at a trained pipeline (a random NER head predicts far
-more entities than a trained one, which makes decoding slower, so trained pipelines give the fairer number).
+more entities than a trained one, which makes decoding slower, so trained pipelines give the fairer number). An
+untrained span-marker head costs what a trained one does: span-marker encodes every candidate span (entity markers
+packed into 256-piece samples) whatever its weights, and only the decoding of its predictions varies.
 
     python bench/inference_speed.py --data corpus/test.spacy --model all-MiniLM-L6-v2 --n-sents 2000
     python bench/inference_speed.py --quick          # smoke test on a tiny random BERT and synthetic text
 """
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -106,14 +110,47 @@ def build_pipeline(name: str, model: str, trained: Dict[str, str], window: int, 
     return nlp
 
 
+class SpanMarkerPipe:
+    """span-marker behind the `nlp.pipe` interface of this benchmark: spaCy's English tokens in, entity counts out.
+
+    Words are counted from the same tokenizer as for the spaCy pipelines, so words/s compare one to one."""
+
+    def __init__(self, model: str, trained: Optional[str]) -> None:
+        import spacy
+        from span_marker import SpanMarkerModel
+
+        self.tokenizer = spacy.blank("en").tokenizer
+        if trained:
+            self.model = SpanMarkerModel.from_pretrained(trained)
+        else:
+            labels = ["O"] + [f"{prefix}-{label}" for label in LABELS for prefix in "BI"]
+            self.model = SpanMarkerModel.from_pretrained(model, labels=labels, model_max_length=256)
+        self.model.eval()
+
+    def pipe(self, texts: List[str], batch_size: int):
+        from types import SimpleNamespace
+
+        for start in range(0, len(texts), batch_size):
+            words = [[t.text for t in self.tokenizer(text)] for text in texts[start : start + batch_size]]
+            keep = [w for w in words if w]
+            preds = iter(self.model.predict(keep, batch_size=batch_size) if keep else [])
+            for w in words:
+                ents = next(preds) if w else []
+                yield SimpleNamespace(n_words=len(w), ents=ents)
+
+
 def worker(args: argparse.Namespace) -> Dict:
     """Measure one pipeline in this process; RETURNS the result row (printed as JSON by the caller)."""
     import torch
 
     torch.set_num_threads(args.threads)
     texts = load_texts(args.data, args.n_sents, args.unit, args.quick)
+    trained = dict(t.split("=", 1) for t in args.trained)
     t0 = time.perf_counter()
-    nlp = build_pipeline(args.worker, args.model, dict(t.split("=", 1) for t in args.trained), args.window, args.stride)
+    if args.worker == "span_marker":
+        nlp = SpanMarkerPipe(args.model, trained.get("span_marker"))
+    else:
+        nlp = build_pipeline(args.worker, args.model, trained, args.window, args.stride)
     load_s = time.perf_counter() - t0
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     list(nlp.pipe(texts[: args.batch_size], batch_size=args.batch_size))  # warm-up, not timed
@@ -121,7 +158,7 @@ def worker(args: argparse.Namespace) -> Dict:
     t0 = time.perf_counter()
     n_words = n_ents = 0
     for doc in nlp.pipe(texts, batch_size=args.batch_size):
-        n_words += len(doc)
+        n_words += doc.n_words if hasattr(doc, "n_words") else len(doc)
         n_ents += len(doc.ents)
     wall = time.perf_counter() - t0
     row = {
@@ -233,6 +270,10 @@ def to_markdown(result: Dict) -> str:
         in_pipe = r.get("peak_rss_during_pipe_mb")
         lines.append(f"| {r['pipeline']} | {r['words_per_s']:,.0f} | {rel} | {in_pipe or '-'} | "
                      f"{r['peak_rss_mb']:,.0f} | {r['wall_s']} | {r['trained']} |")
+    speed = {r["pipeline"]: r["words_per_s"] for r in rows}
+    if "spanbert_ner" in speed:
+        ratios = [f"{speed['spanbert_ner'] / speed[other]:.2f}x {other}" for other in PIPELINES[1:] if other in speed]
+        lines.append(f"\nspanbert_ner words/s relative to the others: {', '.join(ratios)}.")
     for r in result["results"]:
         if "skipped" in r:
             lines.append(f"\n{r['pipeline']}: skipped ({r['skipped']})")
@@ -274,13 +315,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     texts = load_texts(args.data, args.n_sents, args.unit, args.quick)  # fail early on bad --data
     results = []
     for name in args.pipelines:
-        if name == "span_marker" and name not in dict(t.split("=", 1) for t in args.trained):
-            try:
-                import span_marker  # noqa: F401
-                reason = "span-marker is installed but no adapter/trained model was given (--trained span_marker=DIR)"
-            except ImportError:
-                reason = "span_marker is not importable (pip install span-marker)"
+        if name == "span_marker" and importlib.util.find_spec("span_marker") is None:
+            reason = "span_marker is not importable (pip install span-marker==1.8.1 torch==2.13.0 transformers==4.53.2)"
             results.append({"pipeline": name, "skipped": reason})
+            print(json.dumps(results[-1]), flush=True)
             continue
         cmd = [sys.executable, __file__, "--worker", name, "--model", args.model, "--n-sents", str(args.n_sents),
                "--unit", args.unit, "--batch-size", str(args.batch_size), "--threads", str(args.threads),
