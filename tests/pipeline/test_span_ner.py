@@ -169,3 +169,20 @@ def test_standalone_with_spacy_transformers_tok2vec(tiny_bert_dir):
     nlp.add_pipe("spanbert_ner", config={"model": {"hidden_width": 32, "tok2vec": tok2vec}})
     train(nlp, ner_examples(nlp))
     assert [ents(doc) for doc in nlp.pipe(text for text, _ in NER_DATA)] == [sorted(e) for _, e in NER_DATA]
+
+
+def test_spanbert_score_finds_every_entity_of_a_long_group():
+    from spacy.tokens import Doc, Span, SpanGroup
+
+    from spacy_spanbert.pipeline.span_ner import _span_score
+
+    doc = Doc(spacy.blank("en").vocab, words=["w"] * 3000)
+    spans = [Span(doc, i, i + 2, label="ORG" if i % 2 else "PER") for i in range(0, 3000, 3)]
+    group = SpanGroup(doc, name="spanbert_ents", spans=spans)
+    group.attrs["scores"] = [i / 1000 for i in range(len(spans))]
+    doc.spans["spanbert_ents"] = group
+    doc.user_data["spanbert_ner.spans_key"] = "spanbert_ents"
+    assert [_span_score(s) for s in spans] == group.attrs["scores"]
+    assert _span_score(Span(doc, 0, 1, label="PER")) is None  # right start, wrong end
+    assert _span_score(Span(doc, 3, 5, label="PER")) is None  # right offsets, wrong label (ORG)
+    assert _span_score(Span(doc, 2999, 3000, label="PER")) is None  # after the last entity
