@@ -13,6 +13,8 @@ through tokenisation and training reads blocks by index (which is what makes dat
 """
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
@@ -138,6 +140,10 @@ class BlockWriter:
         self.offsets.append(self.offsets[-1] + len(ids))
         self.cands.extend((block, s, e) for s, e in cands)
 
+    def abort(self) -> None:
+        self._ids.close()
+        self._words.close()
+
     def close(self, meta: dict) -> None:
         self._ids.close()
         self._words.close()
@@ -160,14 +166,25 @@ def pack_corpus(path: Path, tokenizer, max_length: int, out_dir: Path, nlp=None,
     meta_file = out_dir / "meta.json"
     if meta_file.exists() and json.loads(meta_file.read_text()).get("source") == meta:
         return out_dir
-    writer = BlockWriter(out_dir)
+    # Pack into a sibling temp dir and swap it in when complete: an interrupted pack never leaves arrays that a
+    # stale meta.json would vouch for.
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    writer = BlockWriter(tmp)
     content = max_length - 2
-    for doc in iter_documents(path, nlp, candidate_kind):
-        _pack_document(doc, tokenizer, content, writer)
-    n_blocks = len(writer.offsets) - 1
-    writer.close({"source": meta, "n_blocks": n_blocks})
-    if n_blocks == 0:
-        raise ValueError(f"Corpus {path} holds no text the tokenizer can read: check its format and encoding.")
+    try:
+        for doc in iter_documents(path, nlp, candidate_kind):
+            _pack_document(doc, tokenizer, content, writer)
+        n_blocks = len(writer.offsets) - 1
+        writer.close({"source": meta, "n_blocks": n_blocks})
+        if n_blocks == 0:
+            raise ValueError(f"Corpus {path} holds no text the tokenizer can read: check its format and encoding.")
+    except BaseException:
+        writer.abort()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
     return out_dir
 
 

@@ -102,3 +102,31 @@ def test_huge_document_is_read_in_parts_without_losing_text(tokenizer, tmp_path,
     docs = list(iter_documents(corpus))
     assert [len(d) for d in docs] == [2, 1]
     assert [s for d in docs for s, _ in d][-1] == "mary met john."
+
+
+def test_interrupted_pack_keeps_the_previous_complete_pack(tokenizer, tmp_path, monkeypatch):
+    from spacy_spanbert.pretraining import data
+
+    first = tmp_path / "a.txt"
+    first.write_text("The old man saw a dog.\n\nA red car stood near the river.\n", encoding="utf8")
+    out = pack_corpus(first, tokenizer, 32, tmp_path / "p")
+    before = PackedBlocks(out)
+    ids = [list(before[i]["input_ids"]) for i in range(len(before))]
+    second = tmp_path / "b.txt"
+    second.write_text("Mary went home.\n\nJohn stayed in London.\n\nThey met in Paris.\n", encoding="utf8")
+    calls = []
+
+    def crash(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # e.g. Ctrl-C half-way through the corpus
+        return pack_document(*args, **kwargs)
+
+    pack_document = data._pack_document
+    monkeypatch.setattr(data, "_pack_document", crash)
+    with pytest.raises(KeyboardInterrupt):
+        pack_corpus(second, tokenizer, 32, tmp_path / "p")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "p"]  # no temp dir left behind
+    after = PackedBlocks(tmp_path / "p")
+    assert [list(after[i]["input_ids"]) for i in range(len(after))] == ids
+    assert json.loads((tmp_path / "p" / "meta.json").read_text())["source"]["corpus"] == str(first.resolve())
