@@ -16,6 +16,12 @@ from ..nn.heads import MaskedLMHead, SpanBoundaryHead, masked_cross_entropy
 logger = logging.getLogger(__name__)
 HEADS_FILE = "heads.safetensors"
 HEADS_CONFIG = "heads_config.json"
+# checkpoint prefix of an MLM head -> renames of its tensors to MaskedLMHead's (BERT's names are already ours)
+MLM_HEAD_NAMES: Dict[str, Dict[str, str]] = {
+    "cls.predictions.": {},
+    "lm_head.": {"dense.weight": "transform.dense.weight", "dense.bias": "transform.dense.bias",
+                 "layer_norm.weight": "transform.LayerNorm.weight", "layer_norm.bias": "transform.LayerNorm.bias"},
+}
 
 
 class SpanBertForPretraining(nn.Module):
@@ -38,7 +44,7 @@ class SpanBertForPretraining(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: Union[str, Path], **kwargs) -> "SpanBertForPretraining":
-        """Continue pretraining a checkpoint; reuse its `cls.predictions.*` MLM head when it has one."""
+        """Continue pretraining a checkpoint; reuse its MLM head (BERT or RoBERTa style) when it has one."""
         from transformers import AutoModel
 
         try:
@@ -50,9 +56,10 @@ class SpanBertForPretraining(nn.Module):
             ) from None
         model = cls(encoder, **kwargs)
         if model.load_mlm_head_from(name_or_path):
-            logger.info("Reusing the checkpoint's MLM head (cls.predictions.*).")
+            logger.info("Reusing the checkpoint's MLM head.")
         else:
-            logger.warning("Checkpoint %s has no BERT-style MLM head (cls.predictions.*): the MLM and SBO heads start from scratch.", name_or_path)
+            logger.warning("Checkpoint %s has no MLM head (cls.predictions.* or lm_head.*): the MLM and SBO heads "
+                           "start from scratch.", name_or_path)
         return model
 
     @classmethod
@@ -67,15 +74,20 @@ class SpanBertForPretraining(nn.Module):
         return self.encoder.get_input_embeddings().weight
 
     def load_mlm_head_from(self, name_or_path: Union[str, Path]) -> bool:
-        """Copy `cls.predictions.{transform.dense,transform.LayerNorm,bias}` from a checkpoint, if present."""
-        state = _read_checkpoint_tensors(name_or_path, "cls.predictions.")
-        wanted = {k: v for k, v in state.items() if not k.startswith("cls.predictions.decoder")}
-        mapped = {k[len("cls.predictions."):]: v for k, v in wanted.items()}
-        own = self.mlm_head.state_dict()
-        if set(mapped) != set(own) or any(own[k].shape != v.shape for k, v in mapped.items()):
-            return False
-        self.mlm_head.load_state_dict(mapped)
-        return True
+        """Copy a checkpoint's MLM head (all but the tied decoder), if it has one: BERT's `cls.predictions.*` or
+        RoBERTa's `lm_head.*` (the same dense -> GeLU -> LayerNorm -> decoder + bias, under other names)."""
+        for prefix, renames in MLM_HEAD_NAMES.items():
+            state = _read_checkpoint_tensors(name_or_path, prefix)
+            mapped = {}
+            for key, value in state.items():
+                name = key[len(prefix):]
+                if not name.startswith("decoder"):
+                    mapped[renames.get(name, name)] = value
+            own = self.mlm_head.state_dict()
+            if mapped and set(mapped) == set(own) and all(own[k].shape == v.shape for k, v in mapped.items()):
+                self.mlm_head.load_state_dict(mapped)
+                return True
+        return False
 
     def forward(
         self,

@@ -128,3 +128,20 @@ def test_reuses_checkpoint_mlm_head(tiny_bert_dir, tmp_path):
     mlm.save_pretrained(str(tmp_path), safe_serialization=True)
     model = SpanBertForPretraining.from_pretrained(tmp_path)
     assert torch.all(model.mlm_head.transform.dense.weight == 0.5)
+
+
+def test_reuses_roberta_style_lm_head(tmp_path):
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    config = RobertaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=40)
+    mlm = RobertaForMaskedLM(config)
+    with torch.no_grad():
+        mlm.lm_head.dense.weight.fill_(0.25)
+        mlm.lm_head.layer_norm.bias.fill_(0.125)
+        mlm.lm_head.bias.fill_(-1.0)
+    mlm.save_pretrained(str(tmp_path), safe_serialization=True)
+    model = SpanBertForPretraining.from_pretrained(tmp_path)
+    assert torch.all(model.mlm_head.transform.dense.weight == 0.25)
+    assert torch.all(model.mlm_head.transform.LayerNorm.bias == 0.125)
+    assert torch.all(model.mlm_head.bias == -1.0)
