@@ -141,6 +141,27 @@ def pretrain(config_path: Path, output_dir: Path, overrides: Optional[Dict] = No
     return _train(cfg, masking, tokenizer, model, output_dir, resume_from, gpu_id, list(callbacks))
 
 
+# what a pipeline must assign for the spans a linguistic masking scheme draws from
+CANDIDATE_ANNOTATION = {"named_entity": ("doc.ents", "entities"), "noun_phrase": ("token.dep", "dependency parses")}
+
+
+def load_candidate_pipeline(name: str, scheme: str):
+    """The spaCy pipeline that finds named_entity / noun_phrase spans; one clear error if it cannot find them."""
+    import spacy
+
+    try:
+        nlp = spacy.load(name)
+    except OSError:
+        raise ValueError(f"paths.spacy_model = {name} is not an installed pipeline or a pipeline directory: "
+                         f"install one (e.g. en_core_web_sm) or point it at a trained pipeline") from None
+    attr, what = CANDIDATE_ANNOTATION[scheme]
+    if not any(attr in nlp.get_pipe_meta(pipe).assigns for pipe in nlp.pipe_names):
+        raise ValueError(f"masking.scheme = {scheme} needs {what}, but no component of paths.spacy_model = {name} "
+                         f"assigns {attr} ({', '.join(nlp.pipe_names) or 'no components'}): use a pipeline with "
+                         f"{'a ner' if scheme == 'named_entity' else 'a parser'}")
+    return nlp
+
+
 def _train(cfg, masking, tokenizer, model, output_dir: Path, resume_from, gpu_id, extra_callbacks) -> Path:
     import torch
     from transformers import TrainingArguments
@@ -176,9 +197,7 @@ def _train(cfg, masking, tokenizer, model, output_dir: Path, resume_from, gpu_id
     )
     nlp = None
     if masking.scheme in ("named_entity", "noun_phrase"):
-        import spacy
-
-        nlp = spacy.load(cfg["paths"]["spacy_model"])
+        nlp = load_candidate_pipeline(cfg["paths"]["spacy_model"], masking.scheme)
     with args.main_process_first(local=False, desc="packing the corpus"):
         data_dir = pack_corpus(Path(cfg["paths"]["raw_text"]), tokenizer, int(t["max_length"]), output_dir / "data",
                                nlp=nlp, candidate_kind=masking.scheme if nlp is not None else None)

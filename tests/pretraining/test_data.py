@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+from spacy.language import Language
 from transformers import AutoTokenizer
 
 from spacy_spanbert.pretraining.collator import SpanMaskingCollator
@@ -62,26 +63,32 @@ def test_jsonl_and_docbin_inputs(tokenizer, tmp_path):
         pack_corpus(tmp_path / "packed" / "meta.json", tokenizer, 32, tmp_path / "x")
 
 
+def candidates_of_first_block(tokenizer, tmp_path, nlp, kind: str, text: str):
+    """Pack `text` with `nlp`'s candidates; (first block, decoded candidate spans)."""
+    corpus = tmp_path / f"{kind}.txt"
+    corpus.write_text(text, encoding="utf8")
+    item = PackedBlocks(pack_corpus(corpus, tokenizer, 64, tmp_path / "packed", nlp=nlp, candidate_kind=kind))[0]
+    return item, [tokenizer.decode(item["input_ids"][s:e + 1]) for s, e in item["candidates"]]
+
+
+def assert_candidates_masked_first(tokenizer, item, scheme: str, mask_ratio: float) -> None:
+    """With candidate_share = 1 every candidate is drawn before any random word fills the rest of the budget."""
+    col = SpanMaskingCollator.from_tokenizer(tokenizer, masking=MaskingConfig(scheme=scheme, candidate_share=1.0,
+                                                                              mask_ratio=mask_ratio))
+    masked = set(np.flatnonzero(col([item])["labels"][0].numpy() != -100).tolist())
+    assert {p for s, e in item["candidates"] for p in range(s, e + 1)} <= masked
+
+
 def test_entity_candidates_feed_named_entity_masking(tokenizer, tmp_path):
     import spacy
 
     nlp = spacy.blank("en")
     ruler = nlp.add_pipe("entity_ruler")
     ruler.add_patterns([{"label": "GPE", "pattern": "new london"}, {"label": "PERSON", "pattern": "mary"}])
-    corpus = tmp_path / "ents.txt"
-    corpus.write_text("mary saw the old river in new london.\nthe cat met mary.\n")
-    blocks = PackedBlocks(pack_corpus(corpus, tokenizer, 64, tmp_path / "packed", nlp=nlp,
-                                      candidate_kind="named_entity"))
-    item = blocks[0]
-    spans = [tokenizer.decode(item["input_ids"][s:e + 1]) for s, e in item["candidates"]]
+    item, spans = candidates_of_first_block(tokenizer, tmp_path, nlp, "named_entity",
+                                            "mary saw the old river in new london.\nthe cat met mary.\n")
     assert spans == ["mary", "new london", "mary"]
-    col = SpanMaskingCollator.from_tokenizer(tokenizer, masking=MaskingConfig(scheme="named_entity",
-                                                                              candidate_share=1.0, mask_ratio=0.3))
-    batch = col([item])
-    masked = np.flatnonzero(batch["labels"][0].numpy() != -100)
-    cand_positions = {p for s, e in item["candidates"] for p in range(s, e + 1)}
-    # candidate_share = 1: every entity is drawn before any random word fills the rest of the budget
-    assert cand_positions <= set(masked.tolist())
+    assert_candidates_masked_first(tokenizer, item, "named_entity", 0.3)
 
 
 def test_packed_corpus_is_reused_when_unchanged(tokenizer, tiny_text_corpus, tmp_path):
@@ -130,3 +137,41 @@ def test_interrupted_pack_keeps_the_previous_complete_pack(tokenizer, tmp_path, 
     after = PackedBlocks(tmp_path / "p")
     assert [list(after[i]["input_ids"]) for i in range(len(after))] == ids
     assert json.loads((tmp_path / "p" / "meta.json").read_text())["source"]["corpus"] == str(first.resolve())
+
+
+DETS, ADJS = {"the", "a"}, {"old", "dark"}
+
+
+@Language.component("toy_parser", assigns=["token.dep", "token.head", "token.pos"])
+def toy_parser(doc):
+    """Parses 'DET ADJ* NOUN' and names as noun phrases under the first verb: enough for English noun_chunks."""
+    root = next((t for t in doc if t.text.lower() in {"saw", "met"}), doc[0])
+    root.pos_, root.dep_ = "VERB", "ROOT"
+    i = 0
+    while i < len(doc):
+        tok = doc[i]
+        if tok.text.lower() in DETS:
+            j = i + 1
+            while j < len(doc) - 1 and doc[j].text.lower() in ADJS:
+                j += 1
+            noun = doc[j]
+            noun.pos_, noun.dep_, noun.head = "NOUN", "dobj", root
+            for mod in doc[i:j]:
+                mod.pos_, mod.dep_, mod.head = ("DET", "det", noun) if mod.i == i else ("ADJ", "amod", noun)
+            i = j + 1
+            continue
+        if tok.i != root.i:
+            tok.pos_, tok.dep_, tok.head = ("PROPN", "nsubj", root) if tok.text.istitle() else ("ADP", "prep", root)
+        i += 1
+    return doc
+
+
+def test_noun_chunks_feed_noun_phrase_masking(tokenizer, tmp_path):
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("toy_parser")
+    item, spans = candidates_of_first_block(tokenizer, tmp_path, nlp, "noun_phrase",
+                                            "the old cat saw Mary near a dark river.\n")
+    assert spans == ["the old cat", "mary", "a dark river"]
+    assert_candidates_masked_first(tokenizer, item, "noun_phrase", 0.7)

@@ -219,6 +219,11 @@ def test_named_entity_scheme_runs_with_a_spacy_pipeline(tiny_bert_dir, tiny_text
         pretrain(CONFIG, tmp_path / "run0", ov)
     pretrain(CONFIG, tmp_path / "run", {**ov, "paths.spacy_model": str(tmp_path / "ner")})
     assert len(log_rows(tmp_path / "run")) == 2
+    # noun_phrase needs dependency parses: an entity ruler has none, so the run stops with the fix, before packing
+    with pytest.raises(ValueError, match="needs dependency parses.*use a pipeline with a parser"):
+        pretrain(CONFIG, tmp_path / "run2", {**ov, "masking.scheme": "noun_phrase",
+                                             "paths.spacy_model": str(tmp_path / "ner")})
+    assert not (tmp_path / "run2" / "data").exists()
 
 
 def test_from_scratch_with_a_model_config(tiny_bert_dir, tiny_text_corpus, tmp_path):
