@@ -4,6 +4,8 @@ Pipelines (same encoder for the transformer ones):
   spanbert_ner     shared `transformer` (spacy-spanbert.SpanBERT.v1) + `spanbert_ner` (configs/ner.cfg)
   trf_ner          the same `transformer` + spaCy's transition-based `ner` on a TransformerListener
   trf_only         the bare `transformer` component: the ceiling for any head on that encoder
+  trf_only_stock   the same bare component on spacy-transformers' own `TransformerModel.v3` (which `trf_ner` was
+                   trained with): what SpanBERT.v1's length-sorted inference adds to the encoder alone
   cnn_ner          spaCy's CNN tok2vec + `ner` (the default `ner` model)
   span_marker      span-marker (PyPI `span-marker`) on the same encoder directory, only if `span_marker` is importable;
                    it reads the same spaCy tokens, batch size and threads
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
-PIPELINES = ["spanbert_ner", "trf_ner", "trf_only", "cnn_ner", "span_marker"]
+PIPELINES = ["spanbert_ner", "trf_ner", "trf_only", "trf_only_stock", "cnn_ner", "span_marker"]
 LABELS = ["PER", "LOC", "ORG", "MISC"]
 TRF_NER_MODEL = {
     "@architectures": "spacy.TransitionBasedParser.v2",
@@ -92,9 +94,11 @@ def build_pipeline(name: str, model: str, trained: Dict[str, str], window: int, 
 
         config = load_config(ROOT / "configs" / "ner.cfg", overrides={"paths.init_model": model}, interpolate=True)
         config["components"]["transformer"]["model"]["get_spans"].update({"window": window, "stride": stride})
-        if name == "trf_only":
+        if name in ("trf_only", "trf_only_stock"):
             config["nlp"]["pipeline"] = ["transformer"]
             del config["components"]["spanbert_ner"]
+            if name == "trf_only_stock":
+                config["components"]["transformer"]["model"]["@architectures"] = "spacy-transformers.TransformerModel.v3"
         elif name == "trf_ner":
             config["nlp"]["pipeline"] = ["transformer", "ner"]
             del config["components"]["spanbert_ner"]
@@ -270,6 +274,10 @@ def to_markdown(result: Dict) -> str:
         in_pipe = r.get("peak_rss_during_pipe_mb")
         lines.append(f"| {r['pipeline']} | {r['words_per_s']:,.0f} | {rel} | {in_pipe or '-'} | "
                      f"{r['peak_rss_mb']:,.0f} | {r['wall_s']} | {r['trained']} |")
+    lines.append("\nRows: `spanbert_ner` = SpanBERT.v1 transformer + spanbert_ner; `trf_ner` = spacy-transformers' "
+                 "TransformerModel.v3 + `ner`; `trf_only` = the bare SpanBERT.v1 transformer (the ceiling for any head "
+                 "on it); `trf_only_stock` = the bare TransformerModel.v3 (what length-sorted inference adds); "
+                 "`cnn_ner` = spaCy's CNN tok2vec + ner; `span_marker` = span-marker on the same encoder.")
     speed = {r["pipeline"]: r["words_per_s"] for r in rows}
     if "spanbert_ner" in speed:
         ratios = [f"{speed['spanbert_ner'] / speed[other]:.2f}x {other}" for other in PIPELINES[1:] if other in speed]
