@@ -13,16 +13,26 @@ STEPS=${ACCURACY_STEPS:-400}
 # issue 2: pretraining step throughput, ours (MLM+SBO, masked-only projections) vs HF BertForMaskedLM + WWM collator
 $PY bench/pretrain_throughput.py --model "$MODEL" --corpus corpus/pretrain.txt --batch-size 8 --seq-lens 128 512 \
     --precisions fp32 bf16 --steps 5 --warmup 1
-# issue 5: CoNLL-2003 test accuracy, same MiniLM backbone and training budget, one seed at CPU scale
-$PY bench/accuracy.py --encoder "$MODEL" --systems spanbert_ner trf_ner cnn_ner --seeds 1 --max-steps "$STEPS" \
-    --eval-frequency 100
-# issue 3: nlp.pipe words/s and peak memory on 2,000 CoNLL test sentences; both transformer pipelines trained and
-# loaded from disk (ours from the workflow, spacy-transformers + ner from the accuracy run above)
-$PY bench/inference_speed.py --data corpus/test.spacy --model "$MODEL" --n-sents 2000 --batch-size 32 \
-    --trained spanbert_ner=training/model-best trf_ner=bench/work/accuracy/trf_ner/seed1/model/model-best \
-    --long-doc-words 20000
+# issue 5: CoNLL-2003 test accuracy, same MiniLM backbone and training budget, 3 seeds. This ran beside the ablation
+# below, one torch thread each (the two share the 2 cores; F1 does not depend on the sharing, wall times do).
+# span-marker is left out on CPU: its quick run took 32 s per step (each sentence becomes 256-piece marker samples),
+# so 400 steps would take 3.5 hours; add `--systems span_marker` (with .venv-span-marker/bin/python) on a GPU.
+$PY bench/accuracy.py --encoder "$MODEL" --systems spanbert_ner trf_ner cnn_ner --seeds 1 2 3 --max-steps "$STEPS" \
+    --eval-frequency 100 --threads 1 &
+# issue 5: masking ablation at CPU scale: 300 continued-pretraining steps per scheme, then 300 spanbert_ner steps
+# (named_entity masking takes its entities from the CNN pipeline trained by the accuracy run's first seed)
+$PY bench/ablation.py --encoder "$MODEL" --schemes none span_sbo span subword whole_word named_entity \
+    --spacy-model bench/work/accuracy/cnn_ner/seed1/model/model-best --pretrain-steps 300 --seeds 1 --max-steps 300 \
+    --eval-frequency 100 --threads 1
+wait
+# issue 3: nlp.pipe words/s and peak memory on 2,000 CoNLL test sentences, span-marker included (its own venv, which
+# sees .venv's packages); both transformer pipelines trained and loaded from disk
+[ -x .venv-span-marker/bin/python ] || bash bench/setup_span_marker.sh
+.venv-span-marker/bin/python bench/inference_speed.py --data corpus/test.spacy --model "$MODEL" --n-sents 2000 \
+    --batch-size 32 --long-doc-words 20000 --trained spanbert_ner=training/model-best \
+    trf_ner=bench/work/accuracy/trf_ner/seed1/model/model-best
 # issue 3: resident memory while training, every 100 steps
-$PY bench/train_memory.py --systems spanbert_ner trf_ner --max-steps 300 --eval-frequency 100
+$PY bench/train_memory.py --systems spanbert_ner trf_ner --max-steps 200 --eval-frequency 100
 # issue 2: does the heads-only warm-up help continued pretraining of a head-less checkpoint?
 $PY bench/heads_warmup.py --steps 250 --warmups 0 100
 $PY bench/report.py
