@@ -99,10 +99,11 @@ def build_pipeline(name: str, model: str, trained: Dict[str, str], window: int, 
             del config["components"]["spanbert_ner"]
             if name == "trf_only_stock":
                 config["components"]["transformer"]["model"]["@architectures"] = "spacy-transformers.TransformerModel.v3"
-        elif name == "trf_ner":
+        elif name == "trf_ner":  # spacy-transformers' own stack, as bench/configs/trf_ner.cfg trains it
             config["nlp"]["pipeline"] = ["transformer", "ner"]
             del config["components"]["spanbert_ner"]
             config["components"]["ner"] = {"factory": "ner", "model": TRF_NER_MODEL}
+            config["components"]["transformer"]["model"]["@architectures"] = "spacy-transformers.TransformerModel.v3"
         nlp = spacy.util.load_model_from_config(config, auto_fill=True)
     doc = nlp.make_doc("John met Mary in London for Reuters .")
     example = Example.from_dict(doc, {"entities": [(0, 4, "PER"), (9, 13, "PER"), (17, 23, "LOC"), (28, 35, "ORG")]})

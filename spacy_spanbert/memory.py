@@ -8,6 +8,7 @@ resident of which 522 MB were live. `malloc_trim(0)` returns the free pages (a f
 """
 import ctypes
 import ctypes.util
+import math
 import os
 import sys
 import time
@@ -15,7 +16,7 @@ from typing import Any, Optional
 
 MIN_INTERVAL_S = 1.0
 _libc: Optional[Any] = None
-_last = 0.0
+_last = -math.inf
 
 
 def _load_libc() -> Optional[Any]:

@@ -1,4 +1,5 @@
 """release_free_memory: trims the glibc heap at most once per interval, and never when the user turned it off."""
+import math
 import sys
 
 import pytest
@@ -8,7 +9,7 @@ from spacy_spanbert import memory
 
 @pytest.fixture(autouse=True)
 def fresh_clock(monkeypatch):
-    monkeypatch.setattr(memory, "_last", 0.0)
+    monkeypatch.setattr(memory, "_last", -math.inf)
     monkeypatch.delenv("SPACY_SPANBERT_MALLOC_TRIM", raising=False)
 
 

@@ -200,11 +200,13 @@ def _chunked_inference(forward: Callable) -> Callable:
             return forward(model, wordpieces, is_train)
         width = int(wordpieces.input_ids.shape[1])
         lengths = _right_padded_lengths(model, wordpieces) if _plain_outputs(model) else None
+        merged = None
         if lengths is not None:
             groups = length_buckets(lengths, _token_budget(model))
             outputs = [forward(model, _select(wordpieces, g, max(1, lengths[g[0]])), False)[0] for g in groups]
-            merged = merge(outputs, groups, len(wordpieces), width)
-        else:  # left padding or extra outputs: keep the batch's order and width, only split it
+            if all(isinstance(value, torch.Tensor) for value in outputs[0].values()):
+                merged = merge(outputs, groups, len(wordpieces), width)
+        if merged is None:  # left padding or non-tensor outputs (e.g. caches): keep order and width, only split
             step = max(1, _token_budget(model) // max(1, width))
             if len(wordpieces) <= step:
                 return forward(model, wordpieces, is_train)

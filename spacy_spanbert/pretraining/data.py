@@ -168,6 +168,7 @@ def pack_corpus(path: Path, tokenizer, max_length: int, out_dir: Path, nlp=None,
         return out_dir
     # Pack into a sibling temp dir and swap it in when complete: an interrupted pack never leaves arrays that a
     # stale meta.json would vouch for.
+    _remove_dead_temp_dirs(out_dir)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     writer = BlockWriter(tmp)
@@ -184,8 +185,31 @@ def pack_corpus(path: Path, tokenizer, max_length: int, out_dir: Path, nlp=None,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    try:
+        os.replace(tmp, out_dir)
+    except OSError:  # another process (a rank on another node) swapped in its pack first: use it if it is ours
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (meta_file.exists() and json.loads(meta_file.read_text()).get("source") == meta):
+            raise
     return out_dir
+
+
+def _remove_dead_temp_dirs(out_dir: Path) -> None:
+    """Delete temp packs left by processes that died (SIGKILL, out of memory); a live process's pack is kept."""
+    for tmp in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _pack_document(doc: Document, tokenizer, content: int, writer: BlockWriter) -> None:

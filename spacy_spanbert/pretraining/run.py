@@ -155,7 +155,11 @@ def load_candidate_pipeline(name: str, scheme: str):
         raise ValueError(f"paths.spacy_model = {name} is not an installed pipeline or a pipeline directory: "
                          f"install one (e.g. en_core_web_sm) or point it at a trained pipeline") from None
     attr, what = CANDIDATE_ANNOTATION[scheme]
-    if not any(attr in nlp.get_pipe_meta(pipe).assigns for pipe in nlp.pipe_names):
+    declared = any(attr in nlp.get_pipe_meta(pipe).assigns for pipe in nlp.pipe_names)
+    # components that set the annotation without declaring it still pass, if a probe sentence gets it
+    if not declared and not nlp("Mary Smith saw the old bridge in London.").has_annotation(
+        "ENT_IOB" if scheme == "named_entity" else "DEP"
+    ):
         raise ValueError(f"masking.scheme = {scheme} needs {what}, but no component of paths.spacy_model = {name} "
                          f"assigns {attr} ({', '.join(nlp.pipe_names) or 'no components'}): use a pipeline with "
                          f"{'a ner' if scheme == 'named_entity' else 'a parser'}")

@@ -1,5 +1,6 @@
 """Corpus reading and packing: formats, document boundaries, long sentences, entity candidates."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -175,3 +176,12 @@ def test_noun_chunks_feed_noun_phrase_masking(tokenizer, tmp_path):
                                             "the old cat saw Mary near a dark river.\n")
     assert spans == ["the old cat", "mary", "a dark river"]
     assert_candidates_masked_first(tokenizer, item, "noun_phrase", 0.7)
+
+
+def test_temp_packs_of_dead_processes_are_removed(tokenizer, tiny_text_corpus, tmp_path):
+    dead, live = tmp_path / ".p.tmp-999999999", tmp_path / f".p.tmp-{os.getppid()}"
+    for leftover in (dead, live):
+        leftover.mkdir()
+        (leftover / "ids.bin").write_bytes(b"\0" * 64)
+    pack_corpus(tiny_text_corpus, tokenizer, 32, tmp_path / "p")
+    assert not dead.exists() and live.exists()  # another live process may still be packing there
