@@ -122,7 +122,8 @@ def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], enc
     spec = SYSTEMS[name]
     result: Dict[str, Any] = {"label": spec["label"], "status": "ok", "runs": []}
     if name == "span_marker" and importlib.util.find_spec("span_marker") is None:
-        result.update(status="not run", reason="span-marker not installed (to include it: pip install span-marker==1.8.1 torch==2.13.0 transformers==4.53.2)")
+        result.update(status="not run", reason="span-marker not installed (to include it: bash "
+                      "bench/setup_span_marker.sh, then run this script with .venv-span-marker/bin/python)")
         return result
     if spec["config"] is not None:
         result["config"] = str(Path(spec["config"]).relative_to(ROOT))

@@ -97,12 +97,11 @@ def build_pipeline(name: str, model: str, trained: Dict[str, str], window: int, 
         if name in ("trf_only", "trf_only_stock"):
             config["nlp"]["pipeline"] = ["transformer"]
             del config["components"]["spanbert_ner"]
-            if name == "trf_only_stock":
-                config["components"]["transformer"]["model"]["@architectures"] = "spacy-transformers.TransformerModel.v3"
-        elif name == "trf_ner":  # spacy-transformers' own stack, as bench/configs/trf_ner.cfg trains it
+        elif name == "trf_ner":
             config["nlp"]["pipeline"] = ["transformer", "ner"]
             del config["components"]["spanbert_ner"]
             config["components"]["ner"] = {"factory": "ner", "model": TRF_NER_MODEL}
+        if name in ("trf_ner", "trf_only_stock"):  # spacy-transformers' own encoder, as bench/configs/trf_ner.cfg
             config["components"]["transformer"]["model"]["@architectures"] = "spacy-transformers.TransformerModel.v3"
         nlp = spacy.util.load_model_from_config(config, auto_fill=True)
     doc = nlp.make_doc("John met Mary in London for Reuters .")
@@ -325,7 +324,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     results = []
     for name in args.pipelines:
         if name == "span_marker" and importlib.util.find_spec("span_marker") is None:
-            reason = "span_marker is not importable (pip install span-marker==1.8.1 torch==2.13.0 transformers==4.53.2)"
+            reason = ("span_marker is not importable: run bash bench/setup_span_marker.sh, then this script with "
+                      ".venv-span-marker/bin/python")
             results.append({"pipeline": name, "skipped": reason})
             print(json.dumps(results[-1]), flush=True)
             continue

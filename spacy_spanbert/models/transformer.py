@@ -127,14 +127,19 @@ def _right_padded_lengths(model: Any, wordpieces: Any) -> Optional[List[int]]:
     return [int(n) for n in lengths]
 
 
+def _hf_encoder(model: Any) -> Any:
+    """The Hugging Face model inside the wrapper layer (None before initialisation)."""
+    return getattr(model.shims[0]._hfmodel, "transformer", None)
+
+
 def _plain_outputs(model: Any) -> bool:
     """True unless the encoder also returns hidden states or attentions, whose shapes the bucketed merge skips."""
-    config = getattr(getattr(model.shims[0]._hfmodel, "transformer", None), "config", None)
+    config = getattr(_hf_encoder(model), "config", None)
     return not (getattr(config, "output_hidden_states", False) or getattr(config, "output_attentions", False))
 
 
 def _token_budget(model: Any) -> int:
-    device = getattr(getattr(model.shims[0]._hfmodel, "transformer", None), "device", None)
+    device = getattr(_hf_encoder(model), "device", None)
     return INFERENCE_TOKENS_GPU if getattr(device, "type", "cpu") != "cpu" else INFERENCE_TOKENS
 
 
@@ -182,12 +187,13 @@ def _chunked_inference(forward: Callable) -> Callable:
 
     def merge(outputs: List[Any], groups: List[List[int]], n_rows: int, width: int) -> Any:
         merged = {}
+        device = outputs[0]["last_hidden_state"].device
+        indexes = [torch.as_tensor(rows, device=device) for rows in groups]
         for key in outputs[0].keys():
             first = outputs[0][key]
             full = first.new_zeros((n_rows, width, *first.shape[2:]) if key == "last_hidden_state" else
                                    (n_rows, *first.shape[1:]))
-            for rows, out in zip(groups, outputs):
-                index = torch.as_tensor(rows, device=full.device)
+            for index, out in zip(indexes, outputs):
                 if key == "last_hidden_state":
                     full[index, : out[key].shape[1]] = out[key]
                 else:

@@ -46,14 +46,14 @@ class SpanBoundaryPipe(SpanCategorizer):
         raise NotImplementedError
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "SpanBoundaryPipe":
-        keep = {key: self.cfg[key] for key in self.runtime_settings}
-        super().from_bytes(bytes_data, exclude=exclude)
-        self.cfg.update(keep)
-        return self
+        return self._load_keeping_runtime_settings(super().from_bytes, bytes_data, exclude)
 
     def from_disk(self, path: Any, *, exclude: Iterable[str] = tuple()) -> "SpanBoundaryPipe":
+        return self._load_keeping_runtime_settings(super().from_disk, path, exclude)
+
+    def _load_keeping_runtime_settings(self, load: Callable, source: Any, exclude: Iterable[str]) -> "SpanBoundaryPipe":
         keep = {key: self.cfg[key] for key in self.runtime_settings}
-        super().from_disk(path, exclude=exclude)
+        load(source, exclude=exclude)
         self.cfg.update(keep)
         return self
 

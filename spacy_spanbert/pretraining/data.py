@@ -141,12 +141,12 @@ class BlockWriter:
         self.cands.extend((block, s, e) for s, e in cands)
 
     def abort(self) -> None:
+        """Close the array files without writing the index (close() does both)."""
         self._ids.close()
         self._words.close()
 
     def close(self, meta: dict) -> None:
-        self._ids.close()
-        self._words.close()
+        self.abort()
         np.save(self.dir / "offsets.npy", np.asarray(self.offsets, dtype=np.int64))
         np.save(self.dir / "cands.npy", np.asarray(self.cands, dtype=np.int64).reshape(-1, 3))
         (self.dir / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -163,8 +163,7 @@ def pack_corpus(path: Path, tokenizer, max_length: int, out_dir: Path, nlp=None,
         "max_length": max_length,
         "candidates": candidate_kind,
     }
-    meta_file = out_dir / "meta.json"
-    if meta_file.exists() and json.loads(meta_file.read_text()).get("source") == meta:
+    if _packed_from(out_dir, meta):
         return out_dir
     # Pack into a sibling temp dir and swap it in when complete: an interrupted pack never leaves arrays that a
     # stale meta.json would vouch for.
@@ -189,9 +188,15 @@ def pack_corpus(path: Path, tokenizer, max_length: int, out_dir: Path, nlp=None,
         os.replace(tmp, out_dir)
     except OSError:  # another process (a rank on another node) swapped in its pack first: use it if it is ours
         shutil.rmtree(tmp, ignore_errors=True)
-        if not (meta_file.exists() and json.loads(meta_file.read_text()).get("source") == meta):
+        if not _packed_from(out_dir, meta):
             raise
     return out_dir
+
+
+def _packed_from(out_dir: Path, meta: dict) -> bool:
+    """Whether `out_dir` holds a complete pack of exactly this corpus, tokenizer and settings."""
+    meta_file = out_dir / "meta.json"
+    return meta_file.exists() and json.loads(meta_file.read_text()).get("source") == meta
 
 
 def _remove_dead_temp_dirs(out_dir: Path) -> None:
@@ -204,11 +209,11 @@ def _remove_dead_temp_dirs(out_dir: Path) -> None:
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # it exists, under another user
+        pass
     return True
 
 

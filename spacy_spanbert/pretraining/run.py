@@ -141,8 +141,12 @@ def pretrain(config_path: Path, output_dir: Path, overrides: Optional[Dict] = No
     return _train(cfg, masking, tokenizer, model, output_dir, resume_from, gpu_id, list(callbacks))
 
 
-# what a pipeline must assign for the spans a linguistic masking scheme draws from
-CANDIDATE_ANNOTATION = {"named_entity": ("doc.ents", "entities"), "noun_phrase": ("token.dep", "dependency parses")}
+# what a pipeline must set for the spans a linguistic masking scheme draws from:
+# (declared `assigns` attribute, Doc.has_annotation name, what it is, the component that provides it)
+CANDIDATE_ANNOTATION = {
+    "named_entity": ("doc.ents", "ENT_IOB", "entities", "a ner"),
+    "noun_phrase": ("token.dep", "DEP", "dependency parses", "a parser"),
+}
 
 
 def load_candidate_pipeline(name: str, scheme: str):
@@ -154,15 +158,13 @@ def load_candidate_pipeline(name: str, scheme: str):
     except OSError:
         raise ValueError(f"paths.spacy_model = {name} is not an installed pipeline or a pipeline directory: "
                          f"install one (e.g. en_core_web_sm) or point it at a trained pipeline") from None
-    attr, what = CANDIDATE_ANNOTATION[scheme]
+    attr, annotation, what, provider = CANDIDATE_ANNOTATION[scheme]
     declared = any(attr in nlp.get_pipe_meta(pipe).assigns for pipe in nlp.pipe_names)
     # components that set the annotation without declaring it still pass, if a probe sentence gets it
-    if not declared and not nlp("Mary Smith saw the old bridge in London.").has_annotation(
-        "ENT_IOB" if scheme == "named_entity" else "DEP"
-    ):
+    if not declared and not nlp("Mary Smith saw the old bridge in London.").has_annotation(annotation):
         raise ValueError(f"masking.scheme = {scheme} needs {what}, but no component of paths.spacy_model = {name} "
                          f"assigns {attr} ({', '.join(nlp.pipe_names) or 'no components'}): use a pipeline with "
-                         f"{'a ner' if scheme == 'named_entity' else 'a parser'}")
+                         f"{provider}")
     return nlp
 
 

@@ -93,13 +93,14 @@ class SpanBertTrainer(Trainer):
         try:
             state = load_file(str(path / "encoder" / "model.safetensors"))
             missing, unexpected = model.encoder.load_state_dict(state, strict=False)
-            if not unexpected and not [k for k in missing if not k.startswith("pooler.")]:
+            mismatch = unexpected + [k for k in missing if not k.startswith("pooler.")]  # the pooler is not trained
+            if not mismatch:
                 model.load_heads(path)
         except Exception as err:  # truncated or garbled files: safetensors/torch raise their own error types
             raise ValueError(f"Checkpoint {path} is corrupt ({str(err).splitlines()[0]}): delete it to resume from "
                              f"the one before.") from None
-        if unexpected or [k for k in missing if not k.startswith("pooler.")]:
-            raise ValueError(f"Checkpoint {path} does not match the model (e.g. {(unexpected or missing)[0]}): "
+        if mismatch:
+            raise ValueError(f"Checkpoint {path} does not match the model (e.g. {mismatch[0]}): "
                              f"resume with the settings that wrote it.")
 
 
