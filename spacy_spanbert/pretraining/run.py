@@ -109,9 +109,11 @@ def pretrain(config_path: Path, output_dir: Path, overrides: Optional[Dict] = No
     max_length = int(train_cfg["max_length"])
     if max_length < 8:
         raise ValueError(f"training.max_length = {max_length} is too short: use at least 8 wordpieces.")
-    needs_nlp = masking.scheme in ("named_entity", "noun_phrase")
-    if needs_nlp and not cfg["paths"].get("spacy_model"):
-        raise ValueError(f"masking.scheme = {masking.scheme} needs --paths.spacy_model (e.g. en_core_web_sm).")
+    nlp = None
+    if masking.scheme in CANDIDATE_ANNOTATION:
+        if not cfg["paths"].get("spacy_model"):
+            raise ValueError(f"masking.scheme = {masking.scheme} needs --paths.spacy_model (e.g. en_core_web_sm).")
+        nlp = load_candidate_pipeline(cfg["paths"]["spacy_model"], masking.scheme)  # checked before any model loads
     tokenizer = load_tokenizer(cfg)
     model = build_model(cfg, tokenizer)
     limit = max_positions(model.encoder.config)
@@ -138,7 +140,7 @@ def pretrain(config_path: Path, output_dir: Path, overrides: Optional[Dict] = No
                        "not guaranteed to match an uninterrupted run exactly (exact with grad_accum_steps = 1).")
     if resume and resume_from is None:
         logger.warning("--resume: %s holds no checkpoint yet, starting a new run.", output_dir)
-    return _train(cfg, masking, tokenizer, model, output_dir, resume_from, gpu_id, list(callbacks))
+    return _train(cfg, masking, tokenizer, model, nlp, output_dir, resume_from, gpu_id, list(callbacks))
 
 
 # what a pipeline must set for the spans a linguistic masking scheme draws from:
@@ -168,7 +170,7 @@ def load_candidate_pipeline(name: str, scheme: str):
     return nlp
 
 
-def _train(cfg, masking, tokenizer, model, output_dir: Path, resume_from, gpu_id, extra_callbacks) -> Path:
+def _train(cfg, masking, tokenizer, model, nlp, output_dir: Path, resume_from, gpu_id, extra_callbacks) -> Path:
     import torch
     from transformers import TrainingArguments
     from transformers.trainer_callback import ProgressCallback
@@ -201,9 +203,6 @@ def _train(cfg, masking, tokenizer, model, output_dir: Path, resume_from, gpu_id
         else None, ddp_find_unused_parameters=heads_warmup > 0, save_safetensors=True,
         **precision_flags(str(t.get("precision", "auto")), on_gpu),
     )
-    nlp = None
-    if masking.scheme in ("named_entity", "noun_phrase"):
-        nlp = load_candidate_pipeline(cfg["paths"]["spacy_model"], masking.scheme)
     with args.main_process_first(local=False, desc="packing the corpus"):
         data_dir = pack_corpus(Path(cfg["paths"]["raw_text"]), tokenizer, int(t["max_length"]), output_dir / "data",
                                nlp=nlp, candidate_kind=masking.scheme if nlp is not None else None)

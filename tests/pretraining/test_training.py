@@ -224,6 +224,8 @@ def test_named_entity_scheme_runs_with_a_spacy_pipeline(tiny_bert_dir, tiny_text
         pretrain(CONFIG, tmp_path / "run2", {**ov, "masking.scheme": "noun_phrase",
                                              "paths.spacy_model": str(tmp_path / "ner")})
     assert not (tmp_path / "run2" / "data").exists()
+    with pytest.raises(ValueError, match="is not an installed pipeline or a pipeline directory"):
+        pretrain(CONFIG, tmp_path / "run3", {**ov, "paths.spacy_model": str(tmp_path / "no_such_pipeline")})
 
 
 def test_from_scratch_with_a_model_config(tiny_bert_dir, tiny_text_corpus, tmp_path):
