@@ -18,8 +18,11 @@ def run_pretrain(config_path: Path, output_dir: Path, extra_args: List[str], res
                  gpu_id: Optional[int] = None) -> Path:
     """Run pretraining; bad input ends the process with a one-line error (exit code 1)."""
     import logging
+    import os
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, only rank 0 reports progress
+    logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     from .run import pretrain
 
     try:
@@ -31,7 +34,8 @@ def run_pretrain(config_path: Path, output_dir: Path, extra_args: List[str], res
         if type(err).__name__ == "ConfigValidationError":
             _fail(f"Invalid config: {' '.join(str(err).split())[:400]}")
         raise
-    msg.good(f"Encoder saved to {encoder}")
+    if main_rank:
+        msg.good(f"Encoder saved to {encoder}")
     return encoder
 
 

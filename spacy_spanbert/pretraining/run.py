@@ -140,7 +140,16 @@ def pretrain(config_path: Path, output_dir: Path, overrides: Optional[Dict] = No
                        "not guaranteed to match an uninterrupted run exactly (exact with grad_accum_steps = 1).")
     if resume and resume_from is None:
         logger.warning("--resume: %s holds no checkpoint yet, starting a new run.", output_dir)
-    return _train(cfg, masking, tokenizer, model, nlp, output_dir, resume_from, gpu_id, list(callbacks))
+    import torch.distributed as dist
+
+    owns_group = not (dist.is_available() and dist.is_initialized())  # a caller's own group is left alone
+    try:
+        return _train(cfg, masking, tokenizer, model, nlp, output_dir, resume_from, gpu_id, list(callbacks))
+    finally:
+        if owns_group and dist.is_available() and dist.is_initialized():
+            # stop gloo's threads now: left to interpreter teardown, they can abort the process (SIGABRT) after
+            # a successful run, and torchrun then reports the whole job as failed
+            dist.destroy_process_group()
 
 
 # what a pipeline must set for the spans a linguistic masking scheme draws from:

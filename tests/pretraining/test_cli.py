@@ -33,6 +33,7 @@ def test_two_gloo_processes_train_and_checkpoint(tiny_bert_dir, tiny_text_corpus
                "--training.max_steps", "4", "--training.save_steps", "4", "--training.batch_size", "2",
                "--training.max_length", "32", "--training.logging_steps", "2", "--training.progress_bar", "false"])
     assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("Encoder saved to") == 1  # rank 0 reports, rank 1 stays quiet
     assert [p.name for p in ckpt.list_checkpoints(out)] == ["step-4"]
     step = ckpt.validate_checkpoint(out / "checkpoints" / "step-4")
     assert (step / "rng_state_0.pth").exists() and (step / "rng_state_1.pth").exists()
