@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.accuracy import prepare_corpus, quick_overrides, resolve_encoder, set_budget  # noqa: E402
+from bench.accuracy import prepare_corpus, resolve_encoder, set_budget, warmup_overrides  # noqa: E402
 from bench.report import publish  # noqa: E402
 from bench.common import (  # noqa: E402
     ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_logged, spacy_cmd,
@@ -70,6 +70,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="fine-tuning seeds (default 1 2 3, quick 1)")
     p.add_argument("--max-steps", type=int, default=None, help="fine-tuning steps (default: configs/ner.cfg's; quick 12)")
     p.add_argument("--eval-frequency", type=int, default=None)
+    p.add_argument("--warmup-steps", type=int, default=None,
+                   help="fine-tuning warmup (default: the NER config's; quick: a fifth of the steps)")
     p.add_argument("--ner-config", type=Path, default=ROOT / "configs" / "ner.cfg")
     p.add_argument("--gpu-id", type=int, default=-1)
     p.add_argument("--threads", type=int, default=None)
@@ -188,7 +190,7 @@ def run_scheme(name: str, args, text, corpus, encoder: str, env) -> Dict[str, An
     for seed in args.seeds:
         result["runs"].append(train_and_evaluate(
             args.ner_config, args.work_dir / name / f"ner_seed{seed}", corpus, seed=seed, max_steps=args.max_steps,
-            eval_frequency=args.eval_frequency, gpu_id=args.gpu_id, init_model=init, overrides=quick_overrides(args), env=env,
+            eval_frequency=args.eval_frequency, gpu_id=args.gpu_id, init_model=init, overrides=warmup_overrides(args), env=env,
             timeout=args.timeout, label=f"{name} ner seed {seed}",
         ))
     result["summary"] = summarize_runs(result["runs"])

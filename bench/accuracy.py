@@ -46,6 +46,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="default 1 2 3 (quick: 1)")
     p.add_argument("--max-steps", type=int, default=None, help="steps per run (default: configs/ner.cfg's; quick 12)")
     p.add_argument("--eval-frequency", type=int, default=None, help="dev evaluation every N steps")
+    p.add_argument("--warmup-steps", type=int, default=None,
+                   help="learning-rate warmup of every system (default: each config's own; quick: a fifth of the steps)")
     p.add_argument("--gpu-id", type=int, default=-1)
     p.add_argument("--threads", type=int, default=None, help="pin OMP/MKL threads of every run")
     p.add_argument("--timeout", type=float, default=None, help="seconds per train or evaluate call")
@@ -75,13 +77,17 @@ def set_budget(args: argparse.Namespace) -> None:
         steps, every = 2000, 200
     args.max_steps = args.max_steps or steps
     args.eval_frequency = args.eval_frequency or min(every, max(1, args.max_steps // 2))
-    if args.max_steps < 1 or args.eval_frequency < 1:
-        raise ValueError("--max-steps and --eval-frequency must be at least 1")
+    if args.quick and args.warmup_steps is None:  # so that a handful of updates actually move the weights
+        args.warmup_steps = max(1, args.max_steps // 5)
+    if args.max_steps < 1 or args.eval_frequency < 1 or (args.warmup_steps is not None and args.warmup_steps < 0):
+        raise ValueError("--max-steps and --eval-frequency must be at least 1, --warmup-steps at least 0")
 
 
-def quick_overrides(args: argparse.Namespace) -> List[str]:
-    """--quick shortens the warmup to a fifth of the steps, so a handful of updates actually move the weights."""
-    return ["--training.optimizer.learn_rate.warmup_steps", str(max(1, args.max_steps // 5))] if args.quick else []
+def warmup_overrides(args: argparse.Namespace) -> List[str]:
+    """--warmup-steps for the spaCy systems (span-marker gets it through span_marker_budget)."""
+    if args.warmup_steps is None:
+        return []
+    return ["--training.optimizer.learn_rate.warmup_steps", str(args.warmup_steps)]
 
 
 def resolve_encoder(name: Optional[str]) -> str:
@@ -140,7 +146,7 @@ def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], enc
             run = train_and_evaluate(
                 spec["config"], run_dir, corpus, seed=seed, max_steps=args.max_steps,
                 eval_frequency=args.eval_frequency, gpu_id=args.gpu_id,
-                init_model=encoder if spec["encoder"] else None, overrides=quick_overrides(args), env=env,
+                init_model=encoder if spec["encoder"] else None, overrides=warmup_overrides(args), env=env,
                 timeout=args.timeout, label=label,
             )
         result["runs"].append(run)
@@ -165,8 +171,8 @@ def span_marker_budget(args: argparse.Namespace) -> Dict[str, Any]:
         if isinstance(lr, dict):
             budget["learning_rate"] = float(lr.get("initial_rate", budget["learning_rate"]))
             budget["warmup_steps"] = int(lr.get("warmup_steps", budget["warmup_steps"]))
-    if args.quick:
-        budget["warmup_steps"] = max(1, args.max_steps // 5)
+    if args.warmup_steps is not None:
+        budget["warmup_steps"] = args.warmup_steps
     return budget
 
 
@@ -273,7 +279,9 @@ def render_markdown(result: Dict[str, Any]) -> str:
     title += "" if result.get("finished", True) else " (in progress: systems not listed have not run yet)"
     return "\n".join([
         f"### {title}", "",
-        f"Encoder `{Path(s['encoder']).name}`; {s['max_steps']} training steps per run; seeds {s['seeds']}; "
+        f"Encoder `{Path(s['encoder']).name}`; {s['max_steps']} training steps per run"
+        f"{'' if s.get('warmup_steps') is None else ', warmup ' + str(s['warmup_steps']) + ' steps for every system'}; "
+        f"seeds {s['seeds']}; "
         f"corpus `{s['corpus_dir']}`{' (first docs only)' if s['quick'] else ''}. "
         "Scores in %, mean ± sample standard deviation over seeds; train time is the mean wall time of one run.",
         "", table, "",
@@ -295,7 +303,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "command": "python bench/accuracy.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "settings": {
             "quick": args.quick, "encoder": encoder, "corpus_dir": str(args.corpus_dir), "seeds": args.seeds,
-            "max_steps": args.max_steps, "eval_frequency": args.eval_frequency, "gpu_id": args.gpu_id,
+            "max_steps": args.max_steps, "eval_frequency": args.eval_frequency, "warmup_steps": args.warmup_steps,
+            "gpu_id": args.gpu_id,
             "corpus": {k: str(v) for k, v in corpus.items()},
         },
         "machine": machine_info(args.gpu_id, args.threads),

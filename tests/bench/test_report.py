@@ -108,3 +108,16 @@ def test_plots_are_written_from_json(tmp_path):
     written = report.regenerate_plots(tmp_path)
     assert [p.name for p in written] == ["accuracy.png"]
     assert (tmp_path / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_warmup_reaches_every_system():
+    """--warmup-steps must give the spaCy systems and span-marker the same schedule, or the comparison is unequal."""
+    args = accuracy.parse_args(["--max-steps", "100", "--warmup-steps", "20"])
+    assert accuracy.warmup_overrides(args) == ["--training.optimizer.learn_rate.warmup_steps", "20"]
+    assert accuracy.span_marker_budget(args)["warmup_steps"] == 20
+    quick = accuracy.parse_args(["--quick", "--max-steps", "10"])
+    assert accuracy.warmup_overrides(quick)[-1] == "2" and accuracy.span_marker_budget(quick)["warmup_steps"] == 2
+    default = accuracy.parse_args(["--max-steps", "100"])  # each config keeps its own warmup
+    assert accuracy.warmup_overrides(default) == [] and accuracy.span_marker_budget(default)["warmup_steps"] == 150
+    with pytest.raises(ValueError, match="--warmup-steps"):
+        accuracy.parse_args(["--max-steps", "100", "--warmup-steps", "-1"])
