@@ -153,12 +153,14 @@ class SpanBoundaryNER(SpanBoundaryPipe):
         data = self.model.ops.to_numpy(indices.dataXd)
         offset = 0
         for doc, length in zip(docs, lengths):
-            spans, span_scores = self._decode(doc, data[offset : offset + length], scores[offset : offset + length])
+            keep_existing = not self.cfg["overwrite_ents"]
+            # existing entities block their tokens before decoding: a span overlapping one must not win a token
+            # and then be dropped, which would also drop the lower-scoring span it had beaten there
+            blocked = numpy.isin(doc.to_array("ENT_IOB"), (1, 3)) if keep_existing and len(doc) else None
+            spans, span_scores = self._decode(doc, data[offset : offset + length], scores[offset : offset + length],
+                                              blocked)
             offset += length
-            if not self.cfg["overwrite_ents"]:
-                keep = [i for i, s in enumerate(spans) if all(t.ent_iob_ in ("O", "") for t in s)]
-                spans = [spans[i] for i in keep]
-                span_scores = [span_scores[i] for i in keep]
+            if keep_existing:
                 doc.set_ents(spans, default="unmodified")
             else:
                 doc.ents = spans
@@ -167,8 +169,12 @@ class SpanBoundaryNER(SpanBoundaryPipe):
             doc.spans[self.key] = group
             doc.user_data["spanbert_ner.spans_key"] = self.key
 
-    def _decode(self, doc: Doc, spans: numpy.ndarray, probs: numpy.ndarray) -> Tuple[List[Span], List[float]]:
-        """Greedy decoding: highest-probability non-negative spans first, skipping any that overlap a kept one."""
+    def _decode(self, doc: Doc, spans: numpy.ndarray, probs: numpy.ndarray,
+                blocked: Optional[numpy.ndarray] = None) -> Tuple[List[Span], List[float]]:
+        """Greedy decoding: highest-probability non-negative spans first, skipping any that overlap a kept one.
+
+        blocked: tokens no span may cover (the entities an earlier component set, with overwrite_ents = False).
+        """
         if probs.size == 0:
             return [], []
         best = probs.argmax(axis=1)
@@ -178,7 +184,7 @@ class SpanBoundaryNER(SpanBoundaryPipe):
             keep &= best_p >= float(self.cfg["threshold"])
         candidates = numpy.flatnonzero(keep)
         order = candidates[numpy.argsort(-best_p[candidates], kind="stable")]
-        taken = numpy.zeros((len(doc),), dtype=bool)
+        taken = numpy.zeros((len(doc),), dtype=bool) if blocked is None else blocked.astype(bool, copy=True)
         chosen: List[Tuple[int, int, int, float]] = []
         for i in order:
             start, end = int(spans[i, 0]), int(spans[i, 1])

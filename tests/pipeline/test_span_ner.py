@@ -4,7 +4,7 @@ import warnings
 import numpy
 import pytest
 import spacy
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy.util import fix_random_seed
 from span_helpers import NER_DATA, STRIDE, WINDOW, assert_roundtrip, component_config, ents, ner_examples, train
@@ -62,6 +62,26 @@ def test_add_pipe_beside_ner_keep_or_overwrite(tiny_bert_dir):
     other = spacy.blank("en")
     other.add_pipe("spanbert_ner", source=nlp)
     assert ents(other("John saw the big dog in London .")) == [(0, 4, "PER"), (24, 30, "LOC")]
+
+
+def test_kept_entities_block_their_tokens_before_decoding(blank_ner):
+    """With overwrite_ents = False, a span overlapping an existing entity must not beat its neighbour and vanish."""
+    from thinc.api import Ragged
+
+    nlp = blank_ner
+    train(nlp, ner_examples(nlp), steps=1)
+    ner = nlp.get_pipe("spanbert_ner")
+    ner.cfg["overwrite_ents"] = False
+    doc = nlp.make_doc("Rex Smith saw Paris .")
+    doc.ents = [Span(doc, 0, 1, label="ANIMAL")]
+    spans = numpy.asarray([[0, 2], [1, 2], [3, 4]], dtype="i")
+    probs = numpy.zeros((3, len(ner.labels) + 1), dtype="f")
+    probs[:, ner._negative_label_i] = 0.05
+    for row, (label, p) in enumerate([("PER", 0.9), ("PER", 0.8), ("LOC", 0.7)]):
+        probs[row, ner.labels.index(label)] = p
+    ner.set_annotations([doc], (Ragged(ner.model.ops.asarray(spans), ner.model.ops.asarray1i([3])), probs))
+    assert [(e.start, e.end, e.label_) for e in doc.ents] == [(0, 1, "ANIMAL"), (1, 2, "PER"), (3, 4, "LOC")]
+    assert doc.spans["spanbert_ents"].attrs["scores"] == pytest.approx([0.8, 0.7])
 
 
 def test_load_time_settings_override_the_saved_ones(blank_ner, tmp_path):
