@@ -18,7 +18,9 @@ def _load(path, **overrides):
 def test_baseline_config_builds_a_pipeline(name, pipeline):
     nlp = util.load_model_from_config(_load(BASELINES / name), auto_fill=True, validate=True)
     assert nlp.pipe_names == pipeline
-    assert nlp.get_pipe("ner").model is not None
+    # the baselines' ner listens to the encoder named in the config: spacy-transformers' or spaCy's CNN
+    listener = {"transformer": "TransformerListener", "tok2vec": "Tok2VecListener"}[pipeline[0]]
+    assert nlp.config["components"]["ner"]["model"]["tok2vec"]["@architectures"].split(".")[1] == listener
 
 
 @pytest.mark.parametrize("name", ["trf_ner.cfg", "cnn_ner.cfg"])

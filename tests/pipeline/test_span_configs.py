@@ -76,7 +76,12 @@ def test_config_validates_and_initialises(name, tiny_corpus, tiny_bert_dir):
     nlp = init_nlp(config)
     component = nlp.get_pipe(nlp.pipe_names[-1])
     assert set(component.labels) >= {"PER", "LOC", "ORG"}
-    assert nlp.config["components"]["transformer" if "transformer" in nlp.pipe_names else "spanbert_ner"]
+    # shared configs: a SpanBERT.v1 transformer component the span model listens to; standalone: its own inside
+    shared = "transformer" in nlp.pipe_names
+    assert nlp.pipe_names == (["transformer", component.name] if shared else [component.name])
+    encoder = (nlp.config["components"]["transformer"]["model"] if shared
+               else nlp.config["components"][component.name]["model"]["tok2vec"])
+    assert encoder["@architectures"] == "spacy-spanbert.SpanBERT.v1"
 
 
 def test_ner_config_trains(tiny_corpus, tiny_bert_dir, tmp_path):
@@ -87,7 +92,8 @@ def test_ner_config_trains(tiny_corpus, tiny_bert_dir, tmp_path):
         train(nlp, tmp_path / "out", stdout=log)
     trained = spacy.load(tmp_path / "out" / "model-last")
     doc = trained("John saw the big dog in London .")
-    assert doc.spans["spanbert_ents"].attrs["scores"] is not None
+    scores = doc.spans["spanbert_ents"].attrs["scores"]
+    assert len(scores) == len(doc.ents) and all(0.0 <= x <= 1.0 for x in scores)
     assert trained.pipe_names == ["transformer", "spanbert_ner"]
 
 
