@@ -149,7 +149,10 @@ def pretrain(config_path: Path, output_dir: Path, overrides: Optional[Dict] = No
         if owns_group and dist.is_available() and dist.is_initialized():
             # stop gloo's threads now: left to interpreter teardown, they can abort the process (SIGABRT) after
             # a successful run, and torchrun then reports the whole job as failed
-            dist.destroy_process_group()
+            try:
+                dist.destroy_process_group()
+            except Exception as err:  # never hide the error that may be on its way out
+                logger.warning("Could not shut down the process group cleanly: %s", err)
 
 
 # what a pipeline must set for the spans a linguistic masking scheme draws from:
