@@ -64,6 +64,24 @@ def test_add_pipe_beside_ner_keep_or_overwrite(tiny_bert_dir):
     assert ents(other("John saw the big dog in London .")) == [(0, 4, "PER"), (24, 30, "LOC")]
 
 
+def test_training_beside_a_trained_ner_leaves_it_untouched(tiny_bert_dir):
+    """The README's drop-in recipe: add spanbert_ner to a trained pipeline and train only it (select_pipes here,
+    frozen_components in `spacy train`); the trained ner's weights and entities stay as they were."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("ner")
+    train(nlp, ner_examples(nlp), steps=40)
+    texts = [text for text, _ in NER_DATA]
+    before = [ents(doc) for doc in nlp.pipe(texts)]
+    assert any(before)
+    ner_state = nlp.get_pipe("ner").to_bytes()
+    nlp.add_pipe("spanbert_ner", config=component_config(tiny_bert_dir, overwrite_ents=False))
+    with nlp.select_pipes(enable=["spanbert_ner"]):
+        losses = train(nlp, ner_examples(nlp), steps=60)
+    assert set(losses) == {"spanbert_ner"} and nlp.get_pipe("ner").to_bytes() == ner_state
+    for doc, old in zip(nlp.pipe(texts), before):
+        assert set(old) <= set(ents(doc))
+
+
 def test_kept_entities_block_their_tokens_before_decoding(blank_ner):
     """With overwrite_ents = False, a span overlapping an existing entity must not beat its neighbour and vanish."""
     from thinc.api import Ragged
