@@ -10,7 +10,7 @@ import os
 import warnings
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 import srsly
 from spacy.tokens import Doc, Span
@@ -138,6 +138,20 @@ def _plain_outputs(model: Any) -> bool:
     return not (getattr(config, "output_hidden_states", False) or getattr(config, "output_attentions", False))
 
 
+_CUT_WARNED: Set[int] = set()
+
+
+def _warn_if_cut(model: Any, wordpieces: Any) -> None:
+    """Warn once per model when a window hit the tokenizer's limit: spacy-transformers then drops the wordpieces past
+    it without a word, and their tokens get zero vectors (long unspaced CJK text or URLs can do this)."""
+    limit = getattr(getattr(model.shims[0]._hfmodel, "tokenizer", None), "model_max_length", None)
+    if model.id in _CUT_WARNED or not isinstance(limit, int) or max(wordpieces.lengths, default=0) < limit:
+        return
+    _CUT_WARNED.add(model.id)  # by id, not in model.attrs: attrs are serialized with the pipeline
+    warnings.warn(f"A transformer window reached the tokenizer's limit of {limit} wordpieces: any wordpieces past it "
+                  f"were dropped and their tokens got no vectors. Use shorter windows (get_spans window and stride).")
+
+
 def _token_budget(model: Any) -> int:
     device = getattr(_hf_encoder(model), "device", None)
     return INFERENCE_TOKENS_GPU if getattr(device, "type", "cpu") != "cpu" else INFERENCE_TOKENS
@@ -202,6 +216,7 @@ def _chunked_inference(forward: Callable) -> Callable:
         return type(outputs[0])(**merged)
 
     def chunked(model: Any, wordpieces: Any, is_train: bool) -> Any:
+        _warn_if_cut(model, wordpieces)
         if is_train or len(wordpieces) <= 1:
             return forward(model, wordpieces, is_train)
         width = int(wordpieces.input_ids.shape[1])

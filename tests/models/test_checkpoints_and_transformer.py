@@ -55,6 +55,25 @@ def test_loads_a_local_encoder_directory(tiny_bert_dir):
     assert model.get_dim("nO") == 32
 
 
+def test_a_window_cut_at_the_wordpiece_limit_warns_once(tiny_bert_dir):
+    """spacy-transformers drops wordpieces past model_max_length silently; users must hear of it, once."""
+    import warnings
+
+    model = create_spanbert_transformer(str(tiny_bert_dir), configure_strided_spans(16, 12),
+                                        tokenizer_config={"model_max_length": 12})
+    vocab = spacy.blank("en").vocab
+    short, long = Doc(vocab, words=["the", "dog"]), Doc(vocab, words=("the old man saw a dog . " * 3).split())
+    model.initialize(X=[short])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict([short])  # 4 wordpieces: nothing cut, no warning
+    with pytest.warns(UserWarning, match="limit of 12 wordpieces.*shorter windows"):
+        model.predict([long])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict([long])  # once per model, not once per batch
+
+
 def test_missing_directory_and_offline_hub_id_are_clear_errors(tmp_path, monkeypatch):
     missing = create_spanbert_transformer(str(tmp_path / "nope"), configure_strided_spans(16, 12))
     with pytest.raises(FileNotFoundError, match="init_model"):
