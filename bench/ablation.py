@@ -23,7 +23,7 @@ if __package__ in (None, ""):
 from bench.accuracy import prepare_corpus, resolve_encoder, set_budget, warmup_overrides  # noqa: E402
 from bench.report import publish  # noqa: E402
 from bench.common import (  # noqa: E402
-    ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_logged, spacy_cmd,
+    ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_logged, shown, spacy_cmd,
     short_error, summarize_runs, thread_env, train_and_evaluate, write_json, write_text, failed_record,
 )
 
@@ -262,7 +262,7 @@ def render_markdown(result: Dict[str, Any]) -> str:
         *sorted({f"Held-out MLM loss not measured: {r['heldout_error']}" for r in result["schemes"].values()
                  if r.get("heldout_error")}),
         f"Total wall time {fmt_duration(result['wall_s'])}. {machine_line(result['machine'])}",
-        f"Rerun: `{result['command']}`",
+        f"Rerun: `{shown(result['command'])}`",
     ]
     return "\n".join(lines)
 

@@ -23,12 +23,15 @@ if __package__ in (None, ""):
 from bench.report import publish  # noqa: E402
 from bench.common import (  # noqa: E402
     ROOT, corpus_paths, failed_record, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, ner_scores,
-    run_logged, subset_docbin, summarize_runs, thread_env, train_and_evaluate, write_json,
+    run_logged, shown, subset_docbin, summarize_runs, thread_env, train_and_evaluate, write_json,
 )
 
 BENCH = Path(__file__).resolve().parent
 SYSTEMS: Dict[str, Dict[str, Any]] = {
     "spanbert_ner": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner (ours)", "encoder": True},
+    # ours without the 5 case flags per token (MiniLM is uncased): what the span head alone gives on its encoder
+    "spanbert_ner_nocase": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, no case features",
+                            "encoder": True, "overrides": ["--components.spanbert_ner.model.case_features", "false"]},
     "trf_ner": {"config": BENCH / "configs" / "trf_ner.cfg", "label": "spacy-transformers + ner", "encoder": True},
     "span_marker": {"config": None, "label": "SpanMarker", "encoder": True},
     "cnn_ner": {"config": BENCH / "configs" / "cnn_ner.cfg", "label": "spaCy CNN tok2vec + ner", "encoder": False},
@@ -126,7 +129,7 @@ def prepare_corpus(args: argparse.Namespace) -> Dict[str, Path]:
 def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], encoder: str) -> Dict[str, Any]:
     """All seeds of one system; never raises for a failed run, the failure is recorded in the result."""
     spec = SYSTEMS[name]
-    result: Dict[str, Any] = {"label": spec["label"], "status": "ok", "runs": []}
+    result: Dict[str, Any] = {"label": spec["label"], "status": "ok", "runs": [], "overrides": spec.get("overrides", [])}
     if name == "span_marker" and importlib.util.find_spec("span_marker") is None:
         result.update(status="not run", reason="span-marker not installed (to include it: bash "
                       "bench/setup_span_marker.sh, then run this script with .venv-span-marker/bin/python)")
@@ -146,8 +149,8 @@ def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], enc
             run = train_and_evaluate(
                 spec["config"], run_dir, corpus, seed=seed, max_steps=args.max_steps,
                 eval_frequency=args.eval_frequency, gpu_id=args.gpu_id,
-                init_model=encoder if spec["encoder"] else None, overrides=warmup_overrides(args), env=env,
-                timeout=args.timeout, label=label,
+                init_model=encoder if spec["encoder"] else None, env=env, timeout=args.timeout, label=label,
+                overrides=[*spec.get("overrides", []), *warmup_overrides(args)],
             )
         result["runs"].append(run)
     result["summary"] = summarize_runs(result["runs"])
@@ -275,18 +278,18 @@ def render_markdown(result: Dict[str, Any]) -> str:
         ])
     s = result["settings"]
     table = markdown_table(["system", "P", "R", "F", *[f"F {t}" for t in types], "train time", "seeds", "status"], rows)
-    title = "CoNLL-2003 test accuracy" + (" (QUICK sanity run: tiny subset, not a result)" if s["quick"] else "")
+    title = f"CoNLL-2003 test accuracy, {s['max_steps']} training steps" + (" (QUICK sanity run: tiny subset, not a result)" if s["quick"] else "")
     title += "" if result.get("finished", True) else " (in progress: systems not listed have not run yet)"
     return "\n".join([
         f"### {title}", "",
         f"Encoder `{Path(s['encoder']).name}`; {s['max_steps']} training steps per run"
         f"{'' if s.get('warmup_steps') is None else ', warmup ' + str(s['warmup_steps']) + ' steps for every system'}; "
         f"seeds {s['seeds']}; "
-        f"corpus `{s['corpus_dir']}`{' (first docs only)' if s['quick'] else ''}. "
+        f"corpus `{Path(s['corpus_dir']).name}`{' (first docs only)' if s['quick'] else ''}. "
         "Scores in %, mean ± sample standard deviation over seeds; train time is the mean wall time of one run.",
         "", table, "",
         f"Total wall time {fmt_duration(result['wall_s'])}. {machine_line(result['machine'])}",
-        f"Rerun: `{result['command']}`",
+        f"Rerun: `{shown(result['command'])}`",
     ])
 
 

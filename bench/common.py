@@ -250,6 +250,11 @@ def fmt_duration(seconds: Optional[float]) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+def shown(text: str) -> str:
+    """Paths in a rerun command as a reader types them: relative to the repository root when inside it."""
+    return str(text).replace(str(ROOT) + "/", "")
+
+
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A GitHub Markdown table; `|` inside cells is escaped so error text cannot break the layout."""
 
