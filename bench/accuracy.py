@@ -15,7 +15,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -126,8 +126,11 @@ def prepare_corpus(args: argparse.Namespace) -> Dict[str, Path]:
     return out
 
 
-def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], encoder: str) -> Dict[str, Any]:
-    """All seeds of one system; never raises for a failed run, the failure is recorded in the result."""
+def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], encoder: str,
+               on_run: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
+    """All seeds of one system; never raises for a failed run, the failure is recorded in the result.
+
+    on_run: called with the result so far after every seed (to publish a long run as it goes)."""
     spec = SYSTEMS[name]
     result: Dict[str, Any] = {"label": spec["label"], "status": "ok", "runs": [], "overrides": spec.get("overrides", [])}
     if name == "span_marker" and importlib.util.find_spec("span_marker") is None:
@@ -153,11 +156,13 @@ def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], enc
                 overrides=[*spec.get("overrides", []), *warmup_overrides(args)],
             )
         result["runs"].append(run)
-    result["summary"] = summarize_runs(result["runs"])
-    if result["summary"]["n_ok"] == 0:
-        result.update(status="failed", reason=result["runs"][0].get("error", "no successful run"))
-    elif result["summary"]["n_failed"]:
-        result["status"] = "partial"
+        result["summary"] = summarize_runs(result["runs"])
+        if result["summary"]["n_ok"] == 0:
+            result.update(status="failed", reason=result["runs"][0].get("error", "no successful run"))
+        else:
+            result["status"] = "partial" if result["summary"]["n_failed"] else "ok"
+        if on_run is not None:
+            on_run(result)
     return result
 
 
@@ -279,7 +284,7 @@ def render_markdown(result: Dict[str, Any]) -> str:
     s = result["settings"]
     table = markdown_table(["system", "P", "R", "F", *[f"F {t}" for t in types], "train time", "seeds", "status"], rows)
     title = f"CoNLL-2003 test accuracy, {s['max_steps']} training steps" + (" (QUICK sanity run: tiny subset, not a result)" if s["quick"] else "")
-    title += "" if result.get("finished", True) else " (in progress: systems not listed have not run yet)"
+    title += "" if result.get("finished", True) else " (in progress: seeds and systems not listed have not run yet)"
     return "\n".join([
         f"### {title}", "",
         f"Encoder `{Path(s['encoder']).name}`; {s['max_steps']} training steps per run"
@@ -313,11 +318,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "machine": machine_info(args.gpu_id, args.threads),
         "systems": {},
     }
-    for i, name in enumerate(args.systems, 1):
-        result["systems"][name] = run_system(name, args, corpus, encoder)
-        # published after every system, so an interrupted long run keeps what it finished
-        result.update(wall_s=round(time.perf_counter() - started, 1), finished=i == len(args.systems))
+    def progress(name: str, system: Dict[str, Any], finished: bool = False) -> None:
+        """Publish after every seed, so an interrupted long run keeps what it finished."""
+        result["systems"][name] = system
+        result.update(wall_s=round(time.perf_counter() - started, 1), finished=finished)
         publish(result, args.output, render_markdown(result))
+
+    for i, name in enumerate(args.systems, 1):
+        system = run_system(name, args, corpus, encoder, on_run=lambda partial, name=name: progress(name, partial))
+        progress(name, system, finished=i == len(args.systems))
     return result
 
 
