@@ -172,6 +172,8 @@ def load_candidate_pipeline(name: str, scheme: str):
     except OSError:
         raise ValueError(f"paths.spacy_model = {name} is not an installed pipeline or a pipeline directory: "
                          f"install one (e.g. en_core_web_sm) or point it at a trained pipeline") from None
+    except ImportError as err:  # a pipeline package whose own dependencies are missing
+        raise ValueError(f"paths.spacy_model = {name} cannot be loaded ({err}): install what it needs") from None
     attr, annotation, what, provider = CANDIDATE_ANNOTATION[scheme]
     declared = any(attr in nlp.get_pipe_meta(pipe).assigns for pipe in nlp.pipe_names)
     # components that set the annotation without declaring it still pass, if a probe sentence gets it

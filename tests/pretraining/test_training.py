@@ -241,3 +241,16 @@ def test_from_scratch_with_a_model_config(tiny_bert_dir, tiny_text_corpus, tmp_p
     assert model.config.hidden_size == 16 and model.config.num_hidden_layers == 1
     assert "scheme = \"span\"" in (tmp_path / "config.cfg").read_text()
     assert log_rows(tmp_path)[0]["lr"] == log_rows(tmp_path)[0]["learning_rate"]
+
+
+def test_a_pipeline_package_missing_its_dependencies_is_one_clear_error(monkeypatch):
+    import spacy
+
+    from spacy_spanbert.pretraining.run import load_candidate_pipeline
+
+    def broken(name):
+        raise ImportError("No module named 'spacy_lookups_data'")
+
+    monkeypatch.setattr(spacy, "load", broken)
+    with pytest.raises(ValueError, match=r"paths.spacy_model = en_core_web_sm cannot be loaded .*spacy_lookups_data"):
+        load_candidate_pipeline("en_core_web_sm", "named_entity")
