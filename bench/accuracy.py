@@ -250,9 +250,8 @@ def span_marker_job(job_path: Path) -> None:
     examples, n_words, start = [], 0, time.perf_counter()
     for gold in DocBin().from_disk(job["test"]).get_docs(vocab):
         sents = sentences(gold)
+        # a list of token lists gets one list of entities per sentence back, a single sentence included
         preds = model.predict([[t.text for t in s] for s in sents], batch_size=32) if sents else []
-        if len(sents) == 1:
-            preds = [preds]
         pred = Doc(vocab, words=[t.text for t in gold], spaces=[bool(t.whitespace_) for t in gold])
         spans = [
             Span(pred, s.start + e["word_start_index"], s.start + e["word_end_index"], label=e["label"])
