@@ -20,7 +20,7 @@ from bench.common import RESULTS_DIR, ROOT, output_paths, write_json, write_text
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
-ORDER = ("workflow", "accuracy", "accuracy_nocase", "accuracy_100steps", "ablation")  # then the other benchmarks alphabetically
+ORDER = ("workflow", "accuracy", "accuracy_nocase", "accuracy_50steps", "ablation")  # then the other benchmarks alphabetically
 
 
 def _rank(path: Path) -> Tuple[int, str]:

@@ -22,7 +22,7 @@ NER_FOR_MASKING=bench/work/ner_for_masking
 # issue 5: CoNLL-2003 test accuracy, same MiniLM backbone and training budget, 3 seeds. This ran beside the ablation
 # below, one torch thread each (the two share the 2 cores; F1 does not depend on the sharing, wall times do).
 # span-marker is left out of this 400-step run on CPU: about 47 s per step (each sentence becomes 256-piece marker
-# samples), so 400 steps would take over 5 hours; it gets the 100-step run below (on a GPU: add it here).
+# samples), so 400 steps would take over 4 hours; it gets the 50-step run below (on a GPU: add it here).
 $PY bench/accuracy.py --encoder "$MODEL" --systems spanbert_ner trf_ner cnn_ner --seeds 1 2 3 --max-steps "$STEPS" \
     --eval-frequency 100 --threads 1 &
 # issue 5: masking ablation at CPU scale: 300 continued-pretraining steps per scheme, then 300 spanbert_ner steps
@@ -30,14 +30,14 @@ $PY bench/ablation.py --encoder "$MODEL" --schemes none span_sbo span subword wh
     --spacy-model "$NER_FOR_MASKING/model-best" --pretrain-steps 300 --seeds 1 --max-steps 300 \
     --eval-frequency 100 --threads 1
 wait
-# issue 5: ours without the case flags (the uncased MiniLM cannot give them to transformer + ner): 3 seeds, 400 steps
-$PY bench/accuracy.py --encoder "$MODEL" --systems spanbert_ner_nocase --seeds 1 2 3 --max-steps "$STEPS" \
+# issue 5: ours without the case flags (the uncased MiniLM cannot give them to transformer + ner): 400 steps
+$PY bench/accuracy.py --encoder "$MODEL" --systems spanbert_ner_nocase --seeds 1 --max-steps "$STEPS" \
     --eval-frequency 100 --threads 2 --output bench/results/accuracy_nocase.json
-# issue 5: span-marker against ours at a budget a CPU can afford (100 steps, warmup 20 for both; ~1.5 h)
+# issue 5: span-marker against ours at a budget a CPU can afford (50 steps, warmup 10 for both; ~45 min)
 [ -x .venv-span-marker/bin/python ] || bash bench/setup_span_marker.sh
 .venv-span-marker/bin/python bench/accuracy.py --encoder "$MODEL" --systems spanbert_ner span_marker --seeds 1 \
-    --max-steps 100 --eval-frequency 50 --warmup-steps 20 --threads 2 --work-dir bench/work/accuracy-100 \
-    --output bench/results/accuracy_100steps.json
+    --max-steps 50 --eval-frequency 25 --warmup-steps 10 --threads 2 --work-dir bench/work/accuracy-50 \
+    --output bench/results/accuracy_50steps.json
 # issue 3: nlp.pipe words/s and peak memory on 2,000 CoNLL test sentences, span-marker included (its own venv, which
 # sees .venv's packages); both transformer pipelines trained and loaded from disk
 .venv-span-marker/bin/python bench/inference_speed.py --data corpus/test.spacy --model "$MODEL" --n-sents 2000 \
