@@ -50,7 +50,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=None, help="steps per run (default: configs/ner.cfg's; quick 12)")
     p.add_argument("--eval-frequency", type=int, default=None, help="dev evaluation every N steps")
     p.add_argument("--warmup-steps", type=int, default=None,
-                   help="learning-rate warmup of every system (default: each config's own; quick: a fifth of the steps)")
+                   help="learning-rate warmup of every system (default: each config's own; quick: a fifth of steps)")
     p.add_argument("--gpu-id", type=int, default=-1)
     p.add_argument("--threads", type=int, default=None, help="pin OMP/MKL threads of every run")
     p.add_argument("--timeout", type=float, default=None, help="seconds per train or evaluate call")
@@ -132,7 +132,8 @@ def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], enc
 
     on_run: called with the result so far after every seed (to publish a long run as it goes)."""
     spec = SYSTEMS[name]
-    result: Dict[str, Any] = {"label": spec["label"], "status": "ok", "runs": [], "overrides": spec.get("overrides", [])}
+    result: Dict[str, Any] = {"label": spec["label"], "status": "ok", "runs": [],
+                              "overrides": spec.get("overrides", [])}
     if name == "span_marker" and importlib.util.find_spec("span_marker") is None:
         result.update(status="not run", reason="span-marker not installed (to include it: bash "
                       "bench/setup_span_marker.sh, then run this script with .venv-span-marker/bin/python)")
@@ -282,7 +283,8 @@ def render_markdown(result: Dict[str, Any]) -> str:
         ])
     s = result["settings"]
     table = markdown_table(["system", "P", "R", "F", *[f"F {t}" for t in types], "train time", "seeds", "status"], rows)
-    title = f"CoNLL-2003 test accuracy, {s['max_steps']} training steps" + (" (QUICK sanity run: tiny subset, not a result)" if s["quick"] else "")
+    title = f"CoNLL-2003 test accuracy, {s['max_steps']} training steps"
+    title += " (QUICK sanity run: tiny subset, not a result)" if s["quick"] else ""
     title += "" if result.get("finished", True) else " (in progress: seeds and systems not listed have not run yet)"
     return "\n".join([
         f"### {title}", "",

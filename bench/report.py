@@ -20,7 +20,8 @@ from bench.common import RESULTS_DIR, ROOT, output_paths, write_json, write_text
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
-ORDER = ("workflow", "accuracy", "accuracy_nocase", "accuracy_50steps", "ablation")  # then the other benchmarks alphabetically
+# the other benchmarks follow alphabetically
+ORDER = ("workflow", "accuracy", "accuracy_nocase", "accuracy_50steps", "ablation")
 
 
 def _rank(path: Path) -> Tuple[int, str]:
