@@ -154,7 +154,7 @@ def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], enc
                 spec["config"], run_dir, corpus, seed=seed, max_steps=args.max_steps,
                 eval_frequency=args.eval_frequency, gpu_id=args.gpu_id,
                 init_model=encoder if spec["encoder"] else None, env=env, timeout=args.timeout, label=label,
-                overrides=[*spec.get("overrides", []), *warmup_overrides(args)],
+                overrides=[*result["overrides"], *warmup_overrides(args)],
             )
         result["runs"].append(run)
         result["summary"] = summarize_runs(result["runs"])
@@ -319,6 +319,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "machine": machine_info(args.gpu_id, args.threads),
         "systems": {},
     }
+
     def progress(name: str, system: Dict[str, Any], finished: bool = False) -> None:
         """Publish after every seed, so an interrupted long run keeps what it finished."""
         result["systems"][name] = system

@@ -152,8 +152,8 @@ class SpanBoundaryNER(SpanBoundaryPipe):
         lengths = self.model.ops.to_numpy(indices.lengths)
         data = self.model.ops.to_numpy(indices.dataXd)
         offset = 0
+        keep_existing = not self.cfg["overwrite_ents"]
         for doc, length in zip(docs, lengths):
-            keep_existing = not self.cfg["overwrite_ents"]
             # existing entities block their tokens before decoding: a span overlapping one must not win a token
             # and then be dropped, which would also drop the lower-scoring span it had beaten there
             blocked = numpy.isin(doc.to_array("ENT_IOB"), (1, 3)) if keep_existing and len(doc) else None
