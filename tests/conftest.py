@@ -2,6 +2,8 @@
 
 Both are built in a temporary directory on first use (no network): `tiny_bert_dir` holds config.json,
 model.safetensors and a lower-casing BertTokenizerFast (vocab.txt, tokenizer.json, tokenizer_config.json).
+The builder is bench/tiny_bert.py's, the one the benchmarks' --quick runs use (the repository root is on
+sys.path through pyproject's `pythonpath`).
 """
 import os
 import random
@@ -9,40 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.tiny_bert import ADJECTIVES, DETERMINERS, NAMES, NOUNS, VERBS, build_tiny_bert
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-PUNCT = list(".,;:!?'\"()-")
-DETERMINERS = "the a an this that every some no".split()
-ADJECTIVES = "big small old new red green happy quiet dark bright cold warm early late young strong".split()
-NOUNS = (
-    "cat dog man woman child city house river tree car ship bank market company president government "
-    "team game year day night morning book letter street school teacher student doctor king queen bird "
-    "mountain village country road window door table garden farmer soldier reporter minister"
-).split()
-VERBS = (
-    "saw found liked took gave made met visited watched helped called followed bought sold built opened "
-    "closed left reached told"
-).split()
-NAMES = "john mary london paris berlin reuters google smith anna peter".split()
-FUNCTION = (
-    "and or but of to in on at by for with from into over under after before because when while he she it "
-    "they we you i is was were be been has have had not very also then there here who which what near quickly slowly"
-).split()
-SUFFIXES = ["##s", "##ed", "##ing", "##ly", "##er", "##est", "##ness"]
-LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-
-
-def tiny_vocab() -> list:
-    """A lower-cased WordPiece vocabulary of ordinary English words, with letters as a fallback."""
-    words = DETERMINERS + ADJECTIVES + NOUNS + VERBS + NAMES + FUNCTION
-    seen, vocab = set(), []
-    for tok in SPECIAL_TOKENS + PUNCT + words + SUFFIXES + LETTERS + ["##" + c for c in LETTERS]:
-        if tok not in seen:
-            seen.add(tok)
-            vocab.append(tok)
-    return vocab
 
 
 def make_sentence(rng: random.Random) -> str:
@@ -68,30 +40,6 @@ def write_corpus(path: Path, n_docs: int, seed: int = 0, sents_per_doc=(3, 9)) -
     for _ in range(n_docs):
         docs.append("\n".join(make_sentence(rng) for _ in range(rng.randint(*sents_per_doc))))
     path.write_text("\n\n".join(docs) + "\n", encoding="utf8")
-    return path
-
-
-def build_tiny_bert(path: Path, max_positions: int = 128, seed: int = 0) -> Path:
-    """Save a random BertModel (hidden 32, 2 layers, 2 heads) with a lower-casing fast tokenizer."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n", encoding="utf8")
-    tokenizer = BertTokenizerFast(
-        vocab_file=str(path / "vocab.txt"), do_lower_case=True, model_max_length=max_positions
-    )
-    tokenizer.save_pretrained(str(path))
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=max_positions,
-    )
-    torch.manual_seed(seed)
-    BertModel(config).save_pretrained(str(path), safe_serialization=True)
     return path
 
 
