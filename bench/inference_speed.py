@@ -21,18 +21,22 @@ packed into 256-piece samples) whatever its weights, and only the decoding of it
 import argparse
 import importlib.util
 import json
-import os
-import platform
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+    RESULTS_DIR, ROOT, machine_info, machine_line, run_logged, short_error, thread_env, write_json, write_text,
+)
+from bench.tiny_bert import build_tiny_bert  # noqa: E402
+
 PIPELINES = ["spanbert_ner", "trf_ner", "trf_only", "trf_only_stock", "cnn_ner", "span_marker"]
 LABELS = ["PER", "LOC", "ORG", "MISC"]
 TRF_NER_MODEL = {
@@ -230,41 +234,14 @@ def long_doc_check(nlp, texts: List[str], n_words: int) -> Dict:
     }
 
 
-def build_tiny_bert(path: Path) -> str:
-    """A tiny random BERT (hidden 32, 2 layers) for --quick: tests the script, not the speed."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "."] + [chr(c) for c in range(97, 123)]
-    vocab += ["##" + chr(c) for c in range(97, 123)] + "the old man saw red car near river john mary".split()
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf8")
-    BertTokenizerFast(vocab_file=str(path / "vocab.txt"), model_max_length=128).save_pretrained(str(path))
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
-    BertModel(config).save_pretrained(str(path), safe_serialization=True)
-    return str(path)
-
-
-def versions() -> Dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for package in ["spacy", "thinc", "torch", "transformers", "spacy-transformers", "spacy-spanbert", "span-marker"]:
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "not installed"
-    return out
-
-
 def to_markdown(result: Dict) -> str:
+    """The results table, speeds relative to the bare transformer, and where and with what it was measured."""
     rows = [r for r in result["results"] if "words_per_s" in r]
     ceiling = next((r["words_per_s"] for r in rows if r["pipeline"] == "trf_only"), None)
     lines = [
         f"Inference speed, `nlp.pipe` batch {result['batch_size']}, {result['threads']} thread(s), "
         f"{result['texts']} texts ({result['unit']}s) from `{result['data']}`, encoder `{result['model']}`.",
-        f"Machine: {result['machine']['processor'] or result['machine']['machine']}, "
-        f"{result['machine']['cpu_count']} CPUs; {result['date']}; total wall {result['total_wall_s']} s.",
+        f"Total wall {result['total_wall_s']} s. {machine_line(result['machine'])}",
         "",
         "| pipeline | words/s | vs bare transformer | peak RSS in pipe (MB) | peak RSS incl. load (MB) | wall (s) | trained |",
         "|---|---|---|---|---|---|---|",
@@ -289,7 +266,6 @@ def to_markdown(result: Dict) -> str:
             lines.append(f"\nLong document: {r['long_doc_words']:,} words, {r['long_doc_tokens_with_vectors']:,} "
                          f"tokens with transformer vectors, {r['long_doc_wall_s']} s, peak RSS "
                          f"{r['peak_rss_mb_with_long_doc']:,.0f} MB.")
-    lines.append("\nVersions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()))
     return "\n".join(lines) + "\n"
 
 
@@ -307,7 +283,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--pipelines", nargs="+", default=PIPELINES, choices=PIPELINES)
     parser.add_argument("--trained", nargs="*", default=[], help="NAME=DIR: load a trained pipeline for NAME")
     parser.add_argument("--long-doc-words", type=int, default=0, help="also run one doc of this many words")
-    parser.add_argument("--output-dir", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny random BERT, 64 synthetic texts")
     parser.add_argument("--worker", choices=PIPELINES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -317,7 +293,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     start = time.perf_counter()
     tmp = tempfile.TemporaryDirectory()
     if args.quick:
-        args.model = build_tiny_bert(Path(tmp.name) / "tiny-bert")
+        args.model = str(build_tiny_bert(Path(tmp.name) / "tiny-bert"))
         args.n_sents, args.window, args.stride = min(args.n_sents, 64), 32, 24
         args.long_doc_words = args.long_doc_words or 3000
     texts = load_texts(args.data, args.n_sents, args.unit, args.quick)  # fail early on bad --data
@@ -334,28 +310,22 @@ def main(argv: Optional[List[str]] = None) -> None:
                "--window", str(args.window), "--stride", str(args.stride), "--long-doc-words",
                str(args.long_doc_words), "--trained", *args.trained]
         cmd += ["--data", str(args.data)] if args.data else ["--quick"]
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
-               "TOKENIZERS_PARALLELISM": "false"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            results.append({"pipeline": name, "skipped": f"worker failed: {proc.stderr.strip().splitlines()[-1:]}"})
+        done = run_logged(cmd, env=thread_env(args.threads), prefix=f"[{name}] ")
+        lines = [line for line in done.tail.splitlines() if line.startswith("RESULT ")]
+        if not done.ok or not lines:
+            results.append({"pipeline": name, "skipped": f"worker failed: {short_error(done.tail)}"})
+            print(json.dumps(results[-1]), flush=True)
         else:
             results.append(json.loads(lines[-1][len("RESULT "):]))
-        print(json.dumps(results[-1]), flush=True)
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "machine": platform.machine(), "cpu_count": os.cpu_count()},
+        "machine": machine_info(threads=args.threads),
         "threads": args.threads, "batch_size": args.batch_size, "unit": args.unit, "texts": len(texts),
         "data": str(args.data) if args.data else "synthetic (--quick)", "model": args.model,
-        "quick": args.quick, "versions": versions(), "results": results,
-        "total_wall_s": round(time.perf_counter() - start, 1),
+        "quick": args.quick, "results": results, "total_wall_s": round(time.perf_counter() - start, 1),
     }
-    args.output_dir.mkdir(parents=True, exist_ok=True)
     stem = "inference_speed_quick" if args.quick else "inference_speed"
-    (args.output_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf8")
-    (args.output_dir / f"{stem}.md").write_text(to_markdown(result), encoding="utf8")
+    write_json(args.output_dir / f"{stem}.json", result)
+    write_text(args.output_dir / f"{stem}.md", to_markdown(result))
     print(to_markdown(result))
     tmp.cleanup()
 

@@ -16,9 +16,13 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS_DIR, ROOT, corpus_paths, machine_info, machine_line, markdown_table  # noqa: E402
-from common import spacy_cmd, write_json, write_text  # noqa: E402
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+    RESULTS_DIR, ROOT, machine_info, machine_line, markdown_table, spacy_cmd, write_json, write_text,
+)
+from bench.ner_runs import corpus_paths  # noqa: E402
 
 CONFIGS = {"spanbert_ner": ROOT / "configs" / "ner.cfg", "trf_ner": ROOT / "bench" / "configs" / "trf_ner.cfg"}
 ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+[\d.]+")  # spaCy's console logger: epoch, step, losses, scores

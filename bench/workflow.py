@@ -14,9 +14,13 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, RESULTS_DIR, fmt_duration, machine_info, machine_line, markdown_table  # noqa: E402
-from common import run_logged, spacy_cmd, write_json, write_text  # noqa: E402
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+    RESULTS_DIR, ROOT, fmt_duration, machine_info, machine_line, markdown_table, run_logged, spacy_cmd, write_json,
+    write_text,
+)
 
 STEPS = ("fetch", "convert", "corpus", "pretrain", "train", "evaluate", "package")
 

