@@ -6,6 +6,7 @@ from spacy import util
 
 ROOT = Path(__file__).resolve().parents[2]
 BASELINES = ROOT / "bench" / "configs"
+NER_CFG = ROOT / "configs" / "ner.cfg"  # the spanbert_ner config every baseline mirrors
 SHARED_TRAINING = ["max_steps", "eval_frequency", "dropout", "accumulate_gradient", "patience", "max_epochs",
                    "batcher", "optimizer"]
 
@@ -31,10 +32,7 @@ def test_cli_step_budget_reaches_the_schedule(name):
 
 
 def test_trf_baseline_mirrors_the_spanbert_ner_config():
-    ner_cfg = ROOT / "configs" / "ner.cfg"
-    if not ner_cfg.exists():
-        pytest.skip("configs/ner.cfg not written yet")
-    ours = _load(ner_cfg, **{"training.max_steps": 37}).interpolate()
+    ours = _load(NER_CFG, **{"training.max_steps": 37}).interpolate()
     base = _load(BASELINES / "trf_ner.cfg", **{"training.max_steps": 37}).interpolate()
     for key in SHARED_TRAINING:
         assert base["training"][key] == ours["training"][key], f"[training] {key} differs from configs/ner.cfg"
@@ -47,10 +45,7 @@ def test_trf_baseline_mirrors_the_spanbert_ner_config():
 
 
 def test_cnn_floor_shares_the_training_budget():
-    ner_cfg = ROOT / "configs" / "ner.cfg"
-    if not ner_cfg.exists():
-        pytest.skip("configs/ner.cfg not written yet")
-    ours = _load(ner_cfg).interpolate()["training"]
+    ours = _load(NER_CFG).interpolate()["training"]
     cnn = _load(BASELINES / "cnn_ner.cfg").interpolate()["training"]
     for key in ("max_steps", "eval_frequency", "batcher", "patience"):
         assert cnn[key] == ours[key], f"[training] {key} differs from configs/ner.cfg"
