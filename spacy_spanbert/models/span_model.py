@@ -13,7 +13,16 @@ from typing import Any, Callable, List, Tuple
 import numpy
 from spacy.attrs import IS_DIGIT, IS_LOWER, IS_PUNCT, IS_TITLE, IS_UPPER
 from spacy.tokens import Doc
-from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, chain, torch2xp, with_getitem, xp2torch
+from thinc.api import (
+    ArgsKwargs,
+    Model,
+    PyTorchWrapper_v3,
+    chain,
+    get_torch_default_device,
+    torch2xp,
+    with_getitem,
+    xp2torch,
+)
 from thinc.types import Floats2d, Ragged
 
 InT = Tuple[List[Doc], Ragged]
@@ -120,11 +129,13 @@ def _scorer_init(model: Model, X: Any = None, Y: Any = None) -> None:
         model.set_dim("nO", int(Y.shape[1]))
     if not model.has_dim("nI") or not model.has_dim("nO"):
         raise ValueError("The span scorer needs example docs and labels to initialise: call nlp.initialize(get_examples)")
-    shim = model.layers[0].shims[0]
-    torch_model = shim._model
+    torch_model = model.layers[0].shims[0]._model
     if not torch_model.is_built:
+        # the device of the current Ops (a GPU under CupyOps), read BEFORE building: once the parameters exist, the
+        # shim reports theirs, and freshly built parameters are on the CPU
+        device = get_torch_default_device()
         torch_model.build(model.get_dim("nI"), model.get_dim("nO"))
-        torch_model.to(shim.device)
+        torch_model.to(device)
 
 
 def _convert_inputs(model: Model, X: Tuple[List[Floats2d], Ragged], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
@@ -137,13 +148,16 @@ def _convert_inputs(model: Model, X: Tuple[List[Floats2d], Ragged], is_train: bo
     tokens = ops.flatten(vectors) if vectors else ops.alloc2f(0, 0)
     device = model.shims[0].device
     tokens_t = xp2torch(tokens, requires_grad=is_train, device=device)
-    offsets = numpy.repeat(numpy.cumsum([0] + lengths[:-1]), ops.to_numpy(spans.lengths))
-    rows = ops.to_numpy(spans.dataXd).reshape((-1, 2)).astype("int64")
-    starts = torch.from_numpy(rows[:, 0] + offsets).to(device)
-    ends = torch.from_numpy(rows[:, 1] + offsets).to(device)
+    # (start, end) rows are per doc: shift them by each doc's first row in the flat token matrix, on the device
+    rows = xp2torch(ops.as_contig(ops.asarray2i(spans.dataXd.reshape((-1, 2)))), device=device).long()
+    doc_starts = torch.tensor(numpy.cumsum([0] + lengths[:-1]), dtype=torch.long, device=device)
+    counts = xp2torch(ops.asarray1i(spans.lengths), device=device).long()
+    offsets = torch.repeat_interleave(doc_starts, counts, output_size=rows.shape[0])
+    starts = rows[:, 0] + offsets
+    ends = rows[:, 1] + offsets
 
     def backprop(d_inputs: ArgsKwargs) -> Tuple[List[Floats2d], Ragged]:
-        d_tokens = torch2xp(d_inputs.args[0])
+        d_tokens = ops.asarray2f(torch2xp(d_inputs.args[0], ops=ops))
         return ops.unflatten(d_tokens, ops.asarray1i(lengths)), spans
 
     return ArgsKwargs(args=(tokens_t, starts, ends), kwargs={}), backprop
@@ -151,7 +165,7 @@ def _convert_inputs(model: Model, X: Tuple[List[Floats2d], Ragged], is_train: bo
 
 def _convert_outputs(model: Model, inputs_outputs: Tuple[Any, Any], is_train: bool) -> Tuple[Floats2d, Callable]:
     _, logits_t = inputs_outputs
-    logits = torch2xp(logits_t)
+    logits = torch2xp(logits_t, ops=model.ops)
 
     def backprop(d_logits: Floats2d) -> ArgsKwargs:
         return ArgsKwargs(args=(logits_t,), kwargs={"grad_tensors": xp2torch(d_logits, device=logits_t.device)})

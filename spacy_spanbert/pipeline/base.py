@@ -39,10 +39,16 @@ class SpanBoundaryPipe(SpanCategorizer):
         if not 0.0 < negative_sample_rate <= 1.0:
             raise ValueError(f"negative_sample_rate must be in (0, 1], got {negative_sample_rate}")
         super().__init__(*args, **kwargs)
+        # temperature: divides the logits before normalisation; fitted after training (see calibration), saved in cfg
         self.cfg.update({"negative_sample_rate": negative_sample_rate, "seed": seed,
-                         "head_learn_rate_factor": head_learn_rate_factor})
+                         "head_learn_rate_factor": head_learn_rate_factor, "temperature": 1.0})
 
     def _gold_spans(self, doc: Doc) -> Iterable[Span]:
+        raise NotImplementedError
+
+    @property
+    def _gold_source(self) -> str:
+        """Where the gold spans are read from, for error messages."""
         raise NotImplementedError
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "SpanBoundaryPipe":
@@ -63,21 +69,27 @@ class SpanBoundaryPipe(SpanCategorizer):
         keywords = getattr(self.suggester, "keywords", None) or {}
         return keywords.get("max_width")
 
-    def _probabilities(self, logits: Floats2d) -> numpy.ndarray:
-        logits = self.model.ops.to_numpy(logits).astype("float32", copy=False)
+    def _probabilities(self, logits: Floats2d) -> Floats2d:
+        """Softmax (ner) or sigmoid (spancat) of the logits divided by the fitted `temperature`, on the model's
+        device (`ops.xp`): nothing goes through host memory per batch."""
+        ops = self.model.ops
+        logits = ops.asarray2f(logits)
+        temperature = self.cfg.get("temperature", 1.0)
+        if temperature != 1.0:  # a scalar, or one per output column
+            logits = logits / ops.asarray1f(numpy.broadcast_to(numpy.asarray(temperature, dtype="f"),
+                                                               (logits.shape[1],)))
         if self.normalize == "softmax":
-            shifted = logits - logits.max(axis=1, keepdims=True)
-            exp = numpy.exp(shifted)
+            exp = ops.xp.exp(logits - logits.max(axis=1, keepdims=True))
             return exp / exp.sum(axis=1, keepdims=True)
-        return 1.0 / (1.0 + numpy.exp(-numpy.clip(logits, -60.0, 60.0)))
+        return 1.0 / (1.0 + ops.xp.exp(-ops.xp.clip(logits, -60.0, 60.0)))
 
-    def predict(self, docs: Iterable[Doc]) -> Tuple[Ragged, numpy.ndarray]:
-        """Suggest spans and return (indices, probabilities in [0, 1])."""
+    def predict(self, docs: Iterable[Doc]) -> Tuple[Ragged, Floats2d]:
+        """Suggest spans and return (indices, probabilities in [0, 1]), both on the model's device."""
         release_free_memory()  # the previous batch's activations are freed by now: keep resident memory flat
         docs = list(docs)
         indices = self.suggester(docs, ops=self.model.ops)
         if indices.lengths.sum() == 0:
-            return indices, numpy.zeros((0, self._n_labels), dtype="f")
+            return indices, self.model.ops.alloc2f(0, self._n_labels)
         logits = self.model.predict((docs, indices))
         return indices, self._probabilities(logits)
 
@@ -96,12 +108,46 @@ class SpanBoundaryPipe(SpanCategorizer):
         < 1, only a random share of them contributes (seeded per component).
         """
         spans, logits = spans_scores
+        ops = self.model.ops
         probs = self._probabilities(logits)
-        target = numpy.zeros(probs.shape, dtype="f")
-        positive = numpy.zeros((probs.shape[0],), dtype=bool)
-        lengths = self.model.ops.to_numpy(spans.lengths)
-        data = self.model.ops.to_numpy(spans.dataXd)
+        n_spans = probs.shape[0]
+        # gold alignment needs the span offsets on the host (small ints); the target is scattered on the device
+        rows, cols = self._gold_cells(examples, ops.to_numpy(spans.dataXd), ops.to_numpy(spans.lengths))
+        positive = numpy.zeros((n_spans,), dtype=bool)
+        positive[rows] = True
+        if self.add_negative_label:
+            negative_rows = numpy.flatnonzero(~positive)
+            rows = numpy.concatenate([rows, negative_rows])
+            cols = numpy.concatenate([cols, numpy.full(negative_rows.shape, self._negative_label_i)])
+        weights = numpy.ones((n_spans, 1), dtype="f")
+        weights[~positive] = float(self.cfg["negative_weight"])
+        rate = float(self.cfg.get("negative_sample_rate", 1.0))
+        if rate < 1.0:
+            dropped = (self._rng.random(n_spans) >= rate) & ~positive
+            weights[dropped] = 0.0
+        n_rows = max(float(weights.sum()), 1.0)
+        target = ops.alloc2f(*probs.shape)
+        if len(rows):
+            target[ops.asarray1i(rows), ops.asarray1i(cols)] = 1.0
+        weights_d = ops.asarray2f(weights)
+        eps = 1e-8
+        xp = ops.xp
+        if self.normalize == "softmax":
+            losses = -(target * xp.log(probs + eps)).sum(axis=1, keepdims=True)
+        else:
+            losses = -(target * xp.log(probs + eps) + (1 - target) * xp.log(1 - probs + eps)).sum(
+                axis=1, keepdims=True
+            )
+        loss = (losses * weights_d).sum().item() / n_rows
+        d_logits = (probs - target) * weights_d / n_rows
+        return loss, d_logits
+
+    def _gold_cells(self, examples: Iterable[Example], data: numpy.ndarray,
+                    lengths: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """(row, label column) of every suggested span that is gold, over the flat batch of suggested spans."""
         label_map = self._label_map
+        rows: List[int] = []
+        cols: List[int] = []
         offset = 0
         for i, eg in enumerate(examples):
             index = {(int(s), int(e)): offset + j for j, (s, e) in enumerate(data[offset : offset + lengths[i]])}
@@ -113,28 +159,10 @@ class SpanBoundaryPipe(SpanCategorizer):
                     )
                 row = index.get((gold.start, gold.end))
                 if row is not None:
-                    target[row, label_map[gold.label_]] = 1.0
-                    positive[row] = True
+                    rows.append(row)
+                    cols.append(label_map[gold.label_])
             offset += lengths[i]
-        if self.add_negative_label:
-            target[~positive, self._negative_label_i] = 1.0
-        weights = numpy.ones((probs.shape[0], 1), dtype="f")
-        weights[~positive] = float(self.cfg["negative_weight"])
-        rate = float(self.cfg.get("negative_sample_rate", 1.0))
-        if rate < 1.0:
-            dropped = (self._rng.random(probs.shape[0]) >= rate) & ~positive
-            weights[dropped] = 0.0
-        n_rows = max(float(weights.sum()), 1.0)
-        eps = 1e-8
-        if self.normalize == "softmax":
-            losses = -(target * numpy.log(probs + eps)).sum(axis=1, keepdims=True)
-        else:
-            losses = -(target * numpy.log(probs + eps) + (1 - target) * numpy.log(1 - probs + eps)).sum(
-                axis=1, keepdims=True
-            )
-        loss = float((losses * weights).sum() / n_rows)
-        d_logits = (probs - target) * weights / n_rows
-        return loss, self.model.ops.asarray2f(d_logits)
+        return numpy.asarray(rows, dtype="int64"), numpy.asarray(cols, dtype="int64")
 
     def finish_update(self, sgd: Optimizer) -> None:
         """Update weights; the span scorer (a fresh head) may learn `head_learn_rate_factor` times faster."""
@@ -172,7 +200,9 @@ class SpanBoundaryPipe(SpanCategorizer):
         sample: List[Example] = []
         too_wide = total = 0
         max_width = self.max_width
+        n_examples = 0
         for eg in get_examples():
+            n_examples += 1
             for span in self._gold_spans(eg.reference):
                 total += 1
                 if labels is None:
@@ -181,7 +211,12 @@ class SpanBoundaryPipe(SpanCategorizer):
                     too_wide += 1
             if len(sample) < 10:
                 sample.append(eg)
-        self._require_labels()
+        if not self.labels:
+            raise ValueError(
+                f"[{self.name}] the training data has no gold spans in {self._gold_source} ({total} spans in "
+                f"{n_examples} examples): check [paths.train] and how it was converted, or list the labels in "
+                f"[initialize.components.{self.name}.labels]"
+            )
         if too_wide:
             warnings.warn(
                 f"[{self.name}] {too_wide} of {total} gold spans are wider than max_width={max_width} tokens and can "

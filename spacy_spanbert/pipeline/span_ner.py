@@ -146,19 +146,28 @@ class SpanBoundaryNER(SpanBoundaryPipe):
     def _gold_spans(self, doc: Doc) -> Iterable[Span]:
         return doc.ents
 
-    def set_annotations(self, docs: Iterable[Doc], indices_scores: Tuple[Ragged, numpy.ndarray]) -> None:
+    @property
+    def _gold_source(self) -> str:
+        return "doc.ents"
+
+    def set_annotations(self, docs: Iterable[Doc], indices_scores: Tuple[Ragged, Floats2d]) -> None:
         """Write the best non-overlapping entities to `doc.ents` and, with scores, to `doc.spans[spans_key]`."""
         indices, scores = indices_scores
-        lengths = self.model.ops.to_numpy(indices.lengths)
-        data = self.model.ops.to_numpy(indices.dataXd)
+        ops = self.model.ops
+        lengths = ops.to_numpy(indices.lengths)
+        data = ops.to_numpy(indices.dataXd)
+        # the winning label and its probability per span are found on the device; only they cross to the host
+        best_d = scores.argmax(axis=1) if scores.size else ops.alloc1i(0)
+        best = ops.to_numpy(best_d)
+        best_p = ops.to_numpy(scores[ops.xp.arange(scores.shape[0]), best_d]) if scores.size else best.astype("f")
         offset = 0
         keep_existing = not self.cfg["overwrite_ents"]
         for doc, length in zip(docs, lengths):
             # existing entities block their tokens before decoding: a span overlapping one must not win a token
             # and then be dropped, which would also drop the lower-scoring span it had beaten there
             blocked = numpy.isin(doc.to_array("ENT_IOB"), (1, 3)) if keep_existing and len(doc) else None
-            spans, span_scores = self._decode(doc, data[offset : offset + length], scores[offset : offset + length],
-                                              blocked)
+            window = slice(offset, offset + length)
+            spans, span_scores = self._decode(doc, data[window], best[window], best_p[window], blocked)
             offset += length
             if keep_existing:
                 doc.set_ents(spans, default="unmodified")
@@ -169,16 +178,15 @@ class SpanBoundaryNER(SpanBoundaryPipe):
             doc.spans[self.key] = group
             doc.user_data["spanbert_ner.spans_key"] = self.key
 
-    def _decode(self, doc: Doc, spans: numpy.ndarray, probs: numpy.ndarray,
+    def _decode(self, doc: Doc, spans: numpy.ndarray, best: numpy.ndarray, best_p: numpy.ndarray,
                 blocked: Optional[numpy.ndarray] = None) -> Tuple[List[Span], List[float]]:
         """Greedy decoding: highest-probability non-negative spans first, skipping any that overlap a kept one.
 
+        best, best_p: each span's winning label (or "no entity") and its probability.
         blocked: tokens no span may cover (the entities an earlier component set, with overwrite_ents = False).
         """
-        if probs.size == 0:
+        if best.size == 0:
             return [], []
-        best = probs.argmax(axis=1)
-        best_p = probs[numpy.arange(len(best)), best]
         keep = best != self._negative_label_i
         if self.cfg["threshold"] is not None:
             keep &= best_p >= float(self.cfg["threshold"])

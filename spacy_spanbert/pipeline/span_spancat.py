@@ -6,6 +6,8 @@ span boundaries) and the sigmoid cross-entropy loss are ours.
 """
 from typing import Callable, Iterable, List, Optional, Tuple
 
+import numpy
+
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
@@ -117,3 +119,27 @@ class SpanBoundaryCategorizer(SpanBoundaryPipe):
 
     def _gold_spans(self, doc: Doc) -> Iterable[Span]:
         return doc.spans.get(self.key, [])
+
+    @property
+    def _gold_source(self) -> str:
+        return f"doc.spans['{self.key}']"
+
+    def set_annotations(self, docs: Iterable[Doc], indices_scores: Tuple[Ragged, Floats2d]) -> None:
+        """spaCy's multi-label decoding, with the scores moved to the host once per batch (not once per doc), and
+        `attrs["scores"]` on every group, also for a doc with no candidate spans (empty or whitespace only)."""
+        indices, scores = indices_scores
+        ops = self.model.ops
+        lengths = ops.to_numpy(indices.lengths)
+        data = ops.to_numpy(indices.dataXd)
+        scores = ops.to_numpy(scores)
+        offset = 0
+        for doc, length in zip(docs, lengths):
+            window = slice(offset, offset + int(length))
+            if self.cfg["max_positive"] == 1:
+                group = self._make_span_group_singlelabel(doc, data[window], scores[window],
+                                                          bool(self.cfg["allow_overlap"]))
+            else:
+                group = self._make_span_group_multilabel(doc, data[window], scores[window])
+            group.attrs.setdefault("scores", numpy.zeros((0,), dtype="f"))
+            doc.spans[self.key] = group
+            offset += int(length)

@@ -224,3 +224,12 @@ def test_spanbert_score_finds_every_entity_of_a_long_group():
     assert _span_score(Span(doc, 0, 1, label="PER")) is None  # right start, wrong end
     assert _span_score(Span(doc, 3, 5, label="PER")) is None  # right offsets, wrong label (ORG)
     assert _span_score(Span(doc, 2999, 3000, label="PER")) is None  # after the last entity
+
+
+@pytest.mark.parametrize("factory", ["spanbert_ner", "spanbert_spancat"])
+def test_training_data_without_gold_spans_is_one_clear_error(tiny_bert_dir, factory):
+    nlp = spacy.blank("en")
+    nlp.add_pipe(factory, config=component_config(tiny_bert_dir))
+    examples = [Example.from_dict(nlp.make_doc(text), {}) for text, _ in NER_DATA]
+    with pytest.raises(ValueError, match=r"has no gold spans in doc\.(ents|spans\['sc'\]) \(0 spans in 3 examples\)"):
+        nlp.initialize(lambda: examples)

@@ -1,0 +1,83 @@
+"""Both components on a GPU's code path without a GPU: every array stays a device array (see device_ops.py), the
+span scorer follows the Ops' device, and (where a GPU exists) a GPU-trained pipeline loads on the CPU."""
+import numpy
+import pytest
+import spacy
+import torch
+from device_ops import DeviceArray, HostArrayError, device_ops
+from span_helpers import NER_DATA, component_config, ents, ner_examples, train
+from test_span_spancat import SPANCAT_DATA, make_examples, spans_of
+from thinc.api import get_current_ops
+
+from spacy_spanbert.models import span_model
+
+FACTORIES = [("spanbert_ner", ner_examples, "spanbert_ents"), ("spanbert_spancat", make_examples, "sc")]
+
+
+def test_the_double_catches_host_arrays():
+    with device_ops() as ops:
+        host = numpy.zeros((3, 2), dtype="f")
+        with pytest.raises(HostArrayError):
+            ops.unflatten(host, ops.asarray1i([1, 2]))
+        with pytest.raises(HostArrayError):
+            ops.asarray2f(host) + host
+        with pytest.raises(HostArrayError):
+            ops.xp.hstack([ops.asarray2f(host), host])
+        assert isinstance(ops.unflatten(ops.asarray2f(host), ops.asarray1i([1, 2]))[0], DeviceArray)
+    assert not isinstance(get_current_ops(), type(ops))
+
+
+@pytest.mark.parametrize("factory,make,key", FACTORIES)
+def test_train_predict_and_serialise_with_device_arrays(tiny_bert_dir, factory, make, key):
+    """initialize, update (loss and backprop), predict, set_annotations and a bytes round trip under DeviceOps."""
+    with device_ops():
+        nlp = spacy.blank("en")
+        nlp.add_pipe(factory, config=component_config(tiny_bert_dir, threshold=0.0 if key == "sc" else None))
+        examples = make(nlp)
+        losses = train(nlp, examples, steps=3)
+        assert losses[factory] > 0
+        pipe = nlp.get_pipe(factory)
+        indices, probs = pipe.predict([eg.predicted for eg in examples])
+        assert isinstance(probs, DeviceArray)
+        docs = list(nlp.pipe([eg.text for eg in examples] + ["", "  "]))
+        for doc in docs:
+            assert len(doc.spans[key].attrs["scores"]) == len(doc.spans[key])
+        copy = spacy.blank("en")
+        copy.add_pipe(factory, config=component_config(tiny_bert_dir, threshold=0.0 if key == "sc" else None))
+        copy.from_bytes(nlp.to_bytes())
+        again = list(copy.pipe([eg.text for eg in examples]))
+        for a, b in zip(docs, again):
+            numpy.testing.assert_allclose(a.spans[key].attrs["scores"], b.spans[key].attrs["scores"], rtol=1e-5)
+
+
+def test_scorer_is_built_on_the_device_of_the_current_ops(monkeypatch):
+    """Freshly built parameters are on the CPU; the scorer must move to the Ops' device (a GPU under CupyOps),
+    not to the device its new parameters report (the bug that broke `spacy train --gpu-id 0`)."""
+    monkeypatch.setattr(span_model, "get_torch_default_device", lambda: torch.device("meta"))
+    scorer = span_model.build_span_scorer(hidden_width=8, max_width=4, use_interior=True, dropout=0.0)
+    ops = scorer.ops
+    spans = span_model.Ragged(ops.asarray2i([[0, 1], [1, 3]]), ops.asarray1i([2]))
+    scorer.initialize(X=([ops.alloc2f(4, 6)], spans), Y=ops.alloc2f(2, 3))
+    devices = {p.device.type for p in scorer.layers[0].shims[0]._model.parameters()}
+    assert devices == {"meta"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("factory,make,key", FACTORIES)
+def test_gpu_trained_pipeline_loads_on_gpu_and_cpu(tiny_bert_dir, tmp_path, factory, make, key):
+    from thinc.api import NumpyOps, require_gpu, set_current_ops
+
+    require_gpu(0)
+    try:
+        nlp = spacy.blank("en")
+        nlp.add_pipe(factory, config=component_config(tiny_bert_dir))
+        train(nlp, make(nlp), steps=150)
+        texts = [text for text, _ in (NER_DATA if key != "sc" else SPANCAT_DATA)]
+        read = ents if key != "sc" else spans_of
+        gold = [read(doc) for doc in nlp.pipe(texts)]
+        nlp.to_disk(tmp_path / "gpu")
+        assert [read(doc) for doc in spacy.load(tmp_path / "gpu").pipe(texts)] == gold
+    finally:
+        set_current_ops(NumpyOps())
+    on_cpu = spacy.load(tmp_path / "gpu")
+    assert [read(doc) for doc in on_cpu.pipe(texts)] == gold
