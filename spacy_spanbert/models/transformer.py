@@ -8,6 +8,7 @@ stores the transformer weights as safetensors instead of pickles when the pipeli
 import json
 import os
 import warnings
+from functools import partial
 from io import BytesIO
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set
@@ -185,61 +186,69 @@ def _select(wordpieces: Any, rows: List[int], width: int) -> Any:
     )
 
 
-def _chunked_inference(forward: Callable) -> Callable:
+def _cat(parts: List[Any]) -> Any:
+    """Concatenate per-chunk outputs along the batch axis (tuples element-wise; other values: the first chunk's)."""
+    import torch
+
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts, dim=0)
+    if isinstance(parts[0], tuple):
+        return tuple(_cat(list(group)) for group in zip(*parts))
+    return parts[0]
+
+
+def _merge(outputs: List[Any], groups: List[List[int]], n_rows: int, width: int) -> Any:
+    """Put length-bucketed outputs back in batch order at the batch's padded width (zeros in the padding)."""
+    import torch
+
+    merged = {}
+    device = outputs[0]["last_hidden_state"].device
+    indexes = [torch.as_tensor(rows, device=device) for rows in groups]
+    for key in outputs[0].keys():
+        first = outputs[0][key]
+        full = first.new_zeros((n_rows, width, *first.shape[2:]) if key == "last_hidden_state" else
+                               (n_rows, *first.shape[1:]))
+        for index, out in zip(indexes, outputs):
+            if key == "last_hidden_state":
+                full[index, : out[key].shape[1]] = out[key]
+            else:
+                full[index] = out[key]
+        merged[key] = full
+    return type(outputs[0])(**merged)
+
+
+def _inference_only(d_output: Any) -> Any:
+    raise ValueError("Chunked transformer outputs are for inference only (is_train=False)")
+
+
+def chunked_forward(forward: Callable, model: Any, wordpieces: Any, is_train: bool) -> Any:
     """When predicting, encode length-sorted groups of at most INFERENCE_TOKENS(_GPU) padded wordpieces and put the
     outputs back in order at the batch's padded width. This bounds activation memory by a batch, not a document
     (a 20,000-word document is ~200 windows), and skips most padding when sentences of mixed length share a batch.
-    Padding positions of the merged output are zeros; nothing downstream reads them (alignment uses real pieces)."""
+    Padding positions of the merged output are zeros; nothing downstream reads them (alignment uses real pieces).
+
+    A module-level function (bound with functools.partial) so that pipelines pickle, which the `spawn` start
+    method of multiprocessing (macOS and Windows) needs."""
     import torch
 
-    def cat(parts: List[Any]) -> Any:
-        if isinstance(parts[0], torch.Tensor):
-            return torch.cat(parts, dim=0)
-        if isinstance(parts[0], tuple):
-            return tuple(cat(list(group)) for group in zip(*parts))
-        return parts[0]
-
-    def merge(outputs: List[Any], groups: List[List[int]], n_rows: int, width: int) -> Any:
-        merged = {}
-        device = outputs[0]["last_hidden_state"].device
-        indexes = [torch.as_tensor(rows, device=device) for rows in groups]
-        for key in outputs[0].keys():
-            first = outputs[0][key]
-            full = first.new_zeros((n_rows, width, *first.shape[2:]) if key == "last_hidden_state" else
-                                   (n_rows, *first.shape[1:]))
-            for index, out in zip(indexes, outputs):
-                if key == "last_hidden_state":
-                    full[index, : out[key].shape[1]] = out[key]
-                else:
-                    full[index] = out[key]
-            merged[key] = full
-        return type(outputs[0])(**merged)
-
-    def chunked(model: Any, wordpieces: Any, is_train: bool) -> Any:
-        _warn_if_cut(model, wordpieces)
-        if is_train or len(wordpieces) <= 1:
+    _warn_if_cut(model, wordpieces)
+    if is_train or len(wordpieces) <= 1:
+        return forward(model, wordpieces, is_train)
+    width = int(wordpieces.input_ids.shape[1])
+    lengths = _right_padded_lengths(model, wordpieces) if _plain_outputs(model) else None
+    merged = None
+    if lengths is not None:
+        groups = length_buckets(lengths, _token_budget(model))
+        outputs = [forward(model, _select(wordpieces, g, max(1, lengths[g[0]])), False)[0] for g in groups]
+        if all(isinstance(value, torch.Tensor) for value in outputs[0].values()):
+            merged = _merge(outputs, groups, len(wordpieces), width)
+    if merged is None:  # left padding or non-tensor outputs (e.g. caches): keep order and width, only split
+        step = max(1, _token_budget(model) // max(1, width))
+        if len(wordpieces) <= step:
             return forward(model, wordpieces, is_train)
-        width = int(wordpieces.input_ids.shape[1])
-        lengths = _right_padded_lengths(model, wordpieces) if _plain_outputs(model) else None
-        merged = None
-        if lengths is not None:
-            groups = length_buckets(lengths, _token_budget(model))
-            outputs = [forward(model, _select(wordpieces, g, max(1, lengths[g[0]])), False)[0] for g in groups]
-            if all(isinstance(value, torch.Tensor) for value in outputs[0].values()):
-                merged = merge(outputs, groups, len(wordpieces), width)
-        if merged is None:  # left padding or non-tensor outputs (e.g. caches): keep order and width, only split
-            step = max(1, _token_budget(model) // max(1, width))
-            if len(wordpieces) <= step:
-                return forward(model, wordpieces, is_train)
-            outputs = [forward(model, wordpieces[i : i + step], False)[0] for i in range(0, len(wordpieces), step)]
-            merged = type(outputs[0])(**{key: cat([out[key] for out in outputs]) for key in outputs[0].keys()})
-
-        def backprop(d_output: Any) -> Any:
-            raise ValueError("Chunked transformer outputs are for inference only (is_train=False)")
-
-        return merged, backprop
-
-    return chunked
+        outputs = [forward(model, wordpieces[i : i + step], False)[0] for i in range(0, len(wordpieces), step)]
+        merged = type(outputs[0])(**{key: _cat([out[key] for out in outputs]) for key in outputs[0].keys()})
+    return merged, _inference_only
 
 
 def create_spanbert_transformer(
@@ -272,5 +281,5 @@ def create_spanbert_transformer(
     model.init = _checked_init
     shim = model.layers[0].shims[0]
     shim.__class__ = SafetensorsHFShim
-    model.layers[0]._func = _chunked_inference(model.layers[0]._func)
+    model.layers[0]._func = partial(chunked_forward, model.layers[0]._func)
     return model
