@@ -12,6 +12,23 @@ from torch import nn
 from torch.nn import functional as F
 
 
+INIT_STD = 0.02
+
+
+def init_bert_weights(module: nn.Module, std: float = INIT_STD) -> None:
+    """BERT's initialisation, as the reference heads get it: N(0, std) weights and embeddings, zero biases,
+    LayerNorm weight 1 / bias 0. PyTorch's defaults (uniform Linear weights with non-zero biases, N(0, 1)
+    embeddings) give fresh heads on a trained encoder a large, noisy start."""
+    for sub in module.modules():
+        if isinstance(sub, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(sub.weight, mean=0.0, std=std)
+            if isinstance(sub, nn.Linear) and sub.bias is not None:
+                nn.init.zeros_(sub.bias)
+        elif isinstance(sub, nn.LayerNorm):
+            nn.init.ones_(sub.weight)
+            nn.init.zeros_(sub.bias)
+
+
 class MaskedLMHead(nn.Module):
     """BERT's MLM head: dense -> GeLU -> LayerNorm -> tied decoder + own bias.
 
@@ -19,12 +36,14 @@ class MaskedLMHead(nn.Module):
     checkpoint's `cls.predictions.*` weights load directly.
     """
 
-    def __init__(self, hidden_size: int, vocab_size: int, layer_norm_eps: float = 1e-12) -> None:
+    def __init__(self, hidden_size: int, vocab_size: int, layer_norm_eps: float = 1e-12,
+                 initializer_range: float = INIT_STD) -> None:
         super().__init__()
         self.transform = nn.Module()
         self.transform.dense = nn.Linear(hidden_size, hidden_size)
         self.transform.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(vocab_size))
+        init_bert_weights(self, initializer_range)
 
     def forward(self, hidden: torch.Tensor, decoder_weight: torch.Tensor) -> torch.Tensor:
         """*Shape:* hidden (n_targets, hidden) -> logits (n_targets, vocab)."""
@@ -37,7 +56,8 @@ class SpanBoundaryHead(nn.Module):
 
     p is a learned relative-position embedding (`position_size`, 200 in the paper) for the first `max_targets`
     tokens of a span; the representation goes through Linear -> GeLU -> LayerNorm -> Linear -> GeLU -> LayerNorm
-    and then the decoder tied to the input embeddings plus this head's own bias.
+    and then the decoder tied to the input embeddings plus this head's own bias. Initialised as BERT (and the
+    reference pair_bert.py) does: N(0, 0.02) weights and position embeddings, zero biases, LayerNorm 1/0.
     """
 
     def __init__(
@@ -47,6 +67,7 @@ class SpanBoundaryHead(nn.Module):
         max_targets: int = 15,
         position_size: int = 200,
         layer_norm_eps: float = 1e-12,
+        initializer_range: float = INIT_STD,
     ) -> None:
         super().__init__()
         self.max_targets = max_targets
@@ -60,6 +81,7 @@ class SpanBoundaryHead(nn.Module):
             nn.LayerNorm(hidden_size, eps=layer_norm_eps),
         )
         self.bias = nn.Parameter(torch.zeros(vocab_size))
+        init_bert_weights(self, initializer_range)
 
     def forward(
         self,

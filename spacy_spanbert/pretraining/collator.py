@@ -4,12 +4,32 @@ Each block is masked with its own generator seeded from (seed, epoch, block inde
 identical for a block however batches are formed or split across processes, and an interrupted run resumes with
 the very masks it would have drawn.
 """
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .masking import IGNORE_INDEX, MaskingConfig, apply_mask, mask_spans
+from .masking import IGNORE_INDEX, MaskingConfig, ReplacementTokens, apply_mask, mask_spans
+
+# placeholder vocabulary entries (BERT's [unused0..993], <unusedN> of other vocabularies): never real text
+UNUSED_TOKEN = re.compile(r"^(\[unused\d+\]|<unused\d+>)$")
+
+
+def replacement_candidates(tokenizer) -> np.ndarray:
+    """Token ids a random replacement may use: the vocabulary less special tokens and [unused*] placeholders."""
+    special = set(tokenizer.all_special_ids)
+    return np.array(sorted(i for t, i in tokenizer.get_vocab().items()
+                           if i not in special and not UNUSED_TOKEN.match(t)), dtype=np.int64)
+
+
+def corpus_token_counts(token_ids: np.ndarray, vocab_size: int, chunk: int = 1 << 24) -> np.ndarray:
+    """How often each token id occurs in a (memory-mapped) token stream, read in chunks to bound memory."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for start in range(0, len(token_ids), chunk):
+        part = np.asarray(token_ids[start : start + chunk], dtype=np.int64)
+        counts += np.bincount(part[(part >= 0) & (part < vocab_size)], minlength=vocab_size)
+    return counts
 
 
 def sbo_targets(word_ids: np.ndarray, spans, max_targets: int):
@@ -40,20 +60,29 @@ class SpanMaskingCollator:
     pad_token_id: int
     mask_token_id: int
     random_token_ids: np.ndarray
+    # corpus count per token id: random replacements then follow corpus frequency (the reference's)
+    token_counts: Optional[np.ndarray] = None
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     max_sbo_targets: int = 15
     seed: int = 0
     epoch: int = 0
     pad_to_multiple_of: Optional[int] = 8
 
+    def __post_init__(self) -> None:
+        self.use_token_counts(self.token_counts)
+
+    def use_token_counts(self, counts: Optional[np.ndarray]) -> None:
+        """Draw random replacements by these corpus counts (None: uniformly over `random_token_ids`)."""
+        self.token_counts = counts
+        ids = np.asarray(self.random_token_ids, dtype=np.int64)
+        self.replacement = ReplacementTokens(ids) if counts is None else ReplacementTokens.from_counts(ids, counts)
+
     @classmethod
     def from_tokenizer(cls, tokenizer, **kwargs) -> "SpanMaskingCollator":
-        """Build from a HF tokenizer; random replacements never draw special tokens."""
+        """Build from a HF tokenizer; random replacements never draw special or [unused*] tokens."""
         if tokenizer.mask_token_id is None:
             raise ValueError("The tokenizer has no mask token: pick a checkpoint whose tokenizer defines [MASK].")
-        special = set(tokenizer.all_special_ids)
-        vocab_ids = np.array(sorted(i for i in tokenizer.get_vocab().values() if i not in special), dtype=np.int64)
-        return cls(tokenizer.pad_token_id, tokenizer.mask_token_id, vocab_ids, **kwargs)
+        return cls(tokenizer.pad_token_id, tokenizer.mask_token_id, replacement_candidates(tokenizer), **kwargs)
 
     def __call__(self, items: Sequence[Dict]) -> Dict:
         import torch
@@ -72,7 +101,7 @@ class SpanMaskingCollator:
             word_ids = np.asarray(item["word_ids"])
             cands = item.get("candidates")
             span_mask = mask_spans(word_ids, rng, self.masking, None if cands is None else [tuple(c) for c in cands])
-            corrupted, lab = apply_mask(item["input_ids"], span_mask, rng, self.mask_token_id, self.random_token_ids)
+            corrupted, lab = apply_mask(item["input_ids"], span_mask, rng, self.mask_token_id, self.replacement)
             k = len(corrupted)
             ids[row, :k], labels[row, :k], attention[row, :k] = corrupted, lab, 1
             orig = np.asarray(item["input_ids"])

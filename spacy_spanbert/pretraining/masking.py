@@ -6,7 +6,7 @@ generator state is masked the same way (this is what makes `--resume` exact). Wo
 WordPiece and BPE vocabularies. Positions whose word id is negative are special tokens or padding: never masked.
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -137,7 +137,9 @@ def mask_spans(
                 continue
             length = last - first + 1
         else:
-            length = 1 if config.scheme != "span" else int(rng.choice(lengths, p=probs))
+            # span, named_entity, noun_phrase: geometric spans (outside the candidates, as the reference's
+            # NER scheme does); whole_word: single words
+            length = 1 if config.scheme == "whole_word" else int(rng.choice(lengths, p=probs))
             # anchor uniform over wordpieces, snapped to the start of its word
             first = int(piece_to_word[maskable[int(rng.integers(len(maskable)))]])
             if word_masked[first]:
@@ -187,18 +189,50 @@ def _finish(spans, token_modes, starts, ends, *, sampled, per_token, rng=None, c
     return result
 
 
+@dataclass(frozen=True)
+class ReplacementTokens:
+    """The tokens a random replacement draws from: uniformly, or by corpus frequency when `cdf` is set.
+
+    The reference draws replacements from the corpus token stream, i.e. by frequency: frequent words appear as
+    replacements as often as in text, and tokens that never occur in the corpus are never drawn.
+    """
+
+    ids: np.ndarray
+    cdf: Optional[np.ndarray] = None
+
+    @classmethod
+    def from_counts(cls, ids: np.ndarray, counts: np.ndarray) -> "ReplacementTokens":
+        """Frequency-weighted draws over `ids` (counts indexed by token id); uniform if none of them occurs."""
+        ids = np.asarray(ids, dtype=np.int64)
+        counts = np.asarray(counts, dtype=np.float64)
+        weights = np.where(ids < len(counts), counts[np.minimum(ids, len(counts) - 1)], 0.0)
+        keep = weights > 0
+        if not keep.any():
+            return cls(ids)
+        cdf = np.cumsum(weights[keep])
+        return cls(ids[keep], cdf / cdf[-1])
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self.cdf is None:
+            return self.ids[rng.integers(len(self.ids), size=n)]
+        return self.ids[np.minimum(np.searchsorted(self.cdf, rng.random(n), side="right"), len(self.ids) - 1)]
+
+
 def apply_mask(
     input_ids: np.ndarray,
     span_mask: SpanMask,
     rng: np.random.Generator,
     mask_token_id: int,
-    random_token_ids: np.ndarray,
+    random_token_ids: Union[np.ndarray, ReplacementTokens],
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Replace the chosen spans: [MASK], random tokens from `random_token_ids`, or left unchanged.
+    """Replace the chosen spans: [MASK], random tokens (uniform over an id array, or drawn by a
+    `ReplacementTokens`), or left unchanged.
 
     RETURNS (Tuple[ndarray, ndarray]): the corrupted ids and the labels (original id at masked positions,
         -100 elsewhere).
     """
+    tokens = random_token_ids if isinstance(random_token_ids, ReplacementTokens) else ReplacementTokens(
+        np.asarray(random_token_ids, dtype=np.int64))
     ids = np.array(input_ids, dtype=np.int64, copy=True)
     labels = np.full_like(ids, IGNORE_INDEX)
     token_modes = span_mask.token_modes
@@ -206,17 +240,12 @@ def apply_mask(
         labels[start : end + 1] = ids[start : end + 1]
         if token_modes is not None:
             for pos in range(start, end + 1):
-                ids[pos] = _replace_one(ids[pos], token_modes[pos], rng, mask_token_id, random_token_ids)
+                if token_modes[pos] == 0:
+                    ids[pos] = mask_token_id
+                elif token_modes[pos] == 1:
+                    ids[pos] = tokens.draw(rng, 1)[0]
         elif mode == 0:
             ids[start : end + 1] = mask_token_id
         elif mode == 1:
-            ids[start : end + 1] = rng.choice(random_token_ids, size=end - start + 1)
+            ids[start : end + 1] = tokens.draw(rng, end - start + 1)
     return ids, labels
-
-
-def _replace_one(token: int, mode: int, rng, mask_token_id: int, random_token_ids: np.ndarray) -> int:
-    if mode == 0:
-        return mask_token_id
-    if mode == 1:
-        return int(random_token_ids[int(rng.integers(len(random_token_ids)))])
-    return int(token)

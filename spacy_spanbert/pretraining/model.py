@@ -6,7 +6,7 @@ The vocabulary projection runs only on masked positions and SBO targets.
 import json
 import logging
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 from torch import nn
@@ -32,8 +32,10 @@ class SpanBertForPretraining(nn.Module):
         cfg = encoder.config
         self.encoder = encoder
         eps = getattr(cfg, "layer_norm_eps", 1e-12)
-        self.mlm_head = MaskedLMHead(cfg.hidden_size, cfg.vocab_size, eps)
-        self.sbo_head = SpanBoundaryHead(cfg.hidden_size, cfg.vocab_size, max_sbo_targets, sbo_position_size, eps)
+        std = getattr(cfg, "initializer_range", 0.02)
+        self.mlm_head = MaskedLMHead(cfg.hidden_size, cfg.vocab_size, eps, std)
+        self.sbo_head = SpanBoundaryHead(cfg.hidden_size, cfg.vocab_size, max_sbo_targets, sbo_position_size, eps,
+                                         std)
         self.sbo_weight = sbo_weight
         self.freeze_encoder = False
         # The pooler is not trained here; freezing it keeps its weights and keeps DDP from waiting for its grads.
@@ -48,7 +50,7 @@ class SpanBertForPretraining(nn.Module):
         from transformers import AutoModel
 
         try:
-            encoder = AutoModel.from_pretrained(str(name_or_path))
+            encoder = _load_with_sdpa(AutoModel.from_pretrained, str(name_or_path))
         except (OSError, ValueError) as err:
             raise ValueError(
                 f"Cannot load checkpoint {name_or_path!r}: give paths.init_model an existing model directory or an "
@@ -67,7 +69,11 @@ class SpanBertForPretraining(nn.Module):
         """A fresh model for pretraining from scratch (`config`: a transformers PretrainedConfig)."""
         from transformers import AutoModel
 
-        return cls(AutoModel.from_config(config), **kwargs)
+        return cls(_load_with_sdpa(AutoModel.from_config, config), **kwargs)
+
+    def head_parameter_names(self) -> List[str]:
+        """Names of the MLM and SBO head parameters (what a head learning-rate factor applies to)."""
+        return [n for n, _ in self.named_parameters() if n.startswith(("mlm_head.", "sbo_head."))]
 
     @property
     def decoder_weight(self) -> torch.Tensor:
@@ -141,6 +147,18 @@ class SpanBertForPretraining(nn.Module):
         self.encoder.save_pretrained(str(directory), safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(directory))
+
+
+def _load_with_sdpa(load: Callable, source):
+    """Build the encoder with torch's fused scaled-dot-product attention where transformers has it for the
+    architecture (BERT, RoBERTa, ... in 4.53); others fall back to their default attention."""
+    try:
+        return load(source, attn_implementation="sdpa")
+    except ValueError as err:
+        if "sdpa" not in str(err).lower() and "scaled_dot_product" not in str(err).lower():
+            raise
+        logger.info("This architecture has no SDPA attention in transformers: using its default attention.")
+        return load(source)
 
 
 def _read_checkpoint_tensors(name_or_path, prefix: str) -> Dict[str, torch.Tensor]:

@@ -145,3 +145,33 @@ def test_reuses_roberta_style_lm_head(tmp_path):
     assert torch.all(model.mlm_head.transform.dense.weight == 0.25)
     assert torch.all(model.mlm_head.transform.LayerNorm.bias == 0.125)
     assert torch.all(model.mlm_head.bias == -1.0)
+
+
+def test_heads_start_from_bert_init():
+    # the reference initialises both heads as BERT does; PyTorch's defaults (N(0, 1) position embeddings,
+    # uniform weights with non-zero biases) start fresh heads far off on a trained encoder
+    torch.manual_seed(0)
+    mlm, sbo = MaskedLMHead(128, 300), SpanBoundaryHead(128, 300, max_targets=15, position_size=200)
+    assert mlm.transform.dense.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert sbo.position_embeddings.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    for head in (mlm, sbo):
+        for sub in head.modules():
+            if isinstance(sub, torch.nn.Linear):
+                assert sub.weight.std().item() == pytest.approx(0.02, rel=0.05)
+                assert torch.count_nonzero(sub.bias) == 0
+            if isinstance(sub, torch.nn.LayerNorm):
+                assert torch.all(sub.weight == 1) and torch.count_nonzero(sub.bias) == 0
+        assert torch.count_nonzero(head.bias) == 0
+
+
+def test_model_uses_the_encoders_initializer_range_and_sdpa():
+    from transformers import BertConfig
+
+    config = BertConfig(vocab_size=60, hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, initializer_range=0.05)
+    model = SpanBertForPretraining.from_config(config)
+    assert model.sbo_head.position_embeddings.weight.std().item() == pytest.approx(0.05, rel=0.1)
+    assert model.mlm_head.transform.dense.weight.std().item() == pytest.approx(0.05, rel=0.1)
+    assert model.encoder.config._attn_implementation == "sdpa"
+    assert set(model.head_parameter_names()) == {f"mlm_head.{k}" for k in model.mlm_head.state_dict()} | {
+        f"sbo_head.{k}" for k in model.sbo_head.state_dict()}

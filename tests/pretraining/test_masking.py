@@ -175,3 +175,53 @@ def test_invariants(block, seed, scheme):
             assert s in set(starts.tolist()) and e + 1 in set(ends.tolist())
     assert all(a[1] + 1 < b[0] for a, b in zip(m.spans, m.spans[1:]))
     assert len(m.modes) == len(m.spans)
+
+
+@pytest.mark.parametrize("scheme", ["named_entity", "noun_phrase"])
+def test_draws_outside_candidates_are_geometric_spans(scheme):
+    # the reference's NER scheme draws geometric spans outside the entities, not single words
+    data_rng = np.random.default_rng(8)
+    lengths = []
+    for seed in range(200):
+        block = synthetic_block(data_rng, 126)
+        lengths += mask_spans(block, np.random.default_rng(seed), MaskingConfig(scheme=scheme), []).sampled_lengths
+    assert np.mean(lengths) == pytest.approx(3.8, abs=0.2)
+    assert max(lengths) == 10
+
+
+def test_random_replacement_follows_corpus_frequency():
+    from spacy_spanbert.pretraining.masking import ReplacementTokens
+
+    counts = np.zeros(400, dtype=np.int64)
+    counts[[20, 21, 22]] = [900, 90, 10]  # a skewed corpus: three words, nothing else ever occurs
+    tokens = ReplacementTokens.from_counts(RANDOM_IDS, counts)
+    draws = tokens.draw(np.random.default_rng(0), 20_000)
+    assert set(np.unique(draws).tolist()) == {20, 21, 22}
+    assert np.bincount(draws, minlength=23)[20:23] / len(draws) == pytest.approx([0.9, 0.09, 0.01], abs=0.01)
+    uniform = ReplacementTokens.from_counts(RANDOM_IDS, np.zeros(400, dtype=np.int64))  # no counts: uniform
+    assert len(np.unique(uniform.draw(np.random.default_rng(0), 20_000))) == len(RANDOM_IDS)
+
+
+def test_collator_replaces_by_corpus_frequency_never_unused_or_special(tmp_path):
+    from transformers import BertTokenizerFast
+
+    from spacy_spanbert.pretraining.collator import SpanMaskingCollator, corpus_token_counts
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"[unused{i}]" for i in range(20)] + [
+        "the", "cat", "sat", "on", "mat", "rare", "never"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"))
+    col = SpanMaskingCollator.from_tokenizer(tok, masking=MaskingConfig(mask_prob=0.0, random_prob=1.0))
+    allowed = set(col.random_token_ids.tolist())
+    assert allowed == {tok.convert_tokens_to_ids(t) for t in ["the", "cat", "sat", "on", "mat", "rare", "never"]}
+    words = ["the"] * 80 + ["cat", "sat", "on", "mat"] * 4 + ["rare"] * 4  # skewed; "never" never occurs
+    stream = np.array(tok.convert_tokens_to_ids(words) + [tok.cls_token_id] * 50)
+    col.use_token_counts(corpus_token_counts(stream, len(vocab)))
+    items = [{"index": i, "input_ids": np.array([2] + tok.convert_tokens_to_ids(["cat"] * 40) + [3]),
+              "word_ids": np.array([-1] + list(range(40)) + [-1])} for i in range(60)]
+    batch = col(items)
+    replaced = batch["input_ids"][batch["labels"] != -100].numpy()
+    changed = replaced[replaced != tok.convert_tokens_to_ids("cat")]
+    names = tok.convert_ids_to_tokens(changed.tolist())
+    assert "never" not in names and not any(n.startswith("[") for n in names)
+    assert names.count("the") / len(names) > 0.7  # 80 of the 100 corpus words are "the"
