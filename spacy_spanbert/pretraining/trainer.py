@@ -18,32 +18,112 @@ from . import checkpoint as ckpt
 from .model import SpanBertForPretraining
 
 
-class SpanBertTrainer(Trainer):
-    """Trainer whose checkpoints are OUTPUT_DIR/checkpoints/step-N, published atomically, keeping the last K."""
+GRAD_NORMALIZATIONS = ("masked_tokens", "mean")
 
-    def __init__(self, *args, run_dir: Path, keep_checkpoints: int, save_tokenizer, **kwargs):
+
+class SpanBertTrainer(Trainer):
+    """Trainer whose checkpoints are OUTPUT_DIR/checkpoints/step-N, published atomically, keeping the last K.
+
+    grad_normalization: "masked_tokens" (the reference's fairseq trainer): the gradient of the per-token mean
+        loss (MLM mean + SBO mean) is divided by the number of masked tokens of the update (all micro-batches,
+        all ranks) before clipping, so `max_grad_norm` = 1.0 clips only outliers; AdamW's update is the one of the
+        mean loss. "mean": no division (then a 1.0 clip fires on almost every step of a healthy run).
+    head_lr_factor: the fresh MLM/SBO heads learn at learning_rate * factor (the encoder at learning_rate).
+    Random replacements are drawn by corpus frequency when the dataset exposes its token stream (`ids`).
+    """
+
+    def __init__(self, *args, run_dir: Path, keep_checkpoints: int, save_tokenizer,
+                 grad_normalization: str = "masked_tokens", head_lr_factor: float = 1.0, **kwargs):
+        if grad_normalization not in GRAD_NORMALIZATIONS:
+            raise ValueError(f"training.grad_normalization must be one of {', '.join(GRAD_NORMALIZATIONS)}, "
+                             f"got {grad_normalization!r}.")
+        if not head_lr_factor > 0:
+            raise ValueError(f"training.head_lr_factor must be positive, got {head_lr_factor}.")
         super().__init__(*args, **kwargs)
+        if self.args.dataloader_persistent_workers and self.args.dataloader_num_workers > 0:
+            raise ValueError("dataloader_persistent_workers would keep masking with the first epoch's seeds in the "
+                             "workers: leave it off (workers restart each epoch with the collator's new epoch).")
         self.run_dir = Path(run_dir)
         self.keep_checkpoints = keep_checkpoints
         self.save_tokenizer = save_tokenizer
+        self.grad_normalization = grad_normalization
+        self.head_lr_factor = float(head_lr_factor)
+        self._grad_scale = None
+        self._counted_step = -1
+        self._run_loss = [0.0, 0]  # per-token mean loss summed over this run's micro-batches, and their count
+        self._use_corpus_frequencies()
         self._reset_stats()
+
+    def _use_corpus_frequencies(self) -> None:
+        collator, dataset = self.data_collator, self.train_dataset
+        if hasattr(collator, "use_token_counts") and getattr(dataset, "ids", None) is not None:
+            from .collator import corpus_token_counts
+
+            vocab = int(self.accelerator.unwrap_model(self.model).decoder_weight.shape[0])
+            collator.use_token_counts(corpus_token_counts(dataset.ids, vocab))
+
+    # --- optimizer -----------------------------------------------------------------------------------------
+    def create_optimizer(self):
+        """AdamW as Trainer builds it, with the heads' parameter groups at learning_rate * head_lr_factor."""
+        if self.head_lr_factor == 1.0 or self.optimizer is not None:
+            return super().create_optimizer()
+        model = self.model
+        decay = set(self.get_decay_parameter_names(model))
+        heads = set(self.accelerator.unwrap_model(model).head_parameter_names())
+        opt_cls, opt_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        groups = {}
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                groups.setdefault((name in heads, name in decay), []).append(param)
+        lr = self.args.learning_rate
+        self.optimizer = opt_cls([{"params": params, "weight_decay": self.args.weight_decay if dec else 0.0,
+                                   "lr": lr * self.head_lr_factor if head else lr}
+                                  for (head, dec), params in sorted(groups.items())], **opt_kwargs)
+        return self.optimizer
 
     # --- loss and statistics -------------------------------------------------------------------------------
     def _reset_stats(self) -> None:
-        self._stats = {"mlm": 0.0, "sbo": 0.0, "micro": 0, "tokens": 0, "mask": 0, "t0": time.perf_counter()}
+        self._stats = {"loss": 0.0, "mlm": 0.0, "sbo": 0.0, "micro": 0, "tokens": 0, "mask": 0, "steps": 0,
+                       "clipped": 0, "gnorm_max": 0.0, "t0": time.perf_counter()}
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """Also count the update's masked tokens (all micro-batches, all ranks): the reference's sample size."""
+        batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        self._grad_scale = None
+        if self.grad_normalization == "masked_tokens" and batch_samples:
+            local = sum((b["labels"] != -100).sum() for b in batch_samples).to(self.args.device)
+            total = self.accelerator.gather(local.reshape(1)).sum() if self.args.world_size > 1 else local
+            # Trainer divides each micro-batch loss by the accumulation steps and DDP averages over ranks: undo
+            # both, so the summed gradient is sum(grad of per-micro-batch mean loss) / masked tokens.
+            self._grad_scale = self.args.world_size * self.args.gradient_accumulation_steps / total.clamp(min=1)
+        return batch_samples, num_items
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mask_stats = inputs.pop("mask_stats", None)
         outputs = model(**inputs)
+        loss = outputs["loss"]
         if model.training:
             # kept as tensors: no device sync per step, read out at logging time
+            self._stats["loss"] = self._stats["loss"] + loss.detach()
             self._stats["mlm"] = self._stats["mlm"] + outputs["mlm_loss"]
             self._stats["sbo"] = self._stats["sbo"] + outputs["sbo_loss"]
             self._stats["micro"] += 1
             self._stats["tokens"] = self._stats["tokens"] + inputs["attention_mask"].sum()
             if mask_stats is not None:
                 self._stats["mask"] = self._stats["mask"] + mask_stats
-        return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
+            if self._grad_scale is not None:
+                loss = loss * self._grad_scale
+        return (loss, outputs) if return_outputs else loss
+
+    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
+        """Called once per optimizer step with the pre-clip gradient norm: count the steps that clipped."""
+        if grad_norm is not None and self.state.global_step != self._counted_step:  # not again at epoch end
+            self._counted_step = self.state.global_step
+            norm = grad_norm.detach().float() if torch.is_tensor(grad_norm) else torch.tensor(float(grad_norm))
+            self._stats["steps"] += 1
+            self._stats["clipped"] = self._stats["clipped"] + (norm > self.args.max_grad_norm)
+            self._stats["gnorm_max"] = torch.maximum(torch.as_tensor(self._stats["gnorm_max"]).to(norm), norm)
+        return super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
 
     def log(self, logs, start_time=None):
         s = self._stats
@@ -51,13 +131,21 @@ class SpanBertTrainer(Trainer):
             mask = s["mask"].tolist() if torch.is_tensor(s["mask"]) else [0, 0, 0, 0]
             n_pieces, n_masked, n_spans, n_words = (int(x) for x in mask)
             logs["lr"] = logs.get("learning_rate")
+            # Trainer's own "loss" sums the scaled losses it backpropagates: report the per-token mean instead
+            logs["loss"] = round(float(s["loss"]) / s["micro"], 4)
+            self._run_loss = [self._run_loss[0] + float(s["loss"]), self._run_loss[1] + s["micro"]]
             logs["mlm_loss"] = round(float(s["mlm"]) / s["micro"], 4)
             logs["sbo_loss"] = round(float(s["sbo"]) / s["micro"], 4)
+            if s["steps"]:
+                logs["grad_norm_max"] = round(float(s["gnorm_max"]), 6)
+                logs["clipped_share"] = round(float(s["clipped"]) / s["steps"], 4)
             tokens = float(s["tokens"]) * self.args.world_size
             logs["tokens_per_s"] = round(tokens / (time.perf_counter() - s["t0"]), 1)
             logs["masked_ratio"] = round(n_masked / max(n_pieces, 1), 4)
             logs["mean_span_len_words"] = round(n_words / max(n_spans, 1), 3)
             self._reset_stats()
+        if "train_loss" in logs and self._run_loss[1]:  # the end-of-run summary, also from the unscaled losses
+            logs["train_loss"] = self._run_loss[0] / self._run_loss[1]
         super().log(logs, start_time)
 
     # --- checkpoints -----------------------------------------------------------------------------------------
@@ -138,8 +226,8 @@ class JsonlLogCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero and self.path.exists():
-            kept = [l for l in self.path.read_text().splitlines() if l and json.loads(l)["step"] <= state.global_step]
-            self.path.write_text("".join(l + "\n" for l in kept))
+            kept = [r for r in read_log(self.path) if r["step"] <= state.global_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs and "loss" in logs:
@@ -159,6 +247,28 @@ class PostfixProgressCallback(ProgressCallback):
             self.training_bar.set_postfix(loss=logs["loss"], tok_s=logs.get("tokens_per_s"))
 
 
+def read_log(path: Path) -> list:
+    """The rows of a log.jsonl. A torn last line (the process died while appending it) is dropped with a
+    warning; a broken line anywhere else is an error that names the file and the fix."""
+    lines = [(n, line) for n, line in enumerate(Path(path).read_text(encoding="utf8").splitlines(), 1)
+             if line.strip()]
+    rows = []
+    for k, (n, line) in enumerate(lines):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or "step" not in row:
+                raise ValueError("not a log row")
+        except ValueError:
+            if k == len(lines) - 1:
+                logging.getLogger("spacy_spanbert.pretraining").warning(
+                    "%s: dropping its last line, cut short when the run stopped: %.60r", path, line)
+                break
+            raise ValueError(f"{path}, line {n} is not a JSON log row: repair or delete that line (or delete "
+                             f"{Path(path).name} to start its log afresh) and resume again.") from None
+        rows.append(row)
+    return rows
+
+
 def plot_losses(log_path: Path, png_path: Path) -> None:
     """Loss curve (total, MLM, SBO) against the step."""
     try:
@@ -170,7 +280,7 @@ def plot_losses(log_path: Path, png_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(l) for l in Path(log_path).read_text().splitlines() if l.strip()]
+    rows = read_log(log_path)
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(6, 4))

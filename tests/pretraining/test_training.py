@@ -3,10 +3,12 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from transformers import TrainerCallback
 
 from spacy_spanbert.pretraining import checkpoint as ckpt
+from spacy_spanbert.pretraining.masking import MaskingConfig
 from spacy_spanbert.pretraining.run import pretrain
 from spacy_spanbert.pretraining.trainer import SpanBertTrainer
 
@@ -254,3 +256,112 @@ def test_a_pipeline_package_missing_its_dependencies_is_one_clear_error(monkeypa
     monkeypatch.setattr(spacy, "load", broken)
     with pytest.raises(ValueError, match=r"paths.spacy_model = en_core_web_sm cannot be loaded .*spacy_lookups_data"):
         load_candidate_pipeline("en_core_web_sm", "named_entity")
+
+
+def _direct_trainer(tiny_bert_dir, tmp_path, items, **trainer_kwargs):
+    """A SpanBertTrainer on a dropout-free tiny BERT and fixed items, built without the CLI."""
+    import copy
+
+    from transformers import AutoTokenizer, BertConfig, TrainingArguments
+
+    from spacy_spanbert.pretraining.collator import SpanMaskingCollator
+    from spacy_spanbert.pretraining.model import SpanBertForPretraining
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    config = BertConfig.from_pretrained(str(tiny_bert_dir), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = SpanBertForPretraining.from_config(config)
+    start = copy.deepcopy(model)
+    collator = SpanMaskingCollator.from_tokenizer(tok, masking=MaskingConfig(mask_ratio=0.3))
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=2,
+                             gradient_accumulation_steps=2, max_grad_norm=1.0, learning_rate=1e-3, report_to=[],
+                             remove_unused_columns=False, use_cpu=True, save_strategy="no", logging_steps=1,
+                             disable_tqdm=True)
+    trainer = SpanBertTrainer(model=model, args=args, train_dataset=items, data_collator=collator, run_dir=tmp_path,
+                              keep_checkpoints=1, save_tokenizer=tok, **trainer_kwargs)
+    return trainer, start, collator
+
+
+def _items(tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    texts = ["the old man saw the big river near the city .", "a cat found the green door in the house .",
+             "mary visited the small village after the game .", "the young teacher bought a red car ."]
+    enc = tok(texts)
+    return [{"index": i, "input_ids": np.array(ids), "word_ids": np.array([-1 if w is None else w
+                                                                          for w in enc.word_ids(i)])}
+            for i, ids in enumerate(enc["input_ids"])]
+
+
+class GradCapture(TrainerCallback):
+    """Record the gradients the optimizer is about to apply (after clipping)."""
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+class BatchRecorder:
+    def __init__(self, collator):
+        self.collator, self.batches = collator, []
+
+    def __call__(self, items):
+        batch = self.collator(items)
+        self.batches.append(dict(batch))
+        return batch
+
+
+def test_gradient_is_the_references_sample_size_normalised_gradient(tiny_bert_dir, tmp_path):
+    # fairseq (the reference) divides the gradient of (mean MLM + mean SBO) by the update's masked tokens, then
+    # clips at 1.0: our update must be the same one (2 micro-batches accumulated here)
+    import torch
+
+    trainer, start, collator = _direct_trainer(tiny_bert_dir, tmp_path, _items(tiny_bert_dir))
+    recorder = BatchRecorder(collator)
+    trainer.data_collator = recorder
+    capture = GradCapture()
+    trainer.add_callback(capture)
+    trainer.train()
+    assert len(recorder.batches) == 2
+    n_masked = sum(int((b["labels"] != -100).sum()) for b in recorder.batches)
+    start.train()
+    for batch in recorder.batches:
+        batch = {k: v for k, v in batch.items() if k != "mask_stats"}
+        start(**batch)["loss"].backward()
+    expected = {n: p.grad / n_masked for n, p in start.named_parameters() if p.grad is not None}
+    norm = torch.sqrt(sum((g ** 2).sum() for g in expected.values())).item()
+    assert norm < 1.0  # so nothing was clipped and the captured gradient is the pre-clip one
+    for name, grad in expected.items():
+        torch.testing.assert_close(capture.grads[name], grad, rtol=1e-4, atol=1e-7)
+    row = trainer.state.log_history[0]
+    assert row["grad_norm"] == pytest.approx(norm, rel=1e-4) and row["clipped_share"] == 0.0
+    # the logged loss is still the per-token mean, not the scaled value that was backpropagated
+    assert 2.0 < row["loss"] < 20.0
+
+
+def test_head_lr_factor_speeds_up_only_the_heads(tiny_bert_dir, tmp_path):
+    trainer, _, _ = _direct_trainer(tiny_bert_dir, tmp_path, _items(tiny_bert_dir), head_lr_factor=10.0)
+    optimizer = trainer.create_optimizer()
+    model = trainer.model
+    heads = set(model.head_parameter_names())
+    lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            assert lr_of[id(param)] == pytest.approx(1e-2 if name in heads else 1e-3), name
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == sum(
+        p.requires_grad for p in model.parameters())
+    with pytest.raises(ValueError, match="head_lr_factor"):
+        _direct_trainer(tiny_bert_dir, tmp_path, _items(tiny_bert_dir), head_lr_factor=0.0)
+    with pytest.raises(ValueError, match="grad_normalization"):
+        _direct_trainer(tiny_bert_dir, tmp_path, _items(tiny_bert_dir), grad_normalization="sum")
+
+
+def test_torn_last_log_line_does_not_block_resume(tmp_path, caplog):
+    from spacy_spanbert.pretraining.trainer import read_log
+
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.9}\n{"step": 3, "lo')
+    assert [r["step"] for r in read_log(log)] == [1, 2]
+    assert "cut short" in caplog.text
+    log.write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "lo\n{"step": 3, "loss": 2.9}\n')
+    with pytest.raises(ValueError, match=r"log.jsonl, line 2 .*repair or delete that line"):
+        read_log(log)
