@@ -1,0 +1,161 @@
+"""Temperature calibration: fitting, serialisation, unchanged entities, load-time threshold, the CLI and its errors."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
+import pytest
+import spacy
+from spacy.tokens import DocBin
+from span_helpers import component_config, ents, ner_examples, train
+
+from spacy_spanbert.pipeline.calibrate_cli import run_calibrate
+from spacy_spanbert.pipeline.calibration import (
+    LOG_T_RANGE, CalibrationData, calibrate, entity_nll, fit_temperature, golden_section, label_nll,
+)
+
+ROOT = Path(__file__).parents[2]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+# held-out sentences: the tiny model trained on NER_DATA gets some right and some wrong, so T has something to fit
+DEV_DATA = [
+    ("Peter saw the dog in Paris .", [(0, 5, "PER"), (21, 26, "LOC")]),
+    ("Anna liked London and Google .", [(0, 4, "PER"), (11, 17, "LOC"), (22, 28, "ORG")]),
+    ("The king met John in Berlin .", [(13, 17, "PER"), (21, 27, "LOC")]),
+    ("Reuters saw Mary .", [(0, 7, "ORG"), (12, 16, "PER")]),
+    ("Smith liked the big city .", [(0, 5, "PER")]),
+]
+TEXTS = [text for text, _ in DEV_DATA] + ["John saw the big dog in London .", "Mary liked Paris and Berlin ."]
+
+
+@pytest.fixture(scope="module")
+def trained_ner(tiny_bert_dir, tmp_path_factory):
+    """A tiny spanbert_ner trained on NER_DATA, saved; RETURNS (pipeline dir, dev .spacy path)."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("spanbert_ner", config=component_config(tiny_bert_dir))
+    train(nlp, ner_examples(nlp), steps=60)
+    out = tmp_path_factory.mktemp("calibration")
+    nlp.to_disk(out / "model")
+    dev = DocBin(docs=[eg.reference for eg in ner_examples(nlp, DEV_DATA)])
+    dev.to_disk(out / "dev.spacy")
+    return out / "model", out / "dev.spacy"
+
+
+def _entities_and_scores(nlp):
+    docs = list(nlp.pipe(TEXTS))
+    return [ents(doc) for doc in docs], [list(doc.spans["spanbert_ents"].attrs["scores"]) for doc in docs]
+
+
+def test_fit_recovers_a_known_temperature():
+    rng = numpy.random.default_rng(0)
+    # sigmoid: labels drawn from sigmoid(z / 3), so the model's raw scores are over-confident by T = 3
+    logits = rng.normal(0.0, 6.0, size=20000).astype("f")
+    gold = (rng.random(20000) < 1 / (1 + numpy.exp(-logits / 3.0))).astype("f")
+    t = math.exp(golden_section(lambda lt: label_nll(logits, gold, math.exp(lt)), *LOG_T_RANGE))
+    assert t == pytest.approx(3.0, rel=0.1)
+    assert label_nll(logits, gold, t) < label_nll(logits, gold, 1.0) - 0.05
+    # softmax, decoded entities: the winner is right with probability softmax(z / 0.5), an UNDER-confident model
+    z = rng.normal(0.0, 1.0, size=(20000, 5)).astype("f")
+    p = numpy.exp(z / 0.5) / numpy.exp(z / 0.5).sum(axis=1, keepdims=True)
+    data = CalibrationData(logits=z, gold_class=numpy.zeros(0, int), gold_multi=numpy.zeros((0, 4), "f"),
+                           decoded=numpy.arange(20000), decoded_correct=rng.random(20000) < p.max(axis=1))
+    t = math.exp(golden_section(lambda lt: entity_nll(data, math.exp(lt)), *LOG_T_RANGE))
+    assert t == pytest.approx(0.5, rel=0.1)
+    assert entity_nll(data, t) < entity_nll(data, 1.0)
+
+
+def test_calibrate_stores_temperature_and_leaves_entities_unchanged(trained_ner, tmp_path):
+    model_dir, dev_path = trained_ner
+    nlp = spacy.load(model_dir)
+    before_ents, before_scores = _entities_and_scores(nlp)
+    assert any(before_ents), "the tiny model should predict entities on the dev texts"
+    result = calibrate(nlp, list(spacy.training.Corpus(dev_path)(nlp)))
+    pipe = nlp.get_pipe("spanbert_ner")
+    assert isinstance(result["temperature"], float) and pipe.cfg["temperature"] == result["temperature"]
+    assert result["temperature"] != 1.0 and result["nll_after"] < result["nll_before"]
+    for temperature in (result["temperature"], 0.3, 5.0):  # a scalar never changes the entities, only the scores
+        pipe.cfg["temperature"] = temperature
+        after_ents, after_scores = _entities_and_scores(nlp)
+        assert after_ents == before_ents
+        assert not numpy.allclose(sum(after_scores, []), sum(before_scores, []))
+    pipe.cfg["temperature"] = result["temperature"]
+    _, calibrated = _entities_and_scores(nlp)
+
+    nlp.to_disk(tmp_path / "calibrated")
+    loaded = spacy.load(tmp_path / "calibrated")
+    assert loaded.get_pipe("spanbert_ner").cfg["temperature"] == result["temperature"]
+    numpy.testing.assert_allclose(sum(_entities_and_scores(loaded)[1], []), sum(calibrated, []), rtol=1e-5)
+    fresh = spacy.load(model_dir)
+    fresh.from_bytes(nlp.to_bytes())
+    assert fresh.get_pipe("spanbert_ner").cfg["temperature"] == result["temperature"]
+    numpy.testing.assert_allclose(sum(_entities_and_scores(fresh)[1], []), sum(calibrated, []), rtol=1e-5)
+
+
+def test_load_time_threshold_filters_calibrated_scores(trained_ner, tmp_path):
+    model_dir, dev_path = trained_ner
+    run_calibrate(model_dir, dev_path, tmp_path / "calibrated")
+    all_ents, all_scores = _entities_and_scores(spacy.load(tmp_path / "calibrated"))
+    flat = sorted(s for scores in all_scores for s in scores)
+    assert len(flat) >= 2 and flat[0] < flat[-1]
+    cut = (flat[0] + flat[-1]) / 2
+    strict = spacy.load(tmp_path / "calibrated", config={"components": {"spanbert_ner": {"threshold": cut}}})
+    pipe = strict.get_pipe("spanbert_ner")
+    assert pipe.cfg["threshold"] == cut and pipe.cfg["temperature"] != 1.0  # runtime setting + saved calibration
+    kept_ents, kept_scores = _entities_and_scores(strict)
+    expected = [[e for e, s in zip(doc_ents, scores) if s >= cut] for doc_ents, scores in zip(all_ents, all_scores)]
+    assert kept_ents == expected and all(s >= cut for scores in kept_scores for s in scores)
+    assert sum(map(len, kept_ents)) < sum(map(len, all_ents))
+
+
+def test_spancat_gets_one_temperature_per_label(tiny_bert_dir):
+    from test_span_spancat import make_examples
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("spanbert_spancat", config=component_config(tiny_bert_dir))
+    examples = make_examples(nlp)
+    train(nlp, examples, steps=30)
+    result = calibrate(nlp, examples)
+    pipe = nlp.get_pipe("spanbert_spancat")
+    assert isinstance(result["temperature"], list) and len(result["temperature"]) == len(pipe.labels)
+    assert pipe.cfg["temperature"] == result["temperature"]
+    assert result["nll_after"] <= result["nll_before"]
+    doc = nlp(examples[0].reference.text)
+    assert all(0.0 <= s <= 1.0 for s in doc.spans["sc"].attrs["scores"])
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "spacy", "spanbert-calibrate", *map(str, args)], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_writes_a_loadable_calibrated_pipeline(trained_ner, tmp_path):
+    model_dir, dev_path = trained_ner
+    res = _cli(model_dir, dev_path, tmp_path / "out")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "temperature" in res.stdout
+    loaded = spacy.load(tmp_path / "out")
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    temperature = meta["spanbert_calibration"]["spanbert_ner"]["temperature"]
+    assert loaded.get_pipe("spanbert_ner").cfg["temperature"] == temperature != 1.0
+    assert loaded("Peter saw the dog in Paris .").spans["spanbert_ents"].attrs["scores"] is not None
+
+
+def test_cli_bad_input_is_one_line_naming_the_fix(trained_ner, tmp_path):
+    model_dir, dev_path = trained_ner
+    nlp = spacy.blank("en")
+    empty = tmp_path / "no_entities.spacy"
+    DocBin(docs=[nlp("Peter saw the dog ."), nlp("No names here .")]).to_disk(empty)
+    cases = [
+        ((model_dir, tmp_path / "missing.spacy", tmp_path / "o1"), "dev data not found", "spacy project run convert"),
+        ((model_dir, dev_path, tmp_path / "o2", "--component", "ner"), "'ner' is not in the pipeline",
+         "--component with one of: spanbert_ner"),
+        ((model_dir, empty, tmp_path / "o3"), "no gold spans in doc.ents", "labelled dev data"),
+    ]
+    for args, problem, fix in cases:
+        res = _cli(*args)
+        assert res.returncode == 1
+        lines = [line for line in res.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and problem in lines[0] and fix in lines[0], res.stderr[-2000:]
+        assert not args[2].exists()  # raised before anything was written
