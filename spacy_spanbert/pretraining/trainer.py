@@ -39,6 +39,8 @@ class SpanBertTrainer(Trainer):
                              f"got {grad_normalization!r}.")
         if not head_lr_factor > 0:
             raise ValueError(f"training.head_lr_factor must be positive, got {head_lr_factor}.")
+        if kwargs.get("args") is not None:
+            feed_the_device(kwargs["args"])
         super().__init__(*args, **kwargs)
         if self.args.dataloader_persistent_workers and self.args.dataloader_num_workers > 0:
             raise ValueError("dataloader_persistent_workers would keep masking with the first epoch's seeds in the "
@@ -190,6 +192,14 @@ class SpanBertTrainer(Trainer):
         if mismatch:
             raise ValueError(f"Checkpoint {path} does not match the model (e.g. {mismatch[0]}): "
                              f"resume with the settings that wrote it.")
+
+
+def feed_the_device(args) -> None:
+    """On CUDA, batches are collated into pinned memory and copied without blocking, so the copy of batch k+1
+    overlaps step k (with `dataloader_num_workers` > 0, masking and collation also run beside the step)."""
+    if not args.use_cpu and torch.cuda.is_available():
+        args.dataloader_pin_memory = True
+        args.accelerator_config.non_blocking = True
 
 
 class HeadsWarmupCallback(TrainerCallback):

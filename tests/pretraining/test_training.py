@@ -365,3 +365,67 @@ def test_torn_last_log_line_does_not_block_resume(tmp_path, caplog):
     log.write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "lo\n{"step": 3, "loss": 2.9}\n')
     with pytest.raises(ValueError, match=r"log.jsonl, line 2 .*repair or delete that line"):
         read_log(log)
+
+
+def test_dataloader_workers_give_the_same_batches_and_an_exact_resume(tiny_bert_dir, memo_corpus, tmp_path):
+    # masking runs in the DataLoader workers; each block's masks are seeded by (seed, epoch, index), so the
+    # losses are those of the in-process run, and an interrupted run resumes onto the very same batches
+    ov = overrides(tiny_bert_dir, memo_corpus)
+    workers = {**ov, "training.dataloader_workers": 2}
+    pretrain(CONFIG, tmp_path / "inline", ov)
+    pretrain(CONFIG, tmp_path / "workers", workers)
+    with pytest.raises(Crash):
+        pretrain(CONFIG, tmp_path / "resumed", workers, callbacks=[CrashAt(8)])
+    with (tmp_path / "resumed" / "log.jsonl").open("a") as handle:
+        handle.write('{"step": 9, "loss": 3.1')  # torn while the crash happened: must not block the resume
+    pretrain(CONFIG, tmp_path / "resumed", workers, resume=True)
+    inline, other, resumed = (log_rows(tmp_path / d) for d in ("inline", "workers", "resumed"))
+    assert [r["step"] for r in resumed] == list(range(1, 13))
+    assert inline[-1]["epoch"] > 1.0  # several epochs: workers restart with each epoch's seeds
+    for a, b, c in zip(inline, other, resumed):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-6, abs=1e-6), a["step"]
+        assert c["loss"] == pytest.approx(a["loss"], rel=1e-6, abs=1e-6), a["step"]
+        assert a["masked_ratio"] == b["masked_ratio"] == c["masked_ratio"]
+
+
+def test_heldout_script_masks_with_the_runs_own_config(tiny_bert_dir, tiny_text_corpus, tmp_path):
+    import sys
+
+    from spacy_spanbert.pretraining.evaluate import heldout_mlm_loss
+
+    sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
+    from pretrain_heldout_loss import main as heldout_main
+
+    masking = {"masking.geometric_p": 0.6, "masking.max_span_words": 3, "masking.mask_ratio": 0.3}
+    run = tmp_path / "run"
+    pretrain(CONFIG, run, overrides(tiny_bert_dir, tiny_text_corpus, **{"training.max_steps": 2,
+                                                                        "training.save_steps": 2, **masking}))
+    heldout_main([str(run / "encoder"), str(tiny_text_corpus), "--output", str(tmp_path / "out.json"),
+                  "--max-length", "32", "--scheme", "span"])
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["masking"]["geometric_p"] == 0.6 and result["masking"]["mask_ratio"] == 0.3
+    assert result["masking_from"] == str(run / "config.cfg")
+    own = MaskingConfig(geometric_p=0.6, max_span_words=3, mask_ratio=0.3)
+    expected = heldout_mlm_loss(run / "encoder", tiny_text_corpus, max_length=32, masking=own, max_blocks=200)
+    assert result["mlm_loss"] == pytest.approx(expected["mlm_loss"])
+    assert result["n_mlm_targets"] != heldout_mlm_loss(run / "encoder", tiny_text_corpus, max_length=32,
+                                                       max_blocks=200)["n_mlm_targets"]  # not `--scheme` alone
+    # a checkpoint's encoder finds the same run config two levels up
+    heldout_main([str(run / "checkpoints" / "step-2" / "encoder"), str(tiny_text_corpus), "--output",
+                  str(tmp_path / "ckpt.json"), "--max-length", "32"])
+    assert json.loads((tmp_path / "ckpt.json").read_text())["masking"]["max_span_words"] == 3
+
+
+def test_batches_are_pinned_and_copied_without_blocking_on_cuda(monkeypatch, tmp_path):
+    import torch
+    from transformers import TrainingArguments
+
+    from spacy_spanbert.pretraining.trainer import feed_the_device
+
+    cpu = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    feed_the_device(cpu)
+    assert not cpu.dataloader_pin_memory and not cpu.accelerator_config.non_blocking
+    gpu = TrainingArguments(output_dir=str(tmp_path), use_cpu=False, report_to=[], dataloader_pin_memory=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    feed_the_device(gpu)
+    assert gpu.dataloader_pin_memory and gpu.accelerator_config.non_blocking
