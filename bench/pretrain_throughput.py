@@ -7,7 +7,12 @@ one process (so drift in machine load hits all of them alike):
   spanbert       SpanBertForPretraining (MLM + SBO, both masked-only) fed by SpanMaskingCollator
 Each step = collate + forward + backward + AdamW step. Reported: tokens/s (batch * seq / median step time),
 the share of the step spent collating/masking, and peak memory (CPU: the process's peak RSS during the step,
-which includes all three models; GPU: peak allocated memory of the step).
+which includes all three models; GPU: peak allocated memory of the step). On a GPU (or with --peak-tflops) also
+model FLOP utilisation: training FLOPs of the step (6 x the matmul FLOPs of the encoder per token, attention
+included, plus the heads at the rows they project: every token for hf_full, masked tokens and SBO targets
+otherwise) over the median step time and the device's dense peak for the precision (a table for
+A100/H100/H200, or --peak-tflops). --loader-workers N feeds our loop from a DataLoader with N workers and pinned
+memory, as the trainer does, so its masking share is the wait for a batch that the workers prepared meanwhile.
 
     python bench/pretrain_throughput.py --model /path/to/minilm             # full run (fp32 + bf16, seq 128/512)
     python bench/pretrain_throughput.py --quick                             # smoke test on a tiny random BERT
@@ -30,6 +35,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cpu_model  # noqa: E402
 
 IMPLS = ("hf_full", "hf_masked_only", "spanbert")
+# dense (no sparsity) peak TFLOP/s by device name fragment and precision; fp32 = plain FP32 (no TF32)
+PEAK_TFLOPS = (("H200", {"bf16": 989.0, "fp32": 67.0}), ("H100 PCIe", {"bf16": 756.0, "fp32": 51.0}),
+               ("H100 NVL", {"bf16": 835.0, "fp32": 60.0}), ("H100", {"bf16": 989.0, "fp32": 67.0}),
+               ("A100", {"bf16": 312.0, "fp32": 19.5}))
+
+
+def peak_tflops(device_name: str, precision: str, override: float = None):
+    """The dense peak of the device for the precision; None when the device is not in the table."""
+    if override:
+        return override
+    for fragment, peaks in PEAK_TFLOPS:
+        if fragment.lower() in device_name.lower():
+            return peaks[precision]
+    return None
+
+
+def step_flops(config, seq_len: int, n_tokens: int, n_mlm_rows: int, n_sbo: int, sbo_position_size: int = 200):
+    """Training FLOPs of one step (forward + backward = 3 x forward, 2 FLOPs per multiply-add)."""
+    h, inter, layers, vocab = config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.vocab_size
+    per_token = layers * (2 * (4 * h * h + 2 * h * inter) + 2 * 2 * seq_len * h)  # dense layers + QK^T and AV
+    mlm_row = 2 * (h * h + h * vocab)  # transform + tied decoder
+    sbo_row = 2 * ((2 * h + sbo_position_size) * h + h * h + h * vocab)
+    return 3 * (n_tokens * per_token + n_mlm_rows * mlm_row + n_sbo * sbo_row)
 
 
 def default_model() -> str:
@@ -146,11 +174,19 @@ def _peak_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_step(loop: Loop, items, precision: str, device: str):
+def run_step(loop: Loop, items, precision: str, device: str, loader=None):
     _reset_peak(device)
     t0 = time.perf_counter()
-    batch = {k: v.to(device) for k, v in loop.collate(items).items()}
+    if loader is not None:  # the next batch, masked and collated by a DataLoader worker meanwhile
+        batch = next(loader)
+        batch.pop("mask_stats")
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    else:
+        batch = {k: v.to(device) for k, v in loop.collate(items).items()}
     t1 = time.perf_counter()
+    n_tokens = batch["input_ids"].numel()
+    n_mlm = n_tokens if loop.impl == "hf_full" else int((batch["labels"] != -100).sum())
+    n_sbo = len(batch["sbo_labels"]) if "sbo_labels" in batch else 0
     dev_type = "cuda" if device.startswith("cuda") else "cpu"
     with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         loss = loop.loss(batch)
@@ -161,7 +197,9 @@ def run_step(loop: Loop, items, precision: str, device: str):
     if dev_type == "cuda":
         torch.cuda.synchronize()
     t2 = time.perf_counter()
-    return t2 - t0, t1 - t0, _peak_mb(device), loss.item()
+    flops = step_flops(loop.model.config if loop.impl != "spanbert" else loop.model.encoder.config,
+                       batch["input_ids"].shape[1], n_tokens, n_mlm, n_sbo)
+    return t2 - t0, t1 - t0, _peak_mb(device), loss.item(), flops
 
 
 def bench(args) -> dict:
@@ -169,29 +207,39 @@ def bench(args) -> dict:
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     loops = {impl: Loop(impl, args.model, tokenizer, args.device) for impl in IMPLS}
+    device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else cpu_model()
     rows = []
     for seq_len in args.seq_lens:
         blocks = make_blocks(tokenizer, seq_len, args.batch_size * (args.steps + args.warmup), args.corpus)
         for precision in args.precisions:
             times = {impl: [] for impl in IMPLS}
+            loader = None
+            if args.loader_workers:
+                loader = iter(torch.utils.data.DataLoader(
+                    blocks, batch_size=args.batch_size, collate_fn=loops["spanbert"].collator,
+                    num_workers=args.loader_workers, pin_memory=args.device.startswith("cuda")))
             for step in range(args.warmup + args.steps):
                 items = blocks[step * args.batch_size:(step + 1) * args.batch_size]
                 for impl in IMPLS:  # alternate: every implementation sees the same machine state
-                    total, collate, peak, loss = run_step(loops[impl], items, precision, args.device)
+                    sample = run_step(loops[impl], items, precision, args.device,
+                                      loader if impl == "spanbert" else None)
                     if step >= args.warmup:
-                        times[impl].append((total, collate, peak, loss))
+                        times[impl].append(sample)
+            peak = peak_tflops(device_name, precision, args.peak_tflops)
             for impl in IMPLS:
-                med = statistics.median(t for t, _, _, _ in times[impl])
+                med = statistics.median(t[0] for t in times[impl])
+                tflops = statistics.median(t[4] for t in times[impl]) / med / 1e12
                 rows.append({"seq_len": seq_len, "precision": precision, "impl": impl,
                              "tokens_per_s": round(args.batch_size * seq_len / med, 1),
                              "step_s_median": round(med, 4),
-                             "collate_share": round(sum(c for _, c, _, _ in times[impl])
-                                                    / sum(t for t, _, _, _ in times[impl]), 4),
-                             "peak_mem_mb": round(max(p for _, _, p, _ in times[impl]), 1),
-                             "last_loss": round(times[impl][-1][3], 4)})
+                             "collate_share": round(sum(t[1] for t in times[impl]) / sum(t[0] for t in times[impl]), 4),
+                             "peak_mem_mb": round(max(t[2] for t in times[impl]), 1),
+                             "last_loss": round(times[impl][-1][3], 4), "model_tflops": round(tflops, 2),
+                             "mfu": round(tflops / peak, 4) if peak else None})
                 print(json.dumps(rows[-1]), flush=True)
-    return {"model": args.model, "device": args.device, "threads": torch.get_num_threads(),
+    return {"model": args.model, "device": args.device, "device_name": device_name, "threads": torch.get_num_threads(),
             "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
+            "loader_workers": args.loader_workers, "peak_tflops_override": args.peak_tflops,
             "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
             "cpu": cpu_model(), "rows": rows}
 
@@ -202,17 +250,23 @@ def markdown(result: dict) -> str:
              f"Model `{result['model']}`; batch {result['batch_size']}, {result['steps']} timed steps after "
              f"{result['warmup']} warm-up, alternating implementations; device {result['device']}, "
              f"{result['threads']} torch threads; machine {result.get('cpu') or result['machine']}; "
-             f"torch {result['torch']}.", "",
+             f"torch {result['torch']}; our masking in {result.get('loader_workers') or 'no'} DataLoader workers.",
+             "",
              "| seq | precision | HF full tok/s | HF masked-only tok/s | SpanBERT MLM+SBO tok/s | vs HF full "
-             "| vs masked-only | masking share | peak MB (HF / ours) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| vs masked-only | masking share | peak MB (HF / ours) | MFU (HF full / ours) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for seq_len, precision in sorted({(r["seq_len"], r["precision"]) for r in result["rows"]}):
         hf, mo, ours = (by[(seq_len, precision, i)] for i in IMPLS)
         lines.append(f"| {seq_len} | {precision} | {hf['tokens_per_s']:,.0f} | {mo['tokens_per_s']:,.0f} | "
                      f"{ours['tokens_per_s']:,.0f} | {ours['tokens_per_s'] / hf['tokens_per_s']:.2f}x | "
                      f"{ours['tokens_per_s'] / mo['tokens_per_s']:.2f}x | {ours['collate_share']:.1%} | "
-                     f"{hf['peak_mem_mb']:,.0f} / {ours['peak_mem_mb']:,.0f} |")
+                     f"{hf['peak_mem_mb']:,.0f} / {ours['peak_mem_mb']:,.0f} | {_pct(hf.get('mfu'))} / "
+                     f"{_pct(ours.get('mfu'))} |")
     return "\n".join(lines) + "\n"
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def main() -> None:
@@ -226,6 +280,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--peak-tflops", type=float, help="the device's dense peak TFLOP/s for MFU (default: "
+                        "looked up from the GPU's name for A100/H100/H200)")
+    parser.add_argument("--loader-workers", type=int, default=0, help="DataLoader workers masking our batches")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--name", default="pretrain_throughput", help="output file stem under --out-dir")
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny random BERT, seq 64, 2 steps")
