@@ -1,5 +1,5 @@
 """Candidate spans for the span-boundary components, following spaCy's `Suggester` protocol."""
-from functools import partial
+from dataclasses import dataclass
 from typing import Iterable, List, Optional
 
 import numpy
@@ -8,6 +8,8 @@ from spacy.pipeline.spancat import Suggester
 from spacy.tokens import Doc
 from thinc.api import Ops, get_current_ops
 from thinc.types import Ragged
+
+DEFAULT_MAX_WIDTH = 10  # the longest candidate span, in tokens, unless a config says otherwise
 
 
 def sentence_ngram_suggester(
@@ -47,12 +49,23 @@ def sentence_ngram_suggester(
     return Ragged(ops.asarray2i(data), ops.asarray1i(lengths))
 
 
-def build_sentence_ngram_suggester(max_width: int = 10) -> Suggester:
+@dataclass(frozen=True)
+class SentenceNgramSuggester:
+    """A spaCy `Suggester` that declares its longest span (`max_width`), so the span model can size its width
+    embedding from it; a plain picklable object, so pipelines pickle for multiprocessing's spawn start method."""
+
+    max_width: int
+
+    def __call__(self, docs: Iterable[Doc], *, ops: Optional[Ops] = None) -> Ragged:
+        return sentence_ngram_suggester(docs, max_width=self.max_width, ops=ops)
+
+
+def build_sentence_ngram_suggester(max_width: int = DEFAULT_MAX_WIDTH) -> Suggester:
     """Suggest all spans up to `max_width` tokens inside a sentence (or the doc when sentences are not set).
 
     max_width (int): The longest candidate span in tokens. Longer gold spans can never be predicted.
-    RETURNS (Suggester): `(docs, *, ops=None) -> Ragged`, as spaCy's spancat expects.
+    RETURNS (Suggester): `(docs, *, ops=None) -> Ragged`, as spaCy's spancat expects, with a `max_width` attribute.
     """
     if max_width < 1:
         raise ValueError(f"max_width must be >= 1, got {max_width}: set [components.*.suggester] max_width")
-    return partial(sentence_ngram_suggester, max_width=max_width)
+    return SentenceNgramSuggester(max_width)

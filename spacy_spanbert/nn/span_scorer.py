@@ -2,7 +2,7 @@
 
 Pure PyTorch: no spaCy or thinc imports (the thinc bridge lives in `spacy_spanbert.models.span_model`).
 """
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 from torch import nn
@@ -18,13 +18,12 @@ class SpanScorer(nn.Module):
     per token costs gathers and adds instead of one matmul per span:
 
         h = P_start[s] + P_end[e] + W_width[w] (+ sum_i a_i P_int[i]) -> GELU -> LayerNorm -> dropout -> Linear
-
-    The module is built lazily with `build(n_in, n_out)`, because the encoder width and the label count are only
-    known when the spaCy component initialises; `describe()` returns what `build` needs to rebuild it on load.
     """
 
     def __init__(
         self,
+        n_in: int,
+        n_out: int,
         hidden_width: int = 256,
         max_width: int = 10,
         use_interior: bool = False,
@@ -32,54 +31,33 @@ class SpanScorer(nn.Module):
         chunk_size: int = 8192,
     ) -> None:
         super().__init__()
-        if hidden_width < 1 or max_width < 1:
-            raise ValueError(f"hidden_width and max_width must be >= 1, got {hidden_width} and {max_width}")
+        if min(n_in, n_out, hidden_width, max_width) < 1:
+            raise ValueError(f"SpanScorer needs n_in, n_out, hidden_width and max_width >= 1, got {n_in}, {n_out}, "
+                             f"{hidden_width} and {max_width}")
+        h = hidden_width
+        self.n_in, self.n_out = n_in, n_out
         self.hidden_width = hidden_width
         self.max_width = max_width
         self.use_interior = use_interior
-        self.dropout_rate = dropout
         self.chunk_size = chunk_size
-        self.n_in: Optional[int] = None
-        self.n_out: Optional[int] = None
-
-    @property
-    def is_built(self) -> bool:
-        return self.n_in is not None and self.n_out is not None
-
-    def build(self, n_in: int, n_out: int) -> None:
-        """Create the parameters for `n_in`-wide token vectors and `n_out` labels."""
-        if n_in < 1 or n_out < 1:
-            raise ValueError(f"SpanScorer needs n_in >= 1 and n_out >= 1, got {n_in} and {n_out}")
-        h = self.hidden_width
-        self.n_in, self.n_out = n_in, n_out
         self.start_proj = nn.Linear(n_in, h)
         self.end_proj = nn.Linear(n_in, h, bias=False)
-        self.width_embed = nn.Embedding(self.max_width, h)
+        self.width_embed = nn.Embedding(max_width, h)
         nn.init.normal_(self.width_embed.weight, std=0.02)
-        if self.use_interior:
+        if use_interior:
             self.attn_logit = nn.Linear(n_in, 1)
             self.interior_proj = nn.Linear(n_in, h, bias=False)
         self.norm = nn.LayerNorm(h)
-        self.dropout = nn.Dropout(self.dropout_rate)
+        self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(h, n_out)
 
     def set_output_bias(self, bias: torch.Tensor) -> None:
         """Start the output layer at the label prior (log-odds), as in Lin et al. 2017 (focal loss), so that early
         updates learn entities rather than "almost every candidate span is negative"."""
-        if not self.is_built or bias.shape != (self.n_out,):
-            raise ValueError(f"Output bias needs shape ({self.n_out},) on a built SpanScorer, got {tuple(bias.shape)}")
+        if bias.shape != (self.n_out,):
+            raise ValueError(f"Output bias needs shape ({self.n_out},), got {tuple(bias.shape)}")
         with torch.no_grad():
             self.output.bias.copy_(bias.to(self.output.bias))
-
-    def describe(self) -> Dict[str, str]:
-        """String metadata sufficient to rebuild the module before loading its weights."""
-        return {
-            "n_in": str(self.n_in),
-            "n_out": str(self.n_out),
-            "hidden_width": str(self.hidden_width),
-            "max_width": str(self.max_width),
-            "use_interior": str(int(self.use_interior)),
-        }
 
     def forward(self, tokens: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
         """Score spans [starts, ends) over a flat token matrix.
@@ -87,8 +65,6 @@ class SpanScorer(nn.Module):
         *Shape:* tokens (n_tokens, n_in); starts, ends (n_spans,) int64, `ends` exclusive, indices into `tokens`.
         RETURNS *Shape:* (n_spans, n_out) logits.
         """
-        if not self.is_built:
-            raise ValueError("SpanScorer is not built: initialise the component (nlp.initialize) before using it")
         if starts.numel() == 0:
             return tokens.new_zeros((0, self.n_out))
         p_start = self.start_proj(tokens)

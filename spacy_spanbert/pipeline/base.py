@@ -17,6 +17,8 @@ from thinc.api import Config, Optimizer
 from thinc.types import Floats2d, Ragged
 
 from ..memory import release_free_memory
+from ..models.scorer_layer import fit_max_width, get_torch_scorer, scorer_shims
+from ..models.suggesters import DEFAULT_MAX_WIDTH
 
 
 class SpanBoundaryPipe(SpanCategorizer):
@@ -65,9 +67,8 @@ class SpanBoundaryPipe(SpanCategorizer):
 
     @property
     def max_width(self) -> Optional[int]:
-        """Longest suggested span, read from the suggester when it declares one."""
-        keywords = getattr(self.suggester, "keywords", None) or {}
-        return keywords.get("max_width")
+        """Longest suggested span, when the suggester declares one (`spacy-spanbert.sentence_ngram_suggester.v1`)."""
+        return getattr(self.suggester, "max_width", None)
 
     def _probabilities(self, logits: Floats2d) -> Floats2d:
         """Softmax (ner) or sigmoid (spancat) of the logits divided by the fitted `temperature`, on the model's
@@ -167,7 +168,7 @@ class SpanBoundaryPipe(SpanCategorizer):
     def finish_update(self, sgd: Optimizer) -> None:
         """Update weights; the span scorer (a fresh head) may learn `head_learn_rate_factor` times faster."""
         factor = float(self.cfg.get("head_learn_rate_factor", 1.0))
-        head = {id(shim) for node in self.model.get_ref("scorer").walk() for shim in node.shims}
+        head = {id(shim) for shim in scorer_shims(self.model)}
 
         def scaled(key: Any, weights: Any, gradient: Any, *, lr_scale: float = 1.0) -> Any:
             return sgd(key, weights, gradient, lr_scale=lr_scale * factor)
@@ -225,6 +226,7 @@ class SpanBoundaryPipe(SpanCategorizer):
         docs = [eg.x for eg in sample if len(eg.x)]
         if not docs:
             raise ValueError(f"[{self.name}] initialisation needs at least one non-empty example doc")
+        fit_max_width(self.model, max_width, self.name)
         spans = self.suggester(docs, ops=self.model.ops)
         Y = self.model.ops.alloc2f(spans.dataXd.shape[0], self._n_labels)
         self.model.initialize(X=(docs, spans), Y=Y)
@@ -249,17 +251,16 @@ class SpanBoundaryPipe(SpanCategorizer):
         else:  # sigmoid: each label is positive for rate / n_labels of the candidates
             share = rate / max(n_labels, 1)
             bias = [math.log(share / (1 - share))] * n_labels
-        torch_model = self.model.get_ref("scorer").layers[0].shims[0]._model
-        torch_model.set_output_bias(torch.tensor(bias))
+        get_torch_scorer(self.model).set_output_bias(torch.tensor(bias))
 
 
 DEFAULT_MODEL_CONFIG = """
 [model]
-@architectures = "spacy-spanbert.SpanBoundaryModel.v1"
+@architectures = "spacy-spanbert.SpanBoundaryModel.v2"
 hidden_width = 256
-max_width = 10
 use_interior = false
 dropout = 0.1
+mixed_precision = false
 
 [model.tok2vec]
 @architectures = "spacy-spanbert.SpanBERT.v1"
@@ -276,3 +277,14 @@ stride = 96
 """
 
 DEFAULT_SPAN_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+
+# Settings both factories share, with their one default each (a factory adds its own: spans_key, threshold, ...).
+# The longest candidate span is set on the suggester alone; the span model's width embedding follows it.
+SHARED_DEFAULT_CONFIG: Dict[str, Any] = {
+    "model": DEFAULT_SPAN_MODEL,
+    "suggester": {"@misc": "spacy-spanbert.sentence_ngram_suggester.v1", "max_width": DEFAULT_MAX_WIDTH},
+    "negative_weight": 1.0,
+    "negative_sample_rate": 1.0,
+    "seed": 0,
+    "head_learn_rate_factor": 1.0,
+}

@@ -13,7 +13,7 @@ from thinc.api import Model
 from spacy.vocab import Vocab
 from thinc.types import Floats2d, Ragged
 
-from .base import DEFAULT_SPAN_MODEL, SpanBoundaryPipe
+from .base import SHARED_DEFAULT_CONFIG, SpanBoundaryPipe
 
 SCORE_EXTENSION = "spanbert_score"
 
@@ -46,15 +46,10 @@ def _span_score(span: Span) -> Optional[float]:
     "spanbert_ner",
     assigns=["doc.ents", "token.ent_iob", "token.ent_type", "doc.spans"],
     default_config={
-        "model": DEFAULT_SPAN_MODEL,
-        "suggester": {"@misc": "spacy-spanbert.sentence_ngram_suggester.v1", "max_width": 10},
+        **SHARED_DEFAULT_CONFIG,
         "spans_key": "spanbert_ents",
         "overwrite_ents": True,
         "threshold": None,
-        "negative_weight": 1.0,
-        "negative_sample_rate": 1.0,
-        "seed": 0,
-        "head_learn_rate_factor": 1.0,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},

@@ -14,7 +14,7 @@ from spacy.vocab import Vocab
 from thinc.api import Model
 from thinc.types import Floats2d, Ragged
 
-from .base import DEFAULT_SPAN_MODEL, SpanBoundaryPipe
+from .base import SHARED_DEFAULT_CONFIG, SpanBoundaryPipe
 
 DEFAULT_SPANS_KEY = "sc"
 
@@ -23,15 +23,10 @@ DEFAULT_SPANS_KEY = "sc"
     "spanbert_spancat",
     assigns=["doc.spans"],
     default_config={
-        "model": DEFAULT_SPAN_MODEL,
-        "suggester": {"@misc": "spacy-spanbert.sentence_ngram_suggester.v1", "max_width": 10},
+        **SHARED_DEFAULT_CONFIG,
         "spans_key": DEFAULT_SPANS_KEY,
         "threshold": 0.5,
         "max_positive": None,
-        "negative_weight": 1.0,
-        "negative_sample_rate": 1.0,
-        "seed": 0,
-        "head_learn_rate_factor": 1.0,
         "scorer": {"@scorers": "spacy.spancat_scorer.v1"},
     },
     default_score_weights={f"spans_{DEFAULT_SPANS_KEY}_f": 1.0, f"spans_{DEFAULT_SPANS_KEY}_p": 0.0,

@@ -1,5 +1,5 @@
-"""Both components on a GPU's code path without a GPU: every array stays a device array (see device_ops.py), the
-span scorer follows the Ops' device, and (where a GPU exists) a GPU-trained pipeline loads on the CPU."""
+"""Both components on a GPU's code path without a GPU: every array stays a device array (see device_ops.py); where a
+GPU exists, a GPU-trained pipeline loads on the GPU and on the CPU. (The scorer's device: tests/models/test_scorer_layer.py.)"""
 import numpy
 import pytest
 import spacy
@@ -8,8 +8,6 @@ from device_ops import DeviceArray, HostArrayError, device_ops
 from span_helpers import NER_DATA, component_config, ents, ner_examples, train
 from test_span_spancat import SPANCAT_DATA, make_examples, spans_of
 from thinc.api import get_current_ops
-
-from spacy_spanbert.models import span_model
 
 FACTORIES = [("spanbert_ner", ner_examples, "spanbert_ents"), ("spanbert_spancat", make_examples, "sc")]
 
@@ -48,18 +46,6 @@ def test_train_predict_and_serialise_with_device_arrays(tiny_bert_dir, factory, 
         again = list(copy.pipe([eg.text for eg in examples]))
         for a, b in zip(docs, again):
             numpy.testing.assert_allclose(a.spans[key].attrs["scores"], b.spans[key].attrs["scores"], rtol=1e-5)
-
-
-def test_scorer_is_built_on_the_device_of_the_current_ops(monkeypatch):
-    """Freshly built parameters are on the CPU; the scorer must move to the Ops' device (a GPU under CupyOps),
-    not to the device its new parameters report (the bug that broke `spacy train --gpu-id 0`)."""
-    monkeypatch.setattr(span_model, "get_torch_default_device", lambda: torch.device("meta"))
-    scorer = span_model.build_span_scorer(hidden_width=8, max_width=4, use_interior=True, dropout=0.0)
-    ops = scorer.ops
-    spans = span_model.Ragged(ops.asarray2i([[0, 1], [1, 3]]), ops.asarray1i([2]))
-    scorer.initialize(X=([ops.alloc2f(4, 6)], spans), Y=ops.alloc2f(2, 3))
-    devices = {p.device.type for p in scorer.layers[0].shims[0]._model.parameters()}
-    assert devices == {"meta"}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -1,0 +1,201 @@
+"""Thinc glue around the pure torch `SpanScorer`: built at initialisation, when the encoder width and the label
+count are known (the pattern of spacy-experimental's coref), converted to and from the Ops' arrays on the Ops'
+device, and serialised as safetensors whose header carries what is needed to rebuild it on load.
+
+The component reaches the torch module and the width it was built for only through the functions here
+(`get_torch_scorer`, `scorer_shims`, `fit_max_width`), never through the wrapper's internals.
+"""
+import json
+import struct
+from typing import Any, Callable, List, Optional, Tuple
+
+import numpy
+import torch
+from thinc.api import (
+    ArgsKwargs,
+    Model,
+    PyTorchGradScaler,
+    PyTorchWrapper_v3,
+    get_torch_default_device,
+    torch2xp,
+    xp2torch,
+)
+from thinc.shims import Shim
+from thinc.types import Floats2d, Ragged
+
+from ..nn.span_scorer import SpanScorer
+
+SCORER_NAME = "spanbert_span_scorer"
+_REBUILD_KEYS = ("n_in", "n_out", "hidden_width", "max_width", "use_interior")
+
+
+def build_span_scorer(
+    hidden_width: int, max_width: Optional[int], use_interior: bool, dropout: float, mixed_precision: bool = False
+) -> Model[Tuple[List[Floats2d], Ragged], Floats2d]:
+    """A layer holding a `SpanScorer` behind a PyTorchWrapper; the torch module is created in `init`.
+
+    max_width (Optional[int]): Rows of the width embedding; None takes the suggester's longest span (the component
+        sets it through `fit_max_width` before initialising).
+    mixed_precision (bool): Autocast the scorer on a GPU (with a gradient scaler, as spacy-transformers does).
+    """
+    wrapper = PyTorchWrapper_v3(
+        UnbuiltScorer(hidden_width, max_width, use_interior, dropout),
+        convert_inputs=_convert_inputs,
+        convert_outputs=_convert_outputs,
+        mixed_precision=mixed_precision,
+        grad_scaler=PyTorchGradScaler(enabled=mixed_precision),
+        serialize_model=serialize_scorer,
+        deserialize_model=deserialize_scorer,
+    )
+    return Model(
+        SCORER_NAME,
+        _scorer_forward,
+        init=_scorer_init,
+        layers=[wrapper],
+        dims={"nI": None, "nO": None},
+        attrs={"hidden_width": hidden_width, "max_width": max_width, "use_interior": use_interior,
+               "dropout": dropout},
+    )
+
+
+class UnbuiltScorer(torch.nn.Module):
+    """Stands in the wrapper for the `SpanScorer` until init (or loading) replaces it: holds the configured
+    settings, which loading checks against the saved ones, and no parameters."""
+
+    def __init__(self, hidden_width: int, max_width: Optional[int], use_interior: bool, dropout: float) -> None:
+        super().__init__()
+        self.hidden_width, self.max_width = hidden_width, max_width
+        self.use_interior, self.dropout_rate = use_interior, dropout
+
+    def forward(self, *args: Any) -> Any:
+        raise ValueError("The span scorer is not built yet: initialise the component (nlp.initialize) first")
+
+
+def get_torch_scorer(model: Model) -> SpanScorer:
+    """The torch `SpanScorer` of a span model (or of its scorer layer), once initialised or loaded."""
+    module = _scorer_layer(model).layers[0].shims[0]._model
+    if not isinstance(module, SpanScorer):
+        raise ValueError("The span scorer is not built yet: initialise the component (nlp.initialize) first")
+    return module
+
+
+def scorer_shims(model: Model) -> List[Shim]:
+    """The shims holding the scorer's weights (for a learning-rate factor of the fresh head)."""
+    return [shim for node in _scorer_layer(model).walk() for shim in node.shims]
+
+
+def fit_max_width(model: Model, suggester_max_width: Optional[int], component: str) -> None:
+    """Size the width embedding by the suggester's longest span, or check that the configured size covers it."""
+    layer = _scorer_layer(model)
+    configured = layer.attrs["max_width"]
+    if configured is None:
+        if suggester_max_width is None:
+            raise ValueError(f"[{component}] the suggester does not declare its longest span: set "
+                             f"[components.{component}.model] max_width")
+        layer.attrs["max_width"] = int(suggester_max_width)
+    elif suggester_max_width is not None and configured < suggester_max_width:
+        raise ValueError(f"[{component}] model max_width={configured} is smaller than the suggester's "
+                         f"max_width={suggester_max_width}: drop [components.{component}.model] max_width (it then "
+                         f"follows the suggester) or raise it")
+
+
+def _scorer_layer(model: Model) -> Model:
+    return model if model.name == SCORER_NAME else model.get_ref("scorer")
+
+
+def _scorer_forward(model: Model, X: Tuple[List[Floats2d], Ragged], is_train: bool) -> Tuple[Floats2d, Callable]:
+    return model.layers[0](X, is_train)
+
+
+def _scorer_init(model: Model, X: Any = None, Y: Any = None) -> None:
+    if X is not None and len(X[0]):
+        model.set_dim("nI", int(X[0][0].shape[1]))
+    if Y is not None:
+        model.set_dim("nO", int(Y.shape[1]))
+    if not model.has_dim("nI") or not model.has_dim("nO"):
+        raise ValueError("The span scorer needs example docs and labels to initialise: call nlp.initialize(get_examples)")
+    shim = model.layers[0].shims[0]
+    if isinstance(shim._model, SpanScorer):
+        return
+    attrs = model.attrs
+    if attrs["max_width"] is None:
+        raise ValueError("The span scorer's max_width is unset: initialise it through its component (nlp.initialize)")
+    # the device of the current Ops (a GPU under CupyOps): a new module's parameters are on the CPU
+    device = get_torch_default_device()
+    shim._model = SpanScorer(model.get_dim("nI"), model.get_dim("nO"), attrs["hidden_width"], attrs["max_width"],
+                             attrs["use_interior"], attrs["dropout"]).to(device)
+
+
+def _convert_inputs(model: Model, X: Tuple[List[Floats2d], Ragged], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
+    """Flatten the docs' token vectors and turn each doc's (start, end) rows into flat token indices."""
+    import torch
+
+    vectors, spans = X
+    ops = model.ops
+    lengths = [int(v.shape[0]) for v in vectors]
+    tokens = ops.flatten(vectors) if vectors else ops.alloc2f(0, 0)
+    device = model.shims[0].device
+    tokens_t = xp2torch(tokens, requires_grad=is_train, device=device)
+    # (start, end) rows are per doc: shift them by each doc's first row in the flat token matrix, on the device
+    rows = xp2torch(ops.as_contig(ops.asarray2i(spans.dataXd.reshape((-1, 2)))), device=device).long()
+    doc_starts = torch.tensor(numpy.cumsum([0] + lengths[:-1]), dtype=torch.long, device=device)
+    counts = xp2torch(ops.asarray1i(spans.lengths), device=device).long()
+    offsets = torch.repeat_interleave(doc_starts, counts, output_size=rows.shape[0])
+    starts = rows[:, 0] + offsets
+    ends = rows[:, 1] + offsets
+
+    def backprop(d_inputs: ArgsKwargs) -> Tuple[List[Floats2d], Ragged]:
+        d_tokens = ops.asarray2f(torch2xp(d_inputs.args[0], ops=ops))
+        return ops.unflatten(d_tokens, ops.asarray1i(lengths)), spans
+
+    return ArgsKwargs(args=(tokens_t, starts, ends), kwargs={}), backprop
+
+
+def _convert_outputs(model: Model, inputs_outputs: Tuple[Any, Any], is_train: bool) -> Tuple[Floats2d, Callable]:
+    _, logits_t = inputs_outputs
+    logits = torch2xp(logits_t.float(), ops=model.ops)  # float32 also when autocast computed it in half precision
+
+    def backprop(d_logits: Floats2d) -> ArgsKwargs:
+        grad = xp2torch(d_logits, device=logits_t.device).to(logits_t.dtype)
+        return ArgsKwargs(args=(logits_t,), kwargs={"grad_tensors": grad})
+
+    return model.ops.asarray2f(logits), backprop
+
+
+def serialize_scorer(torch_model: Any) -> bytes:
+    """safetensors bytes with the rebuild information in the header metadata (no pickles); b"" before init."""
+    from safetensors.torch import save
+
+    if not isinstance(torch_model, SpanScorer):
+        return save({}, metadata={"n_in": "None"})
+    state = {k: v.detach().contiguous().cpu() for k, v in torch_model.state_dict().items()}
+    meta = {key: str(int(getattr(torch_model, key))) for key in _REBUILD_KEYS}
+    return save(state, metadata=meta)
+
+
+def deserialize_scorer(placeholder: Any, data: bytes, device: Any) -> Any:
+    """Rebuild the scorer from the safetensors metadata, check it against the config, then load its weights."""
+    from safetensors.torch import load
+
+    (header_len,) = struct.unpack("<Q", data[:8])
+    meta = json.loads(data[8 : 8 + header_len].decode("utf8")).get("__metadata__", {})
+    if meta.get("n_in", "None") == "None":
+        return placeholder
+    n_in, n_out, hidden_width, max_width, use_interior = (int(meta[key]) for key in _REBUILD_KEYS)
+    if isinstance(placeholder, (UnbuiltScorer, SpanScorer)):
+        saved = (hidden_width, max_width, bool(use_interior))
+        configured_width = max_width if placeholder.max_width is None else placeholder.max_width
+        wanted = (placeholder.hidden_width, configured_width, bool(placeholder.use_interior))
+        if saved != wanted:
+            raise ValueError(
+                f"Saved span scorer has (hidden_width, max_width, use_interior) = {saved}, but the config says "
+                f"{wanted}: use the saved pipeline's config"
+            )
+    dropout = 0.0
+    if isinstance(placeholder, UnbuiltScorer):
+        dropout = placeholder.dropout_rate
+    elif isinstance(placeholder, SpanScorer):
+        dropout = placeholder.dropout.p
+    module = SpanScorer(n_in, n_out, hidden_width, max_width, bool(use_interior), dropout)
+    module.load_state_dict(load(data))
+    return module.to(device)
