@@ -65,4 +65,5 @@ def calibrate_cli(
     temperature = result["temperature"]
     shown = f"{temperature:.3f}" if isinstance(temperature, float) else ", ".join(f"{t:.3f}" for t in temperature)
     msg.good(f"{result['component']}: temperature {shown}; dev NLL {result['nll_before']:.4f} -> "
-             f"{result['nll_after']:.4f}; saved to {output_dir}")
+             f"{result['nll_after']:.4f}, ECE {result['ece_before']:.4f} -> {result['ece_after']:.4f}; "
+             f"saved to {output_dir}")

@@ -14,7 +14,7 @@ predicts. T lives in the component's `cfg["temperature"]`, so it is saved and lo
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy
 from spacy.language import Language
@@ -203,6 +203,43 @@ def fit_temperature(pipe: SpanBoundaryPipe, data: CalibrationData) -> "float | L
     return temperatures
 
 
+def expected_calibration_error(confidence: numpy.ndarray, correct: numpy.ndarray, n_bins: int = 15) -> float:
+    """ECE: the share-weighted gap between mean confidence and accuracy over `n_bins` equal-width bins of [0, 1]."""
+    bins = reliability_bins(confidence, correct, n_bins)
+    total = max(sum(b["count"] for b in bins), 1)
+    return float(sum(b["count"] / total * abs(b["accuracy"] - b["confidence"]) for b in bins if b["count"]))
+
+
+def reliability_bins(confidence: numpy.ndarray, correct: numpy.ndarray, n_bins: int = 15) -> List[Dict[str, float]]:
+    """Per equal-width bin: its range, count, mean confidence and accuracy (the points of a reliability diagram)."""
+    confidence = numpy.asarray(confidence, dtype="float64")
+    correct = numpy.asarray(correct, dtype="float64")
+    which = numpy.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    bins = []
+    for b in range(n_bins):
+        members = which == b
+        count = int(members.sum())
+        bins.append({"low": b / n_bins, "high": (b + 1) / n_bins, "count": count,
+                     "confidence": float(confidence[members].mean()) if count else 0.0,
+                     "accuracy": float(correct[members].mean()) if count else 0.0})
+    return bins
+
+
+def scores_and_correctness(pipe: SpanBoundaryPipe, data: CalibrationData,
+                           temperature: "float | Sequence[float]") -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """The scores the component writes at `temperature`, and whether each is right.
+
+    ner: one score per decoded entity (the same entities at any scalar temperature). spancat: one score per
+    (candidate span, label) pair, right when the pair is gold; a threshold t keeps the pairs scoring >= t.
+    """
+    if pipe.normalize == "softmax":
+        probs = _softmax(data.logits[data.decoded] / float(temperature))
+        return probs.max(axis=1), data.decoded_correct
+    t = numpy.broadcast_to(numpy.asarray(temperature, dtype="float32"), (data.logits.shape[1],))
+    probs = 1.0 / (1.0 + numpy.exp(-numpy.clip(data.logits / t, -60.0, 60.0)))
+    return probs.ravel(), data.gold_multi.ravel().astype(bool)
+
+
 def calibrate(nlp: Language, examples: Iterable[Example], component: Optional[str] = None,
               batch_size: int = 32) -> Dict[str, object]:
     """Fit the component's temperature on labelled `examples` and store it in its cfg (saved with the pipeline).
@@ -221,5 +258,7 @@ def calibrate(nlp: Language, examples: Iterable[Example], component: Optional[st
     # rounded so that the value survives cfg's JSON serialisation exactly
     temperature = round(temperature, 6) if isinstance(temperature, float) else [round(t, 6) for t in temperature]
     pipe.cfg["temperature"] = temperature
+    ece = [expected_calibration_error(*scores_and_correctness(pipe, data, t)) for t in (1.0, temperature)]
     return {"component": pipe.name, "temperature": temperature, "nll_before": before, "nll_after": after,
+            "ece_before": ece[0], "ece_after": ece[1],
             "n_candidates": int(data.logits.shape[0]), "n_entities": int(data.decoded.size), "n_gold": data.n_gold}

@@ -14,7 +14,8 @@ from span_helpers import component_config, ents, ner_examples, train
 
 from spacy_spanbert.pipeline.calibrate_cli import run_calibrate
 from spacy_spanbert.pipeline.calibration import (
-    LOG_T_RANGE, CalibrationData, calibrate, entity_nll, fit_temperature, golden_section, label_nll,
+    LOG_T_RANGE, CalibrationData, calibrate, entity_nll, expected_calibration_error, golden_section, label_nll,
+    reliability_bins,
 )
 
 ROOT = Path(__file__).parents[2]
@@ -66,6 +67,17 @@ def test_fit_recovers_a_known_temperature():
     assert entity_nll(data, t) < entity_nll(data, 1.0)
 
 
+def test_ece_is_the_weighted_gap_between_confidence_and_accuracy():
+    right = numpy.array([True] * 8 + [False] * 2)
+    assert expected_calibration_error(numpy.full(10, 0.8), right) == pytest.approx(0.0)
+    # two bins: 0.95 confident and 50% right (gap 0.45), 0.25 confident and 25% right (gap 0): ECE = 0.45 * 2/6
+    conf = numpy.array([0.95, 0.95, 0.25, 0.25, 0.25, 0.25])
+    right = numpy.array([True, False, True, False, False, False])
+    assert expected_calibration_error(conf, right) == pytest.approx(0.45 * 2 / 6)
+    bins = reliability_bins(conf, right)
+    assert len(bins) == 15 and sum(b["count"] for b in bins) == 6 and bins[14]["accuracy"] == 0.5
+
+
 def test_calibrate_stores_temperature_and_leaves_entities_unchanged(trained_ner, tmp_path):
     model_dir, dev_path = trained_ner
     nlp = spacy.load(model_dir)
@@ -75,6 +87,7 @@ def test_calibrate_stores_temperature_and_leaves_entities_unchanged(trained_ner,
     pipe = nlp.get_pipe("spanbert_ner")
     assert isinstance(result["temperature"], float) and pipe.cfg["temperature"] == result["temperature"]
     assert result["temperature"] != 1.0 and result["nll_after"] < result["nll_before"]
+    assert 0.0 <= result["ece_after"] <= 1.0
     for temperature in (result["temperature"], 0.3, 5.0):  # a scalar never changes the entities, only the scores
         pipe.cfg["temperature"] = temperature
         after_ents, after_scores = _entities_and_scores(nlp)

@@ -1,0 +1,207 @@
+"""Calibration of the entity scores on CoNLL-2003 test: ECE and reliability diagrams before and after temperature
+scaling, and precision / recall / F at confidence thresholds 0.1 to 0.9, for spanbert_ner and spanbert_spancat.
+
+Why: a user who sets `threshold` at load time (a precision-first app) needs to know what a score of 0.8 means.
+"Before" is the trained pipeline's raw scores (temperature 1), "after" the temperature `spacy spanbert-calibrate`
+fitted on dev data and saved in the pipeline; both come from ONE pass over the test set (the same logits).
+A scalar temperature leaves spanbert_ner's entities unchanged, so its F is the same before and after.
+
+The commands behind bench/results/calibration.* (one torch thread on a shared 2-core CPU, no GPU):
+
+    python scripts/fetch_assets.py assets --only conll2003 minilm
+    python scripts/convert_conll.py assets/conll2003/train.txt corpus/train.spacy --max-sents-per-doc 10
+    python scripts/convert_conll.py assets/conll2003/valid.txt corpus/dev.spacy --n-docs 60 --max-sents-per-doc 10
+    python scripts/convert_conll.py assets/conll2003/valid.txt corpus/dev_full.spacy --max-sents-per-doc 10
+    python scripts/convert_conll.py assets/conll2003/test.txt corpus/test.spacy --max-sents-per-doc 10
+    # nested spans for spancat: entities + their sub-spans that are names in train (see bench/nested_spans.py)
+    python bench/nested_spans.py corpus/train.spacy corpus/dev.spacy corpus/dev_full.spacy corpus/test.spacy \
+        --out-dir corpus/nested
+    OMP_NUM_THREADS=1 python -m spacy train configs/ner.cfg --output bench/work/calibration/ner \
+        --paths.train corpus/train.spacy --paths.dev corpus/dev.spacy --paths.init_model assets/all-MiniLM-L6-v2 \
+        --training.max_steps 300 --training.eval_frequency 150 --training.optimizer.learn_rate.warmup_steps 100 \
+        --system.seed 1
+    OMP_NUM_THREADS=1 python -m spacy train configs/spancat.cfg --output bench/work/calibration/spancat \
+        --paths.train corpus/nested/train.spacy --paths.dev corpus/nested/dev.spacy \
+        --paths.init_model assets/all-MiniLM-L6-v2 --training.max_steps 300 --training.eval_frequency 150 \
+        --training.optimizer.learn_rate.warmup_steps 100 --system.seed 1
+    OMP_NUM_THREADS=1 python -m spacy spanbert-calibrate bench/work/calibration/ner/model-best \
+        corpus/dev_full.spacy bench/work/calibration/ner/calibrated
+    OMP_NUM_THREADS=1 python -m spacy spanbert-calibrate bench/work/calibration/spancat/model-best \
+        corpus/nested/dev_full.spacy bench/work/calibration/spancat/calibrated
+    OMP_NUM_THREADS=1 python bench/calibration.py --threads 1 \
+        --ner bench/work/calibration/ner/calibrated corpus/test.spacy \
+        --spancat bench/work/calibration/spancat/calibrated corpus/nested/test.spacy
+"""
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+if __package__ in (None, ""):  # run as `python bench/calibration.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import RESULTS_DIR, machine_info, machine_line, markdown_table, shown, write_json, write_text  # noqa
+
+THRESHOLDS = [round(0.1 * i, 1) for i in range(1, 10)]
+N_BINS = 15
+SYSTEMS = ("ner", "spancat")
+
+
+def prf(scores: Any, correct: Any, n_gold: int, threshold: float) -> Dict[str, float]:
+    """Precision, recall and F of the outputs scoring >= threshold (recall over every gold span)."""
+    kept = scores >= threshold
+    tp = int(correct[kept].sum())
+    p = tp / max(int(kept.sum()), 1)
+    r = tp / max(n_gold, 1)
+    return {"threshold": threshold, "p": p, "r": r, "f": 2 * p * r / (p + r) if p + r else 0.0, "n": int(kept.sum())}
+
+
+def measure(model_dir: Path, test_path: Path, threads: Optional[int]) -> Dict[str, Any]:
+    """One pass over the test set; ECE, reliability bins and threshold tables at temperature 1 and the fitted one."""
+    import spacy
+    import torch
+    from spacy.training import Corpus
+
+    from spacy_spanbert.pipeline.calibration import (
+        collect, expected_calibration_error, reliability_bins, resolve_component, scores_and_correctness,
+    )
+
+    if threads:
+        torch.set_num_threads(threads)
+    nlp = spacy.load(model_dir)
+    pipe = resolve_component(nlp, None)
+    temperature = pipe.cfg.get("temperature", 1.0)
+    examples = list(Corpus(test_path)(nlp))
+    data = collect(nlp, pipe.name, examples)
+    result: Dict[str, Any] = {"model": shown(str(model_dir)), "test": shown(str(test_path)), "component": pipe.name,
+                              "temperature": temperature, "n_gold": data.n_gold,
+                              "calibration": nlp.meta.get("spanbert_calibration", {}).get(pipe.name)}
+    for stage, t in (("before", 1.0), ("after", temperature)):
+        scores, correct = scores_and_correctness(pipe, data, t)
+        shown_scores = scores >= (min(THRESHOLDS) if pipe.normalize == "sigmoid" else 0.0)
+        result[stage] = {
+            # spancat: every (span, label) pair that a threshold of 0.1 would write; ner: every written entity
+            "ece": expected_calibration_error(scores[shown_scores], correct[shown_scores], N_BINS),
+            "bins": reliability_bins(scores[shown_scores], correct[shown_scores], N_BINS),
+            "n_scored": int(shown_scores.sum()),
+            "ece_all_candidates": expected_calibration_error(scores, correct, N_BINS) if pipe.normalize == "sigmoid"
+            else None,
+            # ner: "none" = every written entity; spancat has no such row (threshold 0 would write every candidate)
+            "thresholds": [prf(scores, correct, data.n_gold, th)
+                           for th in ([0.0] if pipe.normalize == "softmax" else []) + THRESHOLDS],
+        }
+    # the offline tables above must agree with what the component itself writes: spaCy's scorer at its threshold
+    scorer = nlp.evaluate(examples)
+    key = "ents" if pipe.normalize == "softmax" else f"spans_{pipe.key}"
+    result["scorer"] = {"threshold": pipe.cfg.get("threshold"), "p": scorer[f"{key}_p"], "r": scorer[f"{key}_r"],
+                        "f": scorer[f"{key}_f"]}
+    return result
+
+
+def plot(result: Dict[str, Any], out_dir: Path) -> List[Path]:
+    """calibration_reliability.png (one panel per system) and calibration_thresholds.png (P/R/F vs threshold)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = [name for name in SYSTEMS if name in result["systems"]]
+    paths = [out_dir / "calibration_reliability.png", out_dir / "calibration_thresholds.png"]
+    fig, axes = plt.subplots(1, len(systems), figsize=(5 * len(systems), 4.6), squeeze=False)
+    for ax, name in zip(axes[0], systems):
+        entry = result["systems"][name]
+        ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=":", label="perfect")
+        for stage, style in (("before", "o--"), ("after", "s-")):
+            bins = [b for b in entry[stage]["bins"] if b["count"]]
+            ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], style,
+                    label=f"{stage} (ECE {entry[stage]['ece']:.3f})")
+        ax.set_title(f"{entry['component']}: reliability on CoNLL-2003 test", fontsize=9)
+        ax.set_xlabel("score (bin mean)")
+        ax.set_ylabel("share correct")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=120)
+    fig, axes = plt.subplots(1, len(systems), figsize=(5 * len(systems), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], systems):
+        entry = result["systems"][name]
+        for stage, style in (("before", "--"), ("after", "-")):
+            rows = [row for row in entry[stage]["thresholds"] if row["threshold"] > 0]
+            for metric, color in (("p", "C0"), ("r", "C1"), ("f", "C2")):
+                ax.plot([row["threshold"] for row in rows], [100 * row[metric] for row in rows], style, color=color,
+                        label=f"{metric.upper()} {stage}")
+        ax.set_title(f"{entry['component']}: test P / R / F by threshold", fontsize=9)
+        ax.set_xlabel("threshold")
+        ax.set_ylabel("%")
+        ax.legend(fontsize=7, ncol=2)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=120)
+    return paths
+
+
+def render(result: Dict[str, Any]) -> str:
+    """The Markdown section: ECE before/after, the threshold tables, the two figures."""
+    lines = ["### Calibrated confidence: reliability and thresholds on CoNLL-2003 test", ""]
+    rows = []
+    for name in SYSTEMS:
+        entry = result["systems"].get(name)
+        if not entry:
+            continue
+        t = entry["temperature"]
+        shown_t = f"{t:.3f}" if isinstance(t, float) else "per label " + ", ".join(f"{x:.2f}" for x in t)
+        what = "written entities" if name == "ner" else "(span, label) pairs scoring >= 0.1"
+        rows.append([entry["component"], what, f"{entry['before']['ece']:.4f}", f"{entry['after']['ece']:.4f}",
+                     shown_t, entry["after"]["n_scored"]])
+    lines += [markdown_table(["component", "scores measured", "ECE before", "ECE after", "temperature", "n"], rows), ""]
+    devs = sorted({(e.get("calibration") or {}).get("dev", "?") for e in result["systems"].values()})
+    lines.append(f"ECE: {N_BINS} equal-width bins, weighted by count. Temperatures fitted by `spacy "
+                 f"spanbert-calibrate` on {', '.join(f'`{d}`' for d in devs)}, never on test.")
+    for name in SYSTEMS:
+        entry = result["systems"].get(name)
+        if not entry:
+            continue
+        lines += ["", f"**{entry['component']}**, test P / R / F (%) when only scores >= threshold are written "
+                      f"({entry['n_gold']} gold spans; `{entry['model']}` on `{entry['test']}`):", ""]
+        table = []
+        for before, after in zip(entry["before"]["thresholds"], entry["after"]["thresholds"]):
+            label = "none" if before["threshold"] == 0 else f"{before['threshold']:.1f}"
+            table.append([label] + [f"{100 * row[m]:.1f}" for row in (before, after) for m in ("p", "r", "f")])
+        lines.append(markdown_table(["threshold", "P before", "R before", "F before", "P after", "R after",
+                                     "F after"], table))
+        scorer = entry["scorer"]
+        lines += ["", f"spaCy's scorer on the calibrated pipeline (threshold {scorer['threshold']}): "
+                      f"P {100 * scorer['p']:.1f}, R {100 * scorer['r']:.1f}, F {100 * scorer['f']:.1f}."]
+    lines += ["", result["note"], "", machine_line(result["machine"]), f"Rerun: see the commands at the top of "
+              f"`bench/calibration.py`.", "", "![reliability](bench/results/calibration_reliability.png)",
+              "", "![thresholds](bench/results/calibration_thresholds.png)"]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ner", nargs=2, type=Path, metavar=("MODEL_DIR", "TEST_SPACY"))
+    parser.add_argument("--spancat", nargs=2, type=Path, metavar=("MODEL_DIR", "TEST_SPACY"))
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--note", default="", help="what was trained, and how long (goes under the tables)")
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "calibration.json")
+    args = parser.parse_args(argv)
+    jobs = {name: getattr(args, name) for name in SYSTEMS if getattr(args, name)}
+    if not jobs:
+        parser.error("pass --ner and/or --spancat MODEL_DIR TEST_SPACY")
+    for model_dir, test_path in jobs.values():
+        if not (model_dir / "config.cfg").is_file() or not test_path.is_file():
+            parser.error(f"{model_dir} (a calibrated pipeline) or {test_path} (test .spacy) is missing; "
+                         f"run the commands at the top of bench/calibration.py")
+    result = {"systems": {name: measure(model, test, args.threads) for name, (model, test) in jobs.items()},
+              "machine": machine_info(threads=args.threads), "note": args.note}
+    write_json(args.output, result)
+    write_text(args.output.with_suffix(".md"), render(result))
+    for path in plot(result, args.output.parent):
+        print(f"wrote {path}")
+    print(f"wrote {args.output} and {args.output.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
