@@ -45,6 +45,16 @@ def corpus_paths(corpus_dir: Path) -> Dict[str, Path]:
     return paths
 
 
+def budget_overrides(max_steps: int, eval_frequency: int) -> List[str]:
+    """`spacy train` overrides for a run of `max_steps`: the learning-rate schedule ends at the same step.
+
+    The configs write `total_steps` out (`spacy debug data` does not interpolate it from max_steps), so a budget given
+    as max_steps alone would leave a short run's learning rate high at its end.
+    """
+    return ["--training.max_steps", str(max_steps), "--training.optimizer.learn_rate.total_steps", str(max_steps),
+            "--training.eval_frequency", str(eval_frequency)]
+
+
 def train_and_evaluate(
     config: Path,
     run_dir: Path,
@@ -68,7 +78,7 @@ def train_and_evaluate(
     model_dir = run_dir / "model"
     args = [
         "--paths.train", corpus["train"], "--paths.dev", corpus["dev"],
-        "--training.max_steps", max_steps, "--training.eval_frequency", eval_frequency, "--system.seed", seed,
+        *budget_overrides(max_steps, eval_frequency), "--system.seed", seed,
     ]
     if init_model is not None:
         args += ["--paths.init_model", init_model]

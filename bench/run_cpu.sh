@@ -18,7 +18,7 @@ $PY bench/pretrain_throughput.py --model "$MODEL" --corpus corpus/pretrain.txt -
 NER_FOR_MASKING=bench/work/ner_for_masking
 [ -d "$NER_FOR_MASKING/model-best" ] || $PY -m spacy train bench/configs/cnn_ner.cfg --output "$NER_FOR_MASKING" \
     --paths.train corpus/train.spacy --paths.dev corpus/dev.spacy --training.max_steps "$STEPS" \
-    --training.eval_frequency 100 --system.seed 1
+    --training.optimizer.learn_rate.total_steps "$STEPS" --training.eval_frequency 100 --system.seed 1
 # issue 5: CoNLL-2003 test accuracy, same MiniLM backbone and training budget, 3 seeds. This ran beside the ablation
 # below, one torch thread each (the two share the 2 cores; F1 does not depend on the sharing, wall times do).
 # span-marker is left out of this 400-step run on CPU: about 47 s per step (each sentence becomes 256-piece marker

@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench`
 from bench.common import (  # noqa: E402
     RESULTS_DIR, ROOT, machine_info, machine_line, markdown_table, spacy_cmd, write_json, write_text,
 )
-from bench.ner_runs import corpus_paths  # noqa: E402
+from bench.ner_runs import budget_overrides, corpus_paths  # noqa: E402
 
 CONFIGS = {"spanbert_ner": ROOT / "configs" / "ner.cfg", "trf_ner": ROOT / "bench" / "configs" / "trf_ner.cfg"}
 ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+[\d.]+")  # spaCy's console logger: epoch, step, losses, scores
@@ -46,8 +46,8 @@ def measure(system: str, corpus: Dict[str, Path], encoder: str, max_steps: int, 
             work_dir: Path) -> Dict[str, Any]:
     """Train one system, recording memory at every logged step; returns the rows and the sampled maximum."""
     cmd = spacy_cmd("train", CONFIGS[system], "--output", work_dir / system, "--paths.train", corpus["train"],
-                    "--paths.dev", corpus["dev"], "--paths.init_model", encoder, "--training.max_steps", max_steps,
-                    "--training.eval_frequency", eval_frequency)
+                    "--paths.dev", corpus["dev"], "--paths.init_model", encoder,
+                    *budget_overrides(max_steps, eval_frequency))
     start = time.perf_counter()
     proc = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, bufsize=1)

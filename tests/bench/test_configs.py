@@ -3,6 +3,9 @@ from pathlib import Path
 
 import pytest
 from spacy import util
+from spacy.cli._util import parse_config_overrides
+
+from bench import ner_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 BASELINES = ROOT / "bench" / "configs"
@@ -24,10 +27,12 @@ def test_baseline_config_builds_a_pipeline(name, pipeline):
     assert nlp.config["components"]["ner"]["model"]["tok2vec"]["@architectures"].split(".")[1] == listener
 
 
-@pytest.mark.parametrize("name", ["trf_ner.cfg", "cnn_ner.cfg"])
-def test_cli_step_budget_reaches_the_schedule(name):
-    """`--training.max_steps N` must also end the warmup_linear decay at N, or short runs never cool down."""
-    config = _load(BASELINES / name, **{"training.max_steps": 37}).interpolate()
+@pytest.mark.parametrize("path", [BASELINES / "trf_ner.cfg", BASELINES / "cnn_ner.cfg", NER_CFG])
+def test_the_benchmarks_step_budget_reaches_the_schedule(path):
+    """The budget every benchmark run gets must also end the warmup_linear decay, or short runs never cool down."""
+    overrides = parse_config_overrides(ner_runs.budget_overrides(37, 10))
+    config = util.load_config(path, overrides={"paths.init_model": "unused-encoder", **overrides}, interpolate=True)
+    assert config["training"]["max_steps"] == 37 and config["training"]["eval_frequency"] == 10
     assert config["training"]["optimizer"]["learn_rate"]["total_steps"] == 37
 
 
