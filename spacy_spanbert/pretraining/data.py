@@ -11,6 +11,7 @@ boundaries into block-sized pieces instead of being dropped, so no text is lost 
 The packed corpus is written to flat int32 files read through numpy memmaps, so corpora larger than memory stream
 through tokenisation and training reads blocks by index (which is what makes data order and resume exact).
 """
+import codecs
 import hashlib
 import json
 import os
@@ -41,7 +42,30 @@ def check_corpus(path: Path) -> Path:
         raise ValueError(f"Unsupported corpus format {path.suffix!r} ({path}): use .txt, .jsonl or .spacy.")
     if not files or all(f.stat().st_size == 0 for f in files):
         raise ValueError(f"Corpus {path} is empty: give --paths.raw_text a file with text in it.")
+    for file in files:
+        if file.suffix != ".spacy":
+            check_utf8(file)
     return path
+
+
+def check_utf8(file: Path, chunk_size: int = 1 << 20) -> None:
+    """One-line error naming the file, line and byte when a text corpus is not UTF-8 (streamed: any size)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line = 0, 1
+    with file.open("rb") as handle:
+        while True:
+            chunk = handle.read(chunk_size)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as err:
+                bad = offset + max(err.start, 0)
+                line += chunk[: max(err.start, 0)].count(b"\n")
+                raise ValueError(f"Corpus file {file} is not UTF-8 (line {line}, byte {bad}: {err.reason}): "
+                                 f"re-encode it, e.g. `iconv -f latin1 -t utf-8`") from None
+            if not chunk:
+                return
+            offset += len(chunk)
+            line += chunk.count(b"\n")
 
 
 def iter_documents(path: Path, nlp=None, candidate_kind: Optional[str] = None) -> Iterator[Document]:
@@ -219,7 +243,9 @@ def _alive(pid: int) -> bool:
 
 def _pack_document(doc: Document, tokenizer, content: int, writer: BlockWriter) -> None:
     texts = [s for s, _ in doc]
-    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    # verbose=False: a sentence longer than a block is split below on purpose, so transformers' "sequence length
+    # is longer than the specified maximum ... indexing errors" warning would be a false alarm here
+    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     ids: List[int] = []
     words: List[int] = []
     cands: List[Tuple[int, int]] = []

@@ -5,6 +5,8 @@ import shutil
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
+from .settings import ObjectiveSettings, TrainingSettings, objective_settings, training_settings
+
 logger = logging.getLogger("spacy_spanbert.pretraining")
 ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert")
 
@@ -30,7 +32,9 @@ def load_tokenizer(cfg):
     name = cfg["paths"].get("tokenizer") or cfg["paths"].get("init_model")
     if not name:
         raise ValueError("Set --paths.init_model (continued pretraining) or --paths.tokenizer (from scratch).")
-    from ..models.checkpoints import looks_cased
+    from ..hf import check_tokenizer_files, looks_cased
+
+    check_tokenizer_files(name, "--paths.tokenizer" if cfg["paths"].get("tokenizer") else "--paths.init_model")
 
     kwargs = {}
     if cfg.get("tokenizer", {}).get("do_lower_case") is not None:
@@ -50,16 +54,14 @@ def load_tokenizer(cfg):
     return tokenizer
 
 
-def build_model(cfg, tokenizer):
+def build_model(cfg, tokenizer, objective: ObjectiveSettings):
     from transformers import AutoConfig, set_seed
 
     from .model import SpanBertForPretraining
 
     set_seed(int(cfg["system"]["seed"]))
-    obj = cfg["objective"]
-    kwargs = dict(max_sbo_targets=int(obj.get("max_span_targets", 15)),
-                  sbo_position_size=int(obj.get("position_embedding_size", 200)),
-                  sbo_weight=float(obj.get("sbo_weight", 1.0)))
+    kwargs = dict(max_sbo_targets=objective.max_span_targets, sbo_position_size=objective.position_embedding_size,
+                  sbo_weight=objective.sbo_weight)
     init = cfg["paths"].get("init_model")
     if init:
         model = SpanBertForPretraining.from_pretrained(init, **kwargs)
@@ -94,65 +96,85 @@ def pretrain(config_path: Path, output_dir: Path, overrides: Optional[Dict] = No
              gpu_id: Optional[int] = None, callbacks: Sequence = ()) -> Path:
     """Run SpanBERT pretraining. RETURNS (Path): OUTPUT_DIR/encoder, the trained encoder in HF format.
 
+    Config, then every check that needs no model, then the model and the run's identity, then training; the
+    process group this call created is shut down whatever happens.
     callbacks (Sequence[TrainerCallback]): extra transformers callbacks (Python API only).
     """
-    from . import checkpoint as ckpt
-    from .data import check_corpus
-
     cfg, masking = load_pretrain_config(config_path, overrides)
+    objective, training = objective_settings(cfg), training_settings(cfg)
     output_dir = Path(output_dir)
-    train_cfg, sys_cfg = cfg["training"], cfg["system"]
-    raw_text = cfg["paths"].get("raw_text")
-    if not raw_text:
-        raise ValueError("No corpus given: set --paths.raw_text to a .txt, .jsonl or .spacy file.")
-    check_corpus(Path(raw_text))
-    max_length = int(train_cfg["max_length"])
-    if max_length < 8:
-        raise ValueError(f"training.max_length = {max_length} is too short: use at least 8 wordpieces.")
-    nlp = None
-    if masking.scheme in CANDIDATE_ANNOTATION:
-        if not cfg["paths"].get("spacy_model"):
-            raise ValueError(f"masking.scheme = {masking.scheme} needs --paths.spacy_model (e.g. en_core_web_sm).")
-        nlp = load_candidate_pipeline(cfg["paths"]["spacy_model"], masking.scheme)  # checked before any model loads
+    nlp = preflight(cfg, masking, output_dir)
     tokenizer = load_tokenizer(cfg)
-    model = build_model(cfg, tokenizer)
+    model = build_model(cfg, tokenizer, objective)
     limit = max_positions(model.encoder.config)
-    if max_length > limit:
-        raise ValueError(f"training.max_length = {max_length} exceeds the model's {limit} positions: "
+    if training.max_length > limit:
+        raise ValueError(f"training.max_length = {training.max_length} exceeds the model's {limit} positions: "
                          f"set --training.max_length {limit} or less.")
     tokenizer.model_max_length = min(int(tokenizer.model_max_length), limit)
-    identity = {"init_model": str(cfg["paths"].get("init_model")), "vocab_size": len(tokenizer),
-                "max_length": max_length, "masking": masking.__dict__, "objective": dict(cfg["objective"]),
-                "seed": int(sys_cfg["seed"]), "batch_size": int(train_cfg["batch_size"]),
-                "raw_text": str(Path(raw_text).resolve()), "grad_accum_steps": int(train_cfg.get("grad_accum_steps", 1)),
-                "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    resume_from = None
-    if resume:
-        resume_from = ckpt.latest_checkpoint(output_dir)
-    if is_main:
-        ckpt.check_run_identity(output_dir, identity, resume)
-        cfg.to_disk(output_dir / "config.cfg")  # the resolved settings of this run, overrides included
-    elif not resume and ckpt.list_checkpoints(output_dir):
-        raise ValueError(f"{output_dir} already holds checkpoints: pass --resume to continue.")
-    if resume_from is not None and int(train_cfg.get("grad_accum_steps", 1)) > 1:
-        logger.warning("Resuming with grad_accum_steps > 1: the run continues from its checkpoint, but its losses are "
-                       "not guaranteed to match an uninterrupted run exactly (exact with grad_accum_steps = 1).")
-    if resume and resume_from is None:
-        logger.warning("--resume: %s holds no checkpoint yet, starting a new run.", output_dir)
+    resume_from = claim_output_dir(cfg, masking, objective, training, tokenizer, output_dir, resume)
     import torch.distributed as dist
 
     owns_group = not (dist.is_available() and dist.is_initialized())  # a caller's own group is left alone
     try:
-        return _train(cfg, masking, tokenizer, model, nlp, output_dir, resume_from, gpu_id, list(callbacks))
+        return _train(cfg, masking, training, tokenizer, model, nlp, output_dir, resume_from, gpu_id,
+                      list(callbacks))
     finally:
-        if owns_group and dist.is_available() and dist.is_initialized():
-            # stop gloo's threads now: left to interpreter teardown, they can abort the process (SIGABRT) after
-            # a successful run, and torchrun then reports the whole job as failed
-            try:
-                dist.destroy_process_group()
-            except Exception as err:  # never hide the error that may be on its way out
-                logger.warning("Could not shut down the process group cleanly: %s", err)
+        if owns_group:
+            shutdown_process_group()
+
+
+def preflight(cfg, masking, output_dir: Path):
+    """The checks that need neither the model nor the tokenizer; RETURNS the candidate pipeline (or None)."""
+    from .data import check_corpus
+
+    raw_text = cfg["paths"].get("raw_text")
+    if not raw_text:
+        raise ValueError("No corpus given: set --paths.raw_text to a .txt, .jsonl or .spacy file.")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"Output directory {output_dir} is an existing file: give OUTPUT_DIR a directory path "
+                         f"(new or from an earlier run).")
+    check_corpus(Path(raw_text))
+    if masking.scheme not in CANDIDATE_ANNOTATION:
+        return None
+    if not cfg["paths"].get("spacy_model"):
+        raise ValueError(f"masking.scheme = {masking.scheme} needs --paths.spacy_model (e.g. en_core_web_sm).")
+    return load_candidate_pipeline(cfg["paths"]["spacy_model"], masking.scheme)  # before any model loads
+
+
+def claim_output_dir(cfg, masking, objective: ObjectiveSettings, training: TrainingSettings, tokenizer,
+                     output_dir: Path, resume: bool) -> Optional[Path]:
+    """Check the run identity (refusing to mix runs), record this run's settings; RETURNS the checkpoint to resume."""
+    from . import checkpoint as ckpt
+
+    identity = {"init_model": str(cfg["paths"].get("init_model")), "vocab_size": len(tokenizer),
+                "max_length": training.max_length, "masking": masking.__dict__, "objective": objective.model_dump(),
+                "seed": int(cfg["system"]["seed"]), "batch_size": training.batch_size,
+                "raw_text": str(Path(cfg["paths"]["raw_text"]).resolve()),
+                "grad_accum_steps": training.grad_accum_steps, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+    resume_from = ckpt.latest_checkpoint(output_dir) if resume else None
+    if int(os.environ.get("RANK", "0")) == 0:
+        ckpt.check_run_identity(output_dir, identity, resume)
+        cfg.to_disk(output_dir / "config.cfg")  # the resolved settings of this run, overrides included
+    elif not resume and ckpt.list_checkpoints(output_dir):
+        raise ValueError(f"{output_dir} already holds checkpoints: pass --resume to continue.")
+    if resume_from is not None and training.grad_accum_steps > 1:
+        logger.warning("Resuming with grad_accum_steps > 1: the run continues from its checkpoint, but its losses are "
+                       "not guaranteed to match an uninterrupted run exactly (exact with grad_accum_steps = 1).")
+    if resume and resume_from is None:
+        logger.warning("--resume: %s holds no checkpoint yet, starting a new run.", output_dir)
+    return resume_from
+
+
+def shutdown_process_group() -> None:
+    """Stop gloo's/nccl's threads now: left to interpreter teardown, they can abort the process (SIGABRT) after a
+    successful run, and torchrun then reports the whole job as failed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception as err:  # never hide the error that may be on its way out
+            logger.warning("Could not shut down the process group cleanly: %s", err)
 
 
 # what a pipeline must set for the spans a linguistic masking scheme draws from:
@@ -184,7 +206,8 @@ def load_candidate_pipeline(name: str, scheme: str):
     return nlp
 
 
-def _train(cfg, masking, tokenizer, model, nlp, output_dir: Path, resume_from, gpu_id, extra_callbacks) -> Path:
+def _train(cfg, masking, t: TrainingSettings, tokenizer, model, nlp, output_dir: Path, resume_from, gpu_id,
+           extra_callbacks) -> Path:
     import torch
     from transformers import TrainingArguments
     from transformers.trainer_callback import ProgressCallback
@@ -195,7 +218,7 @@ def _train(cfg, masking, tokenizer, model, nlp, output_dir: Path, resume_from, g
     from .trainer import (EpochCallback, HeadsWarmupCallback, JsonlLogCallback, PostfixProgressCallback,
                           SpanBertTrainer)
 
-    t, sys_cfg = cfg["training"], cfg["system"]
+    sys_cfg = cfg["system"]
     gpu = int(sys_cfg.get("gpu_id", -1) if gpu_id is None else gpu_id)
     on_gpu = gpu >= 0
     if on_gpu and not torch.cuda.is_available():
@@ -203,44 +226,43 @@ def _train(cfg, masking, tokenizer, model, nlp, output_dir: Path, resume_from, g
     if on_gpu and "LOCAL_RANK" not in os.environ:
         torch.cuda.set_device(gpu)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    heads_warmup = int(t.get("heads_warmup_steps", 0))
     args = TrainingArguments(
-        output_dir=str(output_dir), max_steps=int(t["max_steps"]), per_device_train_batch_size=int(t["batch_size"]),
-        gradient_accumulation_steps=int(t.get("grad_accum_steps", 1)), learning_rate=float(t["learning_rate"]),
-        weight_decay=float(t.get("weight_decay", 0.01)), warmup_steps=int(t.get("warmup_steps", 0)),
-        lr_scheduler_type="linear", optim="adamw_torch", max_grad_norm=float(t.get("max_grad_norm", 1.0)),
-        logging_steps=int(t.get("logging_steps", 10)), logging_first_step=True, save_strategy="steps",
-        save_steps=int(t["save_steps"]), save_total_limit=None, seed=int(sys_cfg["seed"]),
-        data_seed=int(sys_cfg["seed"]), report_to=[], remove_unused_columns=False,
-        dataloader_num_workers=int(t.get("dataloader_workers", 0)), use_cpu=not on_gpu,
-        disable_tqdm=not t.get("progress_bar", True), ddp_backend=("gloo" if not on_gpu else "nccl") if distributed
-        else None, ddp_find_unused_parameters=heads_warmup > 0, save_safetensors=True,
-        **precision_flags(str(t.get("precision", "auto")), on_gpu),
+        output_dir=str(output_dir), max_steps=t.max_steps, per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum_steps, learning_rate=t.learning_rate, weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_steps, lr_scheduler_type="linear", optim="adamw_torch", max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps, logging_first_step=True, save_strategy="steps", save_steps=t.save_steps,
+        save_total_limit=None, seed=int(sys_cfg["seed"]), data_seed=int(sys_cfg["seed"]), report_to=[],
+        remove_unused_columns=False, dataloader_num_workers=t.dataloader_workers, use_cpu=not on_gpu,
+        disable_tqdm=not t.progress_bar, ddp_backend=("gloo" if not on_gpu else "nccl") if distributed else None,
+        ddp_find_unused_parameters=t.heads_warmup_steps > 0, save_safetensors=True,
+        **precision_flags(t.precision, on_gpu),
     )
     with args.main_process_first(local=False, desc="packing the corpus"):
-        data_dir = pack_corpus(Path(cfg["paths"]["raw_text"]), tokenizer, int(t["max_length"]), output_dir / "data",
+        data_dir = pack_corpus(Path(cfg["paths"]["raw_text"]), tokenizer, t.max_length, output_dir / "data",
                                nlp=nlp, candidate_kind=masking.scheme if nlp is not None else None)
     dataset = PackedBlocks(data_dir)
     logger.info("Corpus: %d blocks, %d wordpieces.", len(dataset), dataset.n_tokens)
     collator = SpanMaskingCollator.from_tokenizer(tokenizer, masking=masking, seed=int(sys_cfg["seed"]),
                                                   max_sbo_targets=model.sbo_head.max_targets)
     callbacks = [EpochCallback(collator), JsonlLogCallback(output_dir), *extra_callbacks]
-    if heads_warmup:
-        callbacks.append(HeadsWarmupCallback(heads_warmup))
+    if t.heads_warmup_steps:
+        callbacks.append(HeadsWarmupCallback(t.heads_warmup_steps))
     trainer = SpanBertTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                              callbacks=callbacks, run_dir=output_dir,
-                              keep_checkpoints=int(t.get("save_total_limit", 2)), save_tokenizer=tokenizer)
+                              callbacks=callbacks, run_dir=output_dir, keep_checkpoints=t.save_total_limit,
+                              save_tokenizer=tokenizer, grad_normalization=t.grad_normalization,
+                              head_lr_factor=t.head_lr_factor)
     if not args.disable_tqdm:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(PostfixProgressCallback)
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    final = output_dir / "encoder"
-    if args.should_save:
-        tmp = output_dir / ".encoder-tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        final_model = trainer.accelerator.unwrap_model(trainer.model)
-        final_model.save_encoder(tmp, tokenizer)
-        final_model.save_heads(tmp)  # extra files: AutoModel ignores them; heldout_mlm_loss reads them
-        ckpt.publish(tmp, final)
+    with ckpt.disk_full_is_one_line(output_dir):
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        final = output_dir / "encoder"
+        if args.should_save:
+            tmp = output_dir / ".encoder-tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            final_model = trainer.accelerator.unwrap_model(trainer.model)
+            final_model.save_encoder(tmp, tokenizer)
+            final_model.save_heads(tmp)  # extra files: AutoModel ignores them; heldout_mlm_loss reads them
+            ckpt.publish(tmp, final)
     trainer.accelerator.wait_for_everyone()
     return final

@@ -91,6 +91,20 @@ def test_missing_directory_and_offline_hub_id_are_clear_errors(tmp_path, monkeyp
         offline.initialize()
 
 
+def test_an_encoder_directory_without_tokenizer_files_is_one_clear_error(tiny_bert_dir, tmp_path):
+    """Under `spacy train` too: AutoTokenizer would end in a misleading "requires the protobuf library" error."""
+    import shutil
+
+    bare = tmp_path / "encoder"
+    shutil.copytree(tiny_bert_dir, bare)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (bare / name).unlink(missing_ok=True)
+    model = create_spanbert_transformer(str(bare), configure_strided_spans(16, 12))
+    with pytest.raises(ValueError, match="no tokenizer files") as err:
+        model.initialize()
+    assert str(bare) in str(err.value) and "--paths.init_model" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_long_docs_are_predicted_in_window_chunks_with_identical_output(tiny_bert_dir, monkeypatch):
     import numpy
 

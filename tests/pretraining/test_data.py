@@ -44,6 +44,24 @@ def test_long_sentence_is_split_not_dropped(tokenizer, tmp_path):
     assert joined == words
 
 
+def test_long_sentences_are_split_without_the_tokenizers_length_warning(tiny_bert_dir, tmp_path, caplog):
+    """Packing splits long sentences on purpose: transformers' "indexing errors" warning would be a false alarm
+    there, and only there (the same tokenizer still warns when a caller tokenizes too much text)."""
+    import transformers
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert_dir), model_max_length=16)  # warns once per instance
+    long_text = " ".join(["the big old river"] * 20)
+    (tmp_path / "long.txt").write_text(long_text + "\n")
+    transformers.logging.enable_propagation()
+    try:
+        pack_corpus(tmp_path / "long.txt", tokenizer, 16, tmp_path / "packed")
+        assert "Token indices sequence length" not in caplog.text
+        tokenizer(long_text)
+        assert "Token indices sequence length" in caplog.text
+    finally:
+        transformers.logging.disable_propagation()
+
+
 def test_jsonl_and_docbin_inputs(tokenizer, tmp_path):
     import spacy
     from spacy.tokens import DocBin
