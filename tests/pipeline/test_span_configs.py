@@ -13,6 +13,8 @@ from spacy.training.loop import train
 from spacy.util import load_config
 from thinc.api import Config
 
+from spacy_spanbert.models.scorer_layer import get_torch_scorer
+
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 NAMES = ["ner.cfg", "spancat.cfg", "ner_standalone.cfg"]
 TEXTS = [
@@ -91,10 +93,14 @@ def test_ner_config_trains(tiny_corpus, tiny_bert_dir, tmp_path):
     with open(tmp_path / "log.txt", "w") as log:
         train(nlp, tmp_path / "out", stdout=log)
     trained = spacy.load(tmp_path / "out" / "model-last")
-    doc = trained("John saw the big dog in London .")
-    scores = doc.spans["spanbert_ents"].attrs["scores"]
-    assert len(scores) == len(doc.ents) and all(0.0 <= x <= 1.0 for x in scores)
     assert trained.pipe_names == ["transformer", "spanbert_ner"]
+    ner = trained.get_pipe("spanbert_ner")
+    # the width embedding followed the suggester (max_width = null in the model), and was saved that way
+    assert get_torch_scorer(ner.model).max_width == ner.max_width == 10
+    threshold = {"components": {"spanbert_ner": {"threshold": 0.0}}}  # untrained after 4 steps: keep every entity
+    doc = spacy.load(tmp_path / "out" / "model-last", config=threshold)("John saw the big dog in London .")
+    scores = doc.spans["spanbert_ents"].attrs["scores"]
+    assert scores == [e._.spanbert_score for e in doc.ents]
 
 
 def test_missing_checkpoint_is_one_clear_error(tiny_corpus, tmp_path):
