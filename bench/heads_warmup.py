@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS_DIR, ROOT, machine_info, machine_line, markdown_table, run_logged  # noqa: E402
-from common import spacy_cmd, write_json, write_text  # noqa: E402
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import RESULTS_DIR, ROOT, machine_info, machine_line, markdown_table, run_logged  # noqa: E402
+from bench.common import spacy_cmd, write_json, write_text  # noqa: E402
 
 
 def run(warmup: int, args: argparse.Namespace) -> Dict[str, Any]:

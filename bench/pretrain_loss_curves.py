@@ -21,8 +21,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS_DIR, ROOT, machine_info, machine_line, markdown_table, write_json, write_text  # noqa: E402
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import RESULTS_DIR, ROOT, machine_info, machine_line, markdown_table, write_json, write_text  # noqa: E402
 
 from transformers import TrainerCallback  # noqa: E402
 

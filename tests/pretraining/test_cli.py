@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from spacy_spanbert.pretraining import checkpoint as ckpt
 
 ROOT = Path(__file__).parents[2]
@@ -25,6 +27,7 @@ def test_spacy_cli_reports_bad_input_in_one_line(tiny_bert_dir, tmp_path):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_and_checkpoint(tiny_bert_dir, tiny_text_corpus, tmp_path):
     out = tmp_path / "ddp"
     res = run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
