@@ -82,7 +82,7 @@ def make_blocks(tokenizer, seq_len: int, n: int, corpus: Path = None, seed: int 
         words = [rng.choice(vocab) + (rng.choice(suffixes) if suffixes and rng.random() < 0.15 else "")
                  for _ in range(n * seq_len)]
         text = " ".join(words)
-    enc = tokenizer(text, add_special_tokens=False)
+    enc = tokenizer(text, add_special_tokens=False, verbose=False)  # split into blocks below: no length warning
     ids, word_ids = enc["input_ids"], enc.word_ids()
     content = seq_len - 2
     if len(ids) < n * content:
