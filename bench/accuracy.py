@@ -35,6 +35,10 @@ SYSTEMS: Dict[str, Dict[str, Any]] = {
     # ours without the 5 case flags per token (MiniLM is uncased): what the span head alone gives on its encoder
     "spanbert_ner_nocase": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, no case features",
                             "encoder": True, "overrides": ["--components.spanbert_ner.model.case_features", "false"]},
+    # ours in mixed precision on a GPU: the transformer's and the span scorer's autocast (no-op on a CPU)
+    "spanbert_ner_amp": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, mixed precision",
+                         "encoder": True, "overrides": ["--components.transformer.model.mixed_precision", "true",
+                                                        "--components.spanbert_ner.model.mixed_precision", "true"]},
     "trf_ner": {"config": BENCH / "configs" / "trf_ner.cfg", "label": "spacy-transformers + ner", "encoder": True},
     "span_marker": {"config": None, "label": "SpanMarker", "encoder": True},
     "cnn_ner": {"config": BENCH / "configs" / "cnn_ner.cfg", "label": "spaCy CNN tok2vec + ner", "encoder": False},

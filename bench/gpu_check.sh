@@ -5,8 +5,9 @@
 #      ours (MLM + SBO) vs HF BertForMaskedLM: BERT-base-sized random model
 #      (batch 32, seq 128 and 512, bf16) and MiniLM (batch 32, seq 512)     -> bench/results/pretrain_throughput_gpu*.json|md
 #   3. a 200-step bf16 `spacy spanbert-pretrain` of MiniLM on the news corpus -> bench/results/gpu_pretrain.json
-#   4. CoNLL-2003 spanbert_ner vs spacy-transformers + ner, 400 steps each on
-#      the GPU, with training time (words/s) and test F                     -> bench/results/accuracy_gpu.json|md
+#   4. CoNLL-2003 spanbert_ner (fp32 and mixed precision) vs spacy-transformers
+#      + ner, 400 steps each on the GPU, equal batches, so the train times'
+#      ratio is the training words/s ratio; test F                          -> bench/results/accuracy_gpu.json|md
 #
 # Usage:  bash bench/gpu_check.sh            on the GPU machine
 #         bash bench/gpu_check.sh --dry-run  on a CPU: the same steps at toy sizes, writing under bench/work/ only
@@ -99,7 +100,7 @@ EOF
 
 step "4/4 CoNLL-2003: spanbert_ner vs transformer + ner on the GPU"
 # shellcheck disable=SC2086
-$PY -m bench.accuracy --encoder "$MODEL" --systems spanbert_ner trf_ner $ACC --gpu-id "$GPU" \
+$PY -m bench.accuracy --encoder "$MODEL" --systems spanbert_ner spanbert_ner_amp trf_ner $ACC --gpu-id "$GPU" \
     --work-dir "$WORK/accuracy" --output "$OUT/accuracy_gpu.json"
 
 step "done: results in $OUT"

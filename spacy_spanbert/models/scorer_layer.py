@@ -43,7 +43,9 @@ def build_span_scorer(
         convert_inputs=_convert_inputs,
         convert_outputs=_convert_outputs,
         mixed_precision=mixed_precision,
-        grad_scaler=PyTorchGradScaler(enabled=mixed_precision),
+        # autocast is CUDA's only (a no-op on CPU tensors), and thinc's scaler refuses to run without CUDA: scale
+        # only where half precision can happen, so a mixed-precision pipeline still trains and loads on a CPU
+        grad_scaler=PyTorchGradScaler(enabled=mixed_precision and torch.cuda.is_available()),
         serialize_model=serialize_scorer,
         deserialize_model=deserialize_scorer,
     )

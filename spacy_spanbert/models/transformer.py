@@ -271,15 +271,21 @@ def create_spanbert_transformer(
     transformer_config (Dict[str, Any]): Settings passed to the transformer's config.
     RETURNS (TransformerModel): Outputs a spacy-transformers `FullTransformerBatch`.
     """
+    import torch
+
     if get_spans is None:
         raise ValueError("create_spanbert_transformer needs get_spans, e.g. spacy-transformers.strided_spans.v1")
+    scaler = dict(grad_scaler_config or {})
+    # spacy-transformers enables the scaler with mixed_precision, and thinc's scaler refuses to run without CUDA
+    # (autocast is CUDA's only): a mixed-precision config must still train, and load, on a CPU
+    scaler.setdefault("enabled", mixed_precision and torch.cuda.is_available())
     model = TransformerModel(
         str(name),
         get_spans,
         spanbert_tokenizer_config(str(name), dict(tokenizer_config or {})),
         dict(transformer_config or {}),
         mixed_precision,
-        dict(grad_scaler_config or {}),
+        scaler,
     )
     model.init = _checked_init
     shim = model.layers[0].shims[0]

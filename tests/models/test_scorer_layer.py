@@ -88,3 +88,14 @@ def test_safetensors_round_trip_rebuilds_the_module():
     whole = build_span_scorer(hidden_width=8, max_width=4, use_interior=True, dropout=0.0)
     whole.from_bytes(layer.to_bytes())
     assert isinstance(get_torch_scorer(whole), SpanScorer) and whole.attrs["max_width"] == 4
+
+
+def test_mixed_precision_scorer_trains_on_a_cpu():
+    """A pipeline configured for mixed precision on a GPU must still train and load where there is none."""
+    layer = build_span_scorer(hidden_width=8, max_width=4, use_interior=False, dropout=0.0, mixed_precision=True)
+    ops = layer.ops
+    spans = Ragged(ops.asarray2i([[0, 1], [1, 3]]), ops.asarray1i([2]))
+    layer.initialize(X=([ops.alloc2f(4, 6)], spans), Y=ops.alloc2f(2, 3))
+    logits, backprop = layer.begin_update(([ops.alloc2f(4, 6) + 1.0], spans))
+    (d_vectors, _) = backprop(ops.alloc2f(*logits.shape) + 1.0)
+    assert d_vectors[0].shape == (4, 6) and numpy.abs(d_vectors[0]).sum() > 0

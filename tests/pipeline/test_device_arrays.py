@@ -48,6 +48,20 @@ def test_train_predict_and_serialise_with_device_arrays(tiny_bert_dir, factory, 
             numpy.testing.assert_allclose(a.spans[key].attrs["scores"], b.spans[key].attrs["scores"], rtol=1e-5)
 
 
+def test_a_mixed_precision_pipeline_trains_and_loads_on_a_cpu(tiny_bert_dir, tmp_path):
+    """mixed_precision is CUDA autocast: a pipeline configured for it on a GPU must still train and load on a CPU
+    (thinc's gradient scaler refuses to run without CUDA, so it is only enabled where CUDA is)."""
+    config = component_config(tiny_bert_dir, model={"mixed_precision": True})
+    config["model"]["tok2vec"]["mixed_precision"] = True
+    nlp = spacy.blank("en")
+    nlp.add_pipe("spanbert_ner", config=config)
+    losses = train(nlp, ner_examples(nlp), steps=2)
+    assert losses["spanbert_ner"] > 0
+    nlp.to_disk(tmp_path / "amp")
+    text = NER_DATA[0][0]
+    assert ents(spacy.load(tmp_path / "amp")(text)) == ents(nlp(text))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("factory,make,key", FACTORIES)
 def test_gpu_trained_pipeline_loads_on_gpu_and_cpu(tiny_bert_dir, tmp_path, factory, make, key):
