@@ -13,7 +13,8 @@
 #         bash bench/gpu_check.sh --dry-run  on a CPU: the same steps at toy sizes, writing under bench/work/ only
 # Needs the project's dependencies importable by $PYTHON (default: .venv/bin/python, else python3), and the assets
 # and corpus of `spacy project run fetch convert corpus` (assets/all-MiniLM-L6-v2, corpus/*.spacy, corpus/pretrain.txt).
-# On the lent device machine (Python 3.12, no network) carry the wheels that bench/gpu_wheels.sh downloads.
+# On the lent device machine (Python 3.12, no network) carry what bench/gpu_payload.sh builds (MODEL, CORPUS and
+# CORPUS_DIR point at it there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
@@ -28,7 +29,8 @@ else
     SEQS="128 512"; BATCH=32; TP_STEPS=20; PRE_STEPS=200; PRE_LEN=512; ACC="--seeds 1 --max-steps 400 --eval-frequency 100"
 fi
 CORPUS=${CORPUS:-corpus/pretrain.txt}
-for need in "$MODEL/config.json" "$CORPUS" corpus/train.spacy corpus/dev.spacy corpus/test.spacy; do
+CORPUS_DIR=${CORPUS_DIR:-corpus}
+for need in "$MODEL/config.json" "$CORPUS" "$CORPUS_DIR/train.spacy" "$CORPUS_DIR/dev.spacy" "$CORPUS_DIR/test.spacy"; do
     [ -e "$need" ] || { echo "gpu_check: $need is missing: run 'spacy project run fetch', 'convert' and 'corpus' first" >&2
                         exit 2; }
 done
@@ -101,6 +103,6 @@ EOF
 step "4/4 CoNLL-2003: spanbert_ner vs transformer + ner on the GPU"
 # shellcheck disable=SC2086
 $PY -m bench.accuracy --encoder "$MODEL" --systems spanbert_ner spanbert_ner_amp trf_ner $ACC --gpu-id "$GPU" \
-    --work-dir "$WORK/accuracy" --output "$OUT/accuracy_gpu.json"
+    --corpus-dir "$CORPUS_DIR" --work-dir "$WORK/accuracy" --output "$OUT/accuracy_gpu.json"
 
 step "done: results in $OUT"
