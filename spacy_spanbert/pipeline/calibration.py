@@ -84,7 +84,8 @@ def collect(nlp: Language, name: str, examples: Sequence[Example], batch_size: i
     decoded_correct: List[numpy.ndarray] = []
     offset = n_gold = 0
     for batch in minibatch(list(examples), batch_size):
-        docs = [nlp.make_doc(eg.reference.text) for eg in batch]
+        # the examples' own predicted docs: same tokens as the gold (a re-tokenised text would misalign spans)
+        docs = [eg.predicted.copy() for eg in batch]
         for other in before:
             docs = list(nlp.get_pipe(other).pipe(docs))
         batch = [Example(doc, eg.reference) for doc, eg in zip(docs, batch)]
