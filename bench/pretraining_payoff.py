@@ -1,0 +1,582 @@
+"""Does continued pretraining pay off? spanbert_ner learning curves from MiniLM as shipped, + subword MLM, + span/SBO.
+
+    python bench/pretraining_payoff.py --news /tmp/ptr_assets/news --pretrain-steps 320 --pretrain-batch-size 16 \
+        --sizes 2 10 --steps 150 250 --seeds 1 2 3 --parallel 2 --deadline 07:05
+
+Why: the masking ablation fine-tunes on all of CoNLL-2003, where a 2,000-step run washes out what the encoder knew.
+Representation quality shows where labels are scarce, so spanbert_ner is fine-tuned on small fixed subsets of the
+train documents (the same subset for every encoder and seed) from three encoders: (a) MiniLM as shipped,
+(b) MiniLM + continued token-level MLM (`subword` masking, no SBO: the BERT recipe), (c) MiniLM + span masking + SBO.
+Both schemes see the same tokens (steps x batch x length), seeds and schedule, on in-domain text: the project's news
+corpus (CoNLL overlaps removed by scripts/make_pretrain_corpus.py) plus the raw text of CoNLL-2003 *train*
+sentences, never dev or test. Every job is a logged subprocess on `--threads-per-job` threads, `--parallel` at a
+time; results are rewritten after every finished job, and `--deadline` keeps jobs that would not finish in time
+from starting (they are listed as not run).
+"""
+import argparse
+import json
+import random
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+    ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_logged, shown, short_error,
+    spacy_cmd, summarize, thread_env, write_json, write_text,
+)
+from bench.ner_runs import corpus_paths, failed_record, resolve_encoder, summarize_runs, train_and_evaluate  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+# encoder name -> (masking.scheme, objective.sbo_weight); None = MiniLM as shipped
+ENCODERS: Dict[str, Optional[Tuple[str, float]]] = {
+    "minilm": None,
+    "subword_mlm": ("subword", 0.0),
+    "span_sbo": ("span", 1.0),
+}
+LABELS = {"minilm": "MiniLM as shipped", "subword_mlm": "+ subword MLM", "span_sbo": "+ span masking + SBO"}
+HELDOUT_SCHEMES = ("span", "subword")  # every pretrained encoder is scored under both maskings (same seeded masks)
+GOAL_GAIN = 0.01  # the issue's goal: span + SBO at least 1.0 F above MiniLM as shipped
+
+
+# ---------------------------------------------------------------- pure parts (tested)
+
+
+def conll_documents(lines: Sequence[str]) -> List[List[str]]:
+    """CoNLL-2003 lines (`word POS chunk NER`) -> documents (split at -DOCSTART-), each a list of sentence strings.
+
+    Sentences are the words joined by spaces: the form spanbert_ner sees at fine-tuning time.
+    """
+    docs: List[List[str]] = [[]]
+    sentence: List[str] = []
+    for raw in list(lines) + [""]:
+        line = raw.strip()
+        if line.startswith("-DOCSTART-"):
+            if sentence:
+                docs[-1].append(" ".join(sentence))
+            sentence = []
+            docs.append([])
+        elif not line:
+            if sentence:
+                docs[-1].append(" ".join(sentence))
+            sentence = []
+        else:
+            sentence.append(line.split()[0])
+    return [d for d in docs if d]
+
+
+def subset_indices(n_docs: int, percent: float, seed: int) -> List[int]:
+    """Sorted indices of `percent`% of `n_docs` documents (at least one), the same for every encoder and fine-tune seed.
+
+    The generator is seeded from (seed, percent), so each size has its own fixed draw.
+    """
+    if not 0 < percent <= 100:
+        raise ValueError(f"train size {percent}% is out of range: pass --sizes between 0 (excluded) and 100")
+    if n_docs < 1:
+        raise ValueError("the train corpus has no documents: run `spacy project run convert` or pass --corpus-dir")
+    k = max(1, round(n_docs * percent / 100))
+    if k >= n_docs:
+        return list(range(n_docs))
+    return sorted(random.Random(f"subset-{seed}-{percent:g}").sample(range(n_docs), k))
+
+
+def parse_deadline(text: Optional[str], now: Optional[datetime] = None) -> Optional[float]:
+    """'HH:MM' (UTC, today) or an ISO time -> a POSIX timestamp; None stays None."""
+    if not text:
+        return None
+    now = now or datetime.now(timezone.utc)
+    try:
+        if len(text) <= 5 and ":" in text:
+            hh, mm = (int(x) for x in text.split(":"))
+            return now.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
+        when = datetime.fromisoformat(text)
+        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    except ValueError:
+        raise ValueError(f"--deadline {text!r} is not a time: pass HH:MM (UTC) or an ISO date-time") from None
+
+
+def summarize_grid(runs: Dict[str, Dict[str, List[Dict[str, Any]]]]) -> Dict[str, Dict[str, Any]]:
+    """Per size and encoder: seed statistics of the finished fine-tuning runs (bench.ner_runs.summarize_runs)."""
+    return {size: {enc: summarize_runs(rs) for enc, rs in by_enc.items()} for size, by_enc in runs.items()}
+
+
+def goal_checks(summary: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The issue's goal, per size: span_sbo >= minilm + 1.0 F, and span_sbo >= subword_mlm; from the seed means."""
+    checks = []
+    for size, by_enc in summary.items():
+        f = {enc: (s.get("f") or {}) for enc, s in by_enc.items()}
+        span = f.get("span_sbo", {}).get("mean")
+        for other, need, claim in (("minilm", GOAL_GAIN, "span + SBO >= MiniLM as shipped + 1.0 F"),
+                                   ("subword_mlm", 0.0, "span + SBO >= subword MLM")):
+            base = f.get(other, {}).get("mean")
+            if span is None or base is None:
+                continue
+            spread = (f["span_sbo"].get("std", 0.0) + f[other].get("std", 0.0)) if min(
+                f["span_sbo"].get("n", 1), f[other].get("n", 1)) > 1 else None
+            checks.append({"size": size, "claim": claim, "diff_f": span - base, "met": span - base >= need - 1e-9,
+                           "n": min(f["span_sbo"]["n"], f[other]["n"]), "std_sum": spread})
+    return checks
+
+
+def verdict(checks: Sequence[Dict[str, Any]]) -> str:
+    """One plain sentence per check, built from the numbers."""
+    if not checks:
+        return "No size has finished runs of span + SBO and a baseline yet: nothing to judge."
+    parts = []
+    for c in checks:
+        noise = "" if c["std_sum"] is None else (
+            " (within seed spread)" if abs(c["diff_f"]) <= c["std_sum"] else " (beyond seed spread)")
+        parts.append(f"{c['size']}: {c['claim']}: {'met' if c['met'] else 'NOT met'}, "
+                     f"{100 * c['diff_f']:+.1f} F over {c['n']} seed(s){noise}.")
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------- text and subsets
+
+
+def build_text(args: argparse.Namespace, env: Dict[str, str]) -> Dict[str, Any]:
+    """News corpus (the project's `corpus` step, same settings) + CoNLL train sentences -> text/pretrain.txt."""
+    out = args.work_dir / "text"
+    news, heldout, combined = out / "news.txt", out / "heldout.txt", out / "pretrain.txt"
+    conll = {s: args.conll_dir / f"{s}.txt" for s in ("train", "valid", "test")}
+    cmd = [sys.executable, ROOT / "scripts" / "make_pretrain_corpus.py", args.news, "--output", news,
+           "--heldout", heldout, "--exclude-conll", *conll.values(), "--max-docs", args.news_max_docs,
+           "--heldout-docs", 100, "--ngram", 13, "--seed", 0]
+    done = run_logged(cmd, out / "corpus.log", env=env, prefix="[corpus] ")
+    if not done.ok:
+        raise SystemExit(f"error: building the news corpus failed: {short_error(done.tail)}")
+    docs = conll_documents(conll["train"].read_text(encoding="utf8").splitlines())
+    conll_text = "".join("\n".join(d) + "\n\n" for d in docs)
+    write_text(combined, news.read_text(encoding="utf8") + conll_text)
+    return {"command": " ".join(map(str, cmd)), "pretrain_txt": str(combined), "heldout_txt": str(heldout),
+            "news_words": len(news.read_text(encoding="utf8").split()), "conll_train_docs": len(docs),
+            "conll_train_words": len(conll_text.split())}
+
+
+def write_train_subsets(train: Path, sizes: Sequence[float], seed: int, out_dir: Path) -> Dict[str, Dict[str, Any]]:
+    """One `.spacy` train subset per size (fixed draw per size), with its document and word counts."""
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    docs = list(DocBin().from_disk(train).get_docs(Vocab()))
+    subsets = {}
+    for pct in sizes:
+        idx = subset_indices(len(docs), pct, seed)
+        path = out_dir / f"train_{pct:g}pct.spacy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        DocBin(docs=[docs[i] for i in idx], store_user_data=True).to_disk(path)
+        subsets[size_key(pct)] = {"path": str(path), "percent": pct, "docs": len(idx), "of_docs": len(docs),
+                                  "words": sum(len(docs[i]) for i in idx),
+                                  "entities": sum(len(docs[i].ents) for i in idx)}
+    return subsets
+
+
+def size_key(percent: float) -> str:
+    return f"{percent:g}%"
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def pretrain_command(args: argparse.Namespace, name: str, text: Path, encoder: str) -> List[str]:
+    """`spacy spanbert-pretrain` for one scheme: same steps, batch, length, schedule and seed for every scheme."""
+    scheme, sbo = ENCODERS[name]  # type: ignore[misc]
+    steps = args.pretrain_steps
+    return spacy_cmd(
+        "spanbert-pretrain", args.pretrain_config.resolve(), args.work_dir / name / "pretrain",
+        "--paths.raw_text", text, "--paths.init_model", encoder, "--training.max_steps", steps,
+        "--training.batch_size", args.pretrain_batch_size, "--training.max_length", args.pretrain_max_length,
+        "--training.learning_rate", args.pretrain_lr, "--training.warmup_steps", max(1, steps // 10),
+        "--training.precision", args.precision, "--training.head_lr_factor", args.head_lr_factor,
+        "--training.logging_steps", 10, "--training.save_steps", steps, "--training.progress_bar", "false",
+        "--masking.scheme", scheme, "--objective.sbo_weight", sbo, "--system.seed", args.pretrain_seed, "--gpu-id", -1,
+    )
+
+
+def log_entries(path: Path) -> List[Dict[str, Any]]:
+    """The JSON lines of a pretraining log.jsonl (a torn last line is skipped)."""
+    out = []
+    for line in Path(path).read_text(encoding="utf8").splitlines() if Path(path).exists() else []:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def finished_run(run_dir: Path, steps: int, expected: Dict[str, Any]) -> bool:
+    """True when `run_dir` holds a pretraining run of `steps` steps whose identity (meta.json) matches `expected`."""
+    meta_path, weights = run_dir / "meta.json", run_dir / "encoder" / "model.safetensors"
+    state = run_dir / "checkpoints" / f"step-{steps}" / "trainer_state.json"
+    if not (meta_path.exists() and weights.exists() and state.exists()):
+        return False
+    ident = json.loads(meta_path.read_text())["identity"]
+    flat = {**ident, **{k: ident.get("masking", {}).get(k) for k in ("scheme",)},
+            **{k: ident.get("objective", {}).get(k) for k in ("sbo_weight",)}}
+    return json.loads(state.read_text()).get("global_step") == steps and all(
+        flat.get(k) == v for k, v in expected.items())
+
+
+def pretrain_job(args: argparse.Namespace, name: str, text: Path, encoder: str, env: Dict[str, str]) -> Dict[str, Any]:
+    """Pretrain one scheme (or, with --reuse, take a finished run of the same command); the record or the failure."""
+    run_dir = args.work_dir / name / "pretrain"
+    cmd = pretrain_command(args, name, text, encoder)
+    record: Dict[str, Any] = {"status": "ok", "command": " ".join(map(str, cmd)), "dir": str(run_dir),
+                              "scheme": ENCODERS[name][0], "sbo_weight": ENCODERS[name][1]}  # type: ignore[index]
+    weights = run_dir / "encoder" / "model.safetensors"
+    if args.reuse and finished_run(run_dir, args.pretrain_steps, {
+            "scheme": record["scheme"], "sbo_weight": record["sbo_weight"], "batch_size": args.pretrain_batch_size,
+            "max_length": args.pretrain_max_length, "raw_text": str(text), "init_model": encoder,
+            "seed": args.pretrain_seed}):
+        # started by hand with this command: wall time from the run's files (config.cfg at start, weights at end)
+        record.update(reused=True, wall_s=round(weights.stat().st_mtime - (run_dir / "config.cfg").stat().st_mtime, 1))
+    elif args.reuse and run_dir.exists():  # never delete a run that --reuse was meant to keep
+        record.update(status="failed", stage="pretrain", error=f"{run_dir} is not a finished run of this command: "
+                      "remove it or drop --reuse")
+        return record
+    else:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)  # spanbert-pretrain refuses a directory holding another run
+        done = run_logged(cmd, args.work_dir / name / "pretrain.log", env=env, timeout=args.timeout, prefix=f"[{name}] ")
+        record["wall_s"] = done.wall_s
+        if not done.ok or not weights.exists():
+            return failed_record(record, "pretrain", done)
+    entries = [e for e in log_entries(run_dir / "log.jsonl") if "mlm_loss" in e]
+    record.update(steps=args.pretrain_steps, tokens=args.pretrain_steps * args.pretrain_batch_size * args.pretrain_max_length,
+                  last_log=entries[-1] if entries else None,
+                  tokens_per_s=summarize([e["tokens_per_s"] for e in entries if e.get("tokens_per_s")]))
+    return record
+
+
+def heldout_job(args: argparse.Namespace, name: str, scheme: str, heldout: Path, env: Dict[str, str]) -> Dict[str, Any]:
+    """scripts/pretrain_heldout_loss.py on one pretrained encoder, with its run's masking and `scheme`'s spans."""
+    out = args.work_dir / name / f"heldout_{scheme}.json"
+    cmd = [sys.executable, ROOT / "scripts" / "pretrain_heldout_loss.py", args.work_dir / name / "pretrain" / "encoder",
+           heldout, "--output", out, "--scheme", scheme, "--max-length", args.pretrain_max_length,
+           "--max-blocks", args.heldout_blocks, "--seed", 0]
+    done = run_logged(cmd, args.work_dir / name / f"heldout_{scheme}.log", env=env, timeout=args.timeout,
+                      prefix=f"[{name} held-out {scheme}] ")
+    record = {"status": "ok", "command": " ".join(map(str, cmd)), "wall_s": done.wall_s}
+    if not done.ok or not out.exists():
+        return failed_record(record, "heldout", done)
+    scores = json.loads(out.read_text())
+    record.update({k: scores.get(k) for k in ("mlm_loss", "sbo_loss", "n_blocks")})
+    return record
+
+
+def finetune_job(args: argparse.Namespace, encoder_dir: str, size: Dict[str, Any], steps: int, seed: int,
+                 run_dir: Path, env: Dict[str, str], label: str) -> Dict[str, Any]:
+    """spanbert_ner on one train subset: a fixed step budget, warmup a tenth of it, dev evaluated at the end only."""
+    corpus = dict(args.corpus, train=Path(size["path"]))
+    overrides = ["--training.optimizer.learn_rate.warmup_steps", str(max(1, steps // 10))]
+    return train_and_evaluate(args.ner_config, run_dir, corpus, seed=seed, max_steps=steps, eval_frequency=steps,
+                              init_model=encoder_dir, overrides=overrides, env=env, timeout=args.timeout, label=label)
+
+
+@dataclass
+class Job:
+    """One subprocess job: runs when its dependencies finished, records its result through `done`."""
+    key: str
+    run: Callable[[], Dict[str, Any]]
+    done: Callable[[Dict[str, Any]], None]
+    deps: Tuple[str, ...] = ()
+    estimate_s: Callable[[], Optional[float]] = field(default=lambda: None)
+
+
+def run_jobs(jobs: List[Job], parallel: int, deadline: Optional[float], publish: Callable[[], None],
+             skipped: Callable[[Job, str], None]) -> None:
+    """Run jobs `parallel` at a time in list order as their dependencies finish; publish after each one.
+
+    A job whose dependency failed is skipped; past the deadline (or when its estimate would cross it) a job is not
+    started. Results are handled in this thread only.
+    """
+    ok: Dict[str, bool] = {}
+    pending = list(jobs)
+    running: Dict[Future, Job] = {}
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        while pending or running:
+            for job in list(pending):
+                if len(running) >= parallel:
+                    break
+                if any(ok.get(d) is False for d in job.deps):
+                    pending.remove(job)
+                    ok[job.key] = False
+                    skipped(job, "not run: a job it needs failed or did not run")
+                    continue
+                if not all(ok.get(d) for d in job.deps):
+                    continue
+                est = job.estimate_s() or 0.0
+                if deadline is not None and time.time() + est > deadline:
+                    pending.remove(job)
+                    ok[job.key] = False
+                    skipped(job, f"not run: would end after the deadline (estimate {fmt_duration(est)})")
+                    continue
+                pending.remove(job)
+                running[pool.submit(job.run)] = job
+            if not running:
+                if pending and not any(all(ok.get(d) for d in j.deps) for j in pending):
+                    for job in pending:
+                        skipped(job, "not run: a job it needs did not run")
+                    return
+                continue
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                job = running.pop(fut)
+                try:
+                    record = fut.result()
+                except Exception as err:  # a bug in one job must not lose the others' results
+                    record = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+                ok[job.key] = record.get("status") == "ok"
+                job.done(record)
+            publish()
+
+
+# ---------------------------------------------------------------- report
+
+
+def render_markdown(result: Dict[str, Any]) -> str:
+    """The results table (F per encoder per size, mean ± std over seeds), the pretraining facts and the verdict."""
+    s = result["settings"]
+    sizes = list(result["subsets"])
+    rows = []
+    for enc in ENCODERS:
+        info = result["encoders"].get(enc, {})
+        pre = info.get("pretrain") or {}
+        held = info.get("heldout") or {}
+        cells = []
+        for size in sizes:
+            summ = (result["summary"].get(size) or {}).get(enc) or {}
+            cells.append(f"{fmt_stat(summ.get('f'))} (n={summ.get('n_ok', 0)})")
+        loss = [f"{held[h]['mlm_loss']:.2f} / {held[h]['sbo_loss']:.2f}" if held.get(h, {}).get("mlm_loss") else "–"
+                for h in HELDOUT_SCHEMES]
+        tokens = f"{pre['tokens']:,}" if pre.get("tokens") else ("0" if ENCODERS[enc] is None else "–")
+        rate = (pre.get("tokens_per_s") or {}).get("mean")
+        rows.append([LABELS[enc], *cells, tokens, pre.get("steps", 0 if ENCODERS[enc] is None else "–"),
+                     fmt_duration(pre.get("wall_s")) + (f" ({rate:,.0f} tok/s)" if rate else ""), *loss])
+    table = markdown_table(["encoder", *[f"test F @ {k} train" for k in sizes], "pretraining tokens", "steps",
+                            "pretraining time", *[f"held-out MLM / SBO loss ({h} masks)" for h in HELDOUT_SCHEMES]],
+                           rows)
+    subsets = "; ".join(f"{k}: {v['docs']} of {v['of_docs']} chunks, {v['words']:,} words, {v['entities']:,} "
+                        f"entities, {s['steps'][k]} steps" for k, v in result["subsets"].items())
+    ft = [r for by_enc in result["runs"].values() for rs in by_enc.values() for r in rs if r.get("status") == "ok"]
+    ft_time = summarize([r["train_wall_s"] + r.get("eval_wall_s", 0.0) for r in ft])
+    title = "Does pretraining help? spanbert_ner on small CoNLL-2003 subsets from three encoders"
+    title += "" if result.get("finished") else " (in progress)"
+    text = result["text"]
+    lines = [
+        f"### {title}", "",
+        f"Continued pretraining: {s['pretrain_steps']} steps × {s['pretrain_batch_size']} sequences × "
+        f"{s['pretrain_max_length']} tokens per scheme (the same ≤ {s['pretrain_tokens']:,} tokens), lr "
+        f"{s['pretrain_lr']:g}, warmup a tenth, {s['precision']}, head_lr_factor {s['head_lr_factor']:g}, seed "
+        f"{s['pretrain_seed']}, on {text.get('news_words', 0):,} words of news (CoNLL overlaps removed) + "
+        f"{text.get('conll_train_words', 0):,} words of CoNLL-2003 train text ({text.get('conll_train_docs', 0)} "
+        f"documents; never dev or test). Fine-tuning: spanbert_ner (configs/ner.cfg) on a fixed random subset of the "
+        f"train chunks per size, the same for every encoder ({subsets}); warmup a tenth of the steps, seeds "
+        f"{s['seeds']}, {s['threads_per_job']} thread(s) per job, {s['parallel']} jobs at a time; test F on the whole "
+        f"CoNLL-2003 test split, in %, mean ± sample std over seeds (n = finished seeds). Held-out loss: "
+        f"{s['heldout_blocks']} blocks of the project's 100 held-out news documents, the run's own masking with the "
+        "named scheme's spans, the same seeded masks for both encoders (MiniLM ships no MLM head, so it has none).",
+        "", table, "",
+        f"**Goal (issue 10): span + SBO ≥ 1.0 F above MiniLM as shipped at every small size, and ≥ subword MLM at "
+        f"every size.** {result['verdict']}", "",
+        *[f"Not run: {n}" for n in result.get("not_run", [])[:12]],
+        *([f"... and {len(result['not_run']) - 12} more not run."] if len(result.get("not_run", [])) > 12 else []),
+        f"Fine-tuning job (train + test evaluation): {fmt_duration((ft_time or {}).get('mean'))} on average over "
+        f"{len(ft)} runs. Total wall time {fmt_duration(result['wall_s'])}. {machine_line(result['machine'])}",
+        f"Rerun: `{shown(result['command'])}`",
+    ]
+    return "\n".join(lines)
+
+
+def plot(result: Dict[str, Any], png: Path) -> None:
+    """Test F against train size per encoder (seed mean, min-max whiskers, one dot per seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    sizes = list(result["subsets"])
+    for j, enc in enumerate(ENCODERS):
+        xs, means, lo, hi = [], [], [], []
+        for size in sizes:
+            vals = [100 * r["f"] for r in result["runs"].get(size, {}).get(enc, []) if r.get("status") == "ok"]
+            if not vals:
+                continue
+            x = result["subsets"][size]["percent"] * (1 + 0.04 * (j - 1))  # small offsets so whiskers do not overlap
+            m = sum(vals) / len(vals)
+            xs.append(x), means.append(m), lo.append(m - min(vals)), hi.append(max(vals) - m)
+            ax.scatter([x] * len(vals), vals, s=10, color=f"C{j}", alpha=0.6)
+        if xs:
+            ax.errorbar(xs, means, yerr=[lo, hi], marker="o", capsize=4, color=f"C{j}", label=LABELS[enc])
+    ax.set_xscale("log")
+    ax.set_xticks([v["percent"] for v in result["subsets"].values()])
+    ax.set_xticklabels(sizes)
+    ax.set_xlabel("share of CoNLL-2003 train documents")
+    ax.set_ylabel("CoNLL-2003 test F1 (%)")
+    ax.set_title(f"spanbert_ner after {result['settings']['pretrain_tokens']:,} tokens of continued pretraining")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--news", type=Path, default=ROOT / "assets" / "news", help="raw news (the `fetch` step's)")
+    p.add_argument("--news-max-docs", type=int, default=2000, help="as the project's pretrain_max_docs")
+    p.add_argument("--conll-dir", type=Path, default=ROOT / "assets" / "conll2003", help="train/valid/test.txt")
+    p.add_argument("--corpus-dir", type=Path, default=ROOT / "corpus", help="train/dev/test .spacy (`convert` step)")
+    p.add_argument("--encoder", default=str(ROOT / "assets" / "all-MiniLM-L6-v2"))
+    p.add_argument("--pretrain-config", type=Path, default=ROOT / "configs" / "pretrain.cfg")
+    p.add_argument("--ner-config", type=Path, default=ROOT / "configs" / "ner.cfg")
+    p.add_argument("--pretrain-steps", type=int, default=320)
+    p.add_argument("--pretrain-batch-size", type=int, default=16)
+    p.add_argument("--pretrain-max-length", type=int, default=128)
+    p.add_argument("--pretrain-lr", type=float, default=1e-4)
+    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    p.add_argument("--head-lr-factor", type=float, default=10.0)
+    p.add_argument("--pretrain-seed", type=int, default=0)
+    p.add_argument("--heldout-blocks", type=int, default=200)
+    p.add_argument("--sizes", nargs="+", type=float, default=[2.0, 10.0], help="train shares in %%")
+    p.add_argument("--steps", nargs="+", type=int, default=[150, 250], help="fine-tuning steps, one per size")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--seeds-per-size", nargs="+", type=int, default=None,
+                   help="use only the first N seeds at each size (e.g. 3 3 1 with --sizes 2 10 100)")
+    p.add_argument("--subset-seed", type=int, default=0)
+    p.add_argument("--parallel", type=int, default=2, help="jobs at a time")
+    p.add_argument("--threads-per-job", type=int, default=1)
+    p.add_argument("--deadline", default=None, help="HH:MM UTC: start no job that would end later")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per subprocess")
+    p.add_argument("--reuse", action="store_true", help="keep a finished pretraining run of the same command")
+    p.add_argument("--work-dir", type=Path, default=BENCH / "work" / "pretraining_payoff")
+    p.add_argument("--output", type=Path, default=BENCH / "results" / "pretraining_payoff.json")
+    args = p.parse_args(argv)
+    if len(args.steps) != len(args.sizes):
+        p.error(f"--steps needs one budget per size: {len(args.sizes)} sizes, {len(args.steps)} step counts")
+    if args.seeds_per_size and len(args.seeds_per_size) != len(args.sizes):
+        p.error("--seeds-per-size needs one count per size")
+    for size in args.sizes:
+        subset_indices(1, size, 0)  # range check before any work
+    if min(args.steps + [args.pretrain_steps, args.pretrain_batch_size, args.parallel, args.threads_per_job]) < 1:
+        p.error("step counts, batch size, --parallel and --threads-per-job must be at least 1")
+    args.deadline_ts = parse_deadline(args.deadline)
+    args.work_dir = args.work_dir.resolve()
+    return args
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """Every input file, before any work starts."""
+    for path, fix in ((args.news, "run `spacy project run fetch` or pass --news DIR"),
+                      (args.conll_dir / "train.txt", "run `spacy project run fetch` or pass --conll-dir DIR"),
+                      (args.pretrain_config, "pass --pretrain-config"), (args.ner_config, "pass --ner-config")):
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path} does not exist: {fix}")
+    args.corpus = corpus_paths(args.corpus_dir)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    args = parse_args(argv)
+    check_inputs(args)
+    started = time.perf_counter()
+    encoder = resolve_encoder(args.encoder)
+    env = thread_env(args.threads_per_job)
+    text = build_text(args, env)
+    subsets = write_train_subsets(args.corpus["train"], args.sizes, args.subset_seed, args.work_dir / "corpus")
+    steps = {size_key(s): n for s, n in zip(args.sizes, args.steps)}
+    n_seeds = dict(zip(map(size_key, args.sizes), args.seeds_per_size or [len(args.seeds)] * len(args.sizes)))
+    settings = {k: getattr(args, k) for k in ("pretrain_steps", "pretrain_batch_size", "pretrain_max_length",
+                                                "pretrain_lr", "precision", "head_lr_factor", "pretrain_seed",
+                                                "heldout_blocks", "seeds", "subset_seed", "parallel",
+                                                "threads_per_job", "deadline")}
+    settings.update(encoder=encoder, steps=steps, seeds_per_size=n_seeds,
+                    pretrain_tokens=args.pretrain_steps * args.pretrain_batch_size * args.pretrain_max_length)
+    result: Dict[str, Any] = {
+        "benchmark": "pretraining_payoff",
+        "command": "python bench/pretraining_payoff.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "settings": settings, "machine": machine_info(-1, args.threads_per_job), "text": text, "subsets": subsets,
+        "encoders": {e: {"pretrain": None, "heldout": {}} for e in ENCODERS},
+        "runs": {k: {e: [] for e in ENCODERS} for k in subsets}, "not_run": [],
+    }
+    lock = threading.Lock()
+
+    def publish() -> None:
+        with lock:
+            result["summary"] = summarize_grid(result["runs"])
+            result["goal"] = goal_checks(result["summary"])
+            result["verdict"] = verdict(result["goal"])
+            result["wall_s"] = round(time.perf_counter() - started, 1)
+            write_json(args.output, result)
+            write_text(args.output.with_suffix(".md"), render_markdown(result))
+            try:
+                plot(result, args.output.with_suffix(".png"))
+            except Exception as err:  # the JSON and the table are what matter
+                print(f"warning: no plot written ({type(err).__name__}: {err})", file=sys.stderr)
+
+    jobs: List[Job] = []
+    heldout = Path(text["heldout_txt"])
+    for enc, spec in ENCODERS.items():
+        if spec is None:
+            continue
+        jobs.append(Job(f"pretrain:{enc}", lambda enc=enc: pretrain_job(args, enc, Path(text["pretrain_txt"]), encoder, env),
+                        lambda rec, enc=enc: result["encoders"][enc].update(pretrain=rec)))
+    for enc, spec in ENCODERS.items():
+        for scheme in HELDOUT_SCHEMES if spec else ():
+            jobs.append(Job(f"heldout:{enc}:{scheme}", lambda enc=enc, sc=scheme: heldout_job(args, enc, sc, heldout, env),
+                            lambda rec, enc=enc, sc=scheme: result["encoders"][enc]["heldout"].update({sc: rec}),
+                            deps=(f"pretrain:{enc}",)))
+
+    def estimate(size: str) -> Callable[[], Optional[float]]:
+        """The slowest finished run's seconds per step times this size's steps, plus its evaluation time."""
+        def est() -> Optional[float]:
+            done = [(k, r) for k, by_enc in result["runs"].items() for rs in by_enc.values() for r in rs
+                    if r.get("status") == "ok"]
+            if not done:
+                return None
+            return max(r["train_wall_s"] / steps[k] * steps[size] + r.get("eval_wall_s", 0.0) for k, r in done)
+        return est
+
+    for i, seed in enumerate(args.seeds):  # seed-major, so a cut-short run has whole seeds for every encoder
+        for size, sub in subsets.items():
+            if i >= n_seeds[size]:
+                continue
+            for enc, spec in ENCODERS.items():
+                enc_dir = str(args.work_dir / enc / "pretrain" / "encoder") if spec else encoder
+                run_dir = args.work_dir / enc / f"ner_{sub['percent']:g}pct_seed{seed}"
+                jobs.append(Job(
+                    f"ner:{enc}:{size}:{seed}",
+                    lambda d=enc_dir, sub=sub, size=size, seed=seed, rd=run_dir, enc=enc: finetune_job(
+                        args, d, sub, steps[size], seed, rd, env, f"{enc} {size} seed {seed}"),
+                    lambda rec, enc=enc, size=size: result["runs"][size][enc].append(rec),
+                    deps=(f"pretrain:{enc}",) if spec else (), estimate_s=estimate(size)))
+
+    def skipped(job: Job, why: str) -> None:
+        result["not_run"].append(f"{job.key} ({why})")
+
+    publish()
+    run_jobs(jobs, args.parallel, args.deadline_ts, publish, skipped)
+    result["finished"] = True
+    publish()
+    print(render_markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as err:  # bad input: one line, before any training started
+        sys.exit(f"error: {err}")

@@ -1,0 +1,154 @@
+"""bench/pretraining_payoff.py: CoNLL text, train subsets, the job runner, the goal check and the Markdown."""
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[2]))
+from bench import pretraining_payoff as bench  # noqa: E402
+
+CONLL = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP B-ORG
+rejects VBZ B-VP O
+
+Peter NNP B-NP B-PER
+
+-DOCSTART- -X- -X- O
+
+Second NN B-NP O
+doc NN I-NP O
+"""
+
+
+def test_conll_documents_split_at_docstart_with_one_sentence_per_line():
+    docs = bench.conll_documents(CONLL.splitlines())
+    assert docs == [["EU rejects", "Peter"], ["Second doc"]]
+
+
+def test_subset_is_fixed_per_size_and_differs_between_sizes():
+    a = bench.subset_indices(1000, 2, seed=0)
+    assert a == bench.subset_indices(1000, 2, seed=0)  # the same subset for every encoder and fine-tune seed
+    assert len(a) == 20 and a == sorted(a) and len(set(a)) == 20
+    assert bench.subset_indices(1000, 2, seed=1) != a
+    b = bench.subset_indices(1000, 10, seed=0)
+    assert len(b) == 100 and set(b) != set(a[:20]) | set()
+    assert bench.subset_indices(10, 1, seed=0) and len(bench.subset_indices(10, 1, seed=0)) == 1  # at least one
+    assert bench.subset_indices(7, 100, seed=0) == list(range(7))
+
+
+@pytest.mark.parametrize("percent", [0, -5, 150])
+def test_subset_rejects_sizes_outside_0_100(percent):
+    with pytest.raises(ValueError, match="--sizes"):
+        bench.subset_indices(100, percent, seed=0)
+
+
+def test_steps_must_match_sizes_and_deadline_must_parse():
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--sizes", "2", "10", "--steps", "150"])
+    now = datetime(2026, 11, 29, 5, 0, tzinfo=timezone.utc)
+    assert bench.parse_deadline("07:05", now) == datetime(2026, 11, 29, 7, 5, tzinfo=timezone.utc).timestamp()
+    assert bench.parse_deadline(None) is None
+    with pytest.raises(ValueError, match="HH:MM"):
+        bench.parse_deadline("soon", now)
+
+
+def _run(f, status="ok"):
+    return {"status": status, "f": f, "p": f, "r": f, "train_wall_s": 10.0, "eval_wall_s": 2.0, "per_type": {}}
+
+
+def _grid():
+    return {"2%": {"minilm": [_run(0.50), _run(0.52)], "subword_mlm": [_run(0.515), _run(0.525)],
+                   "span_sbo": [_run(0.52), _run(0.53), _run(0.0, "failed")]},
+            "10%": {"minilm": [_run(0.70)], "subword_mlm": [_run(0.72)], "span_sbo": []}}
+
+
+def test_summary_and_goal_use_only_finished_runs():
+    summary = bench.summarize_grid(_grid())
+    assert summary["2%"]["span_sbo"]["n_ok"] == 2 and summary["2%"]["span_sbo"]["n_failed"] == 1
+    assert summary["2%"]["span_sbo"]["f"]["mean"] == pytest.approx(0.525)
+    checks = bench.goal_checks(summary)
+    assert [c["size"] for c in checks] == ["2%", "2%"]  # 10% has no span_sbo run: not judged
+    vs_minilm, vs_subword = checks
+    assert vs_minilm["diff_f"] == pytest.approx(0.015) and vs_minilm["met"]  # +1.5 F >= +1.0 F
+    assert vs_subword["diff_f"] == pytest.approx(0.005) and vs_subword["met"]
+    text = bench.verdict(checks)
+    assert "+1.5 F over 2 seed(s)" in text and "NOT met" not in text
+
+
+def test_goal_not_met_below_one_point():
+    summary = bench.summarize_grid({"2%": {"minilm": [_run(0.50)], "subword_mlm": [_run(0.51)],
+                                           "span_sbo": [_run(0.505)]}})
+    checks = bench.goal_checks(summary)
+    assert [c["met"] for c in checks] == [False, False]
+    assert "NOT met, +0.5 F" in bench.verdict(checks)
+
+
+def test_run_jobs_respects_dependencies_failures_and_deadline():
+    order, results, skipped = [], {}, []
+
+    def job(key, status="ok", deps=(), est=None):
+        def run():
+            order.append(key)
+            return {"status": status}
+        return bench.Job(key, run, lambda rec: results.__setitem__(key, rec["status"]), deps, lambda: est)
+
+    jobs = [job("pre:a"), job("pre:b", status="failed"), job("ft:a", deps=("pre:a",)), job("ft:b", deps=("pre:b",)),
+            job("slow", est=10_000.0)]
+    published = []
+    bench.run_jobs(jobs, 1, deadline=datetime.now(timezone.utc).timestamp() + 60, publish=lambda: published.append(1),
+                   skipped=lambda j, why: skipped.append((j.key, why)))
+    assert order == ["pre:a", "pre:b", "ft:a"]
+    assert results == {"pre:a": "ok", "pre:b": "failed", "ft:a": "ok"}
+    assert dict(skipped)["ft:b"].startswith("not run: a job it needs")
+    assert "deadline" in dict(skipped)["slow"]
+    assert len(published) == 3  # after every finished job
+
+
+def test_markdown_names_sizes_encoders_and_verdict():
+    runs = _grid()
+    summary = bench.summarize_grid(runs)
+    checks = bench.goal_checks(summary)
+    result = {
+        "settings": {"pretrain_steps": 320, "pretrain_batch_size": 16, "pretrain_max_length": 128,
+                     "pretrain_tokens": 655360, "pretrain_lr": 1e-4, "precision": "bf16", "head_lr_factor": 10.0,
+                     "pretrain_seed": 0, "seeds": [1, 2, 3], "threads_per_job": 1, "parallel": 2,
+                     "heldout_blocks": 200, "steps": {"2%": 150, "10%": 250}},
+        "text": {"news_words": 1000, "conll_train_words": 200, "conll_train_docs": 3},
+        "subsets": {"2%": {"docs": 36, "of_docs": 1793, "words": 4000, "entities": 500, "percent": 2.0},
+                    "10%": {"docs": 179, "of_docs": 1793, "words": 20000, "entities": 2500, "percent": 10.0}},
+        "encoders": {"minilm": {"pretrain": None, "heldout": {}},
+                     "subword_mlm": {"pretrain": {"tokens": 655360, "steps": 320, "wall_s": 1700.0,
+                                                  "tokens_per_s": {"mean": 390.0}},
+                                     "heldout": {"span": {"mlm_loss": 6.91, "sbo_loss": 9.5},
+                                                 "subword": {"mlm_loss": 5.1, "sbo_loss": 9.6}}},
+                     "span_sbo": {"pretrain": None, "heldout": {}}},
+        "runs": runs, "summary": summary, "verdict": bench.verdict(checks), "not_run": ["ner:x (not run: deadline)"],
+        "wall_s": 100.0, "finished": True, "machine": {"cpu": "test"}, "command": "python bench/pretraining_payoff.py",
+    }
+    md = bench.render_markdown(result)
+    assert "| MiniLM as shipped | 51.0 ± 1.4 (n=2) | 70.0 (n=1) | 0 | 0 |" in md
+    assert "| + span masking + SBO | 52.5 ± 0.7 (n=2) | – (n=0) |" in md
+    assert "6.91 / 9.50" in md and "655,360" in md and "(390 tok/s)" in md
+    assert "Not run: ner:x" in md and "+1.5 F over 2 seed(s)" in md
+    assert "(in progress)" not in md
+
+
+def test_finished_run_needs_the_last_checkpoint_and_the_same_identity(tmp_path):
+    import json
+
+    run = tmp_path / "pretrain"
+    (run / "encoder").mkdir(parents=True)
+    (run / "encoder" / "model.safetensors").write_bytes(b"x")
+    ident = {"init_model": "/m", "max_length": 128, "masking": {"scheme": "span"}, "objective": {"sbo_weight": 1.0},
+             "seed": 0, "batch_size": 16, "raw_text": "/t.txt"}
+    (run / "meta.json").write_text(json.dumps({"identity": ident}))
+    want = {"scheme": "span", "sbo_weight": 1.0, "batch_size": 16, "max_length": 128, "raw_text": "/t.txt",
+            "init_model": "/m", "seed": 0}
+    assert not bench.finished_run(run, 320, want)  # no final checkpoint: still running or cut short
+    (run / "checkpoints" / "step-320").mkdir(parents=True)
+    (run / "checkpoints" / "step-320" / "trainer_state.json").write_text(json.dumps({"global_step": 320}))
+    assert bench.finished_run(run, 320, want)
+    assert not bench.finished_run(run, 320, dict(want, scheme="subword"))
+    assert not bench.finished_run(run, 320, dict(want, batch_size=8))
