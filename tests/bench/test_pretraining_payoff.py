@@ -1,4 +1,4 @@
-"""bench/pretraining_payoff.py: CoNLL text, train subsets, the job runner, the goal check and the Markdown."""
+"""bench/pretraining_payoff.py, payoff_report.py, jobs.py: text, subsets, reuse check, job pool, goal, Markdown."""
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[2]))
-from bench import pretraining_payoff as bench  # noqa: E402
+from bench import jobs as job_pool, payoff_report as report, pretraining_payoff as bench  # noqa: E402
 
 CONLL = """-DOCSTART- -X- -X- O
 
@@ -65,24 +65,24 @@ def _grid():
 
 
 def test_summary_and_goal_use_only_finished_runs():
-    summary = bench.summarize_grid(_grid())
+    summary = report.summarize_grid(_grid())
     assert summary["2%"]["span_sbo"]["n_ok"] == 2 and summary["2%"]["span_sbo"]["n_failed"] == 1
     assert summary["2%"]["span_sbo"]["f"]["mean"] == pytest.approx(0.525)
-    checks = bench.goal_checks(summary)
+    checks = report.goal_checks(summary)
     assert [c["size"] for c in checks] == ["2%", "2%"]  # 10% has no span_sbo run: not judged
     vs_minilm, vs_subword = checks
     assert vs_minilm["diff_f"] == pytest.approx(0.015) and vs_minilm["met"]  # +1.5 F >= +1.0 F
     assert vs_subword["diff_f"] == pytest.approx(0.005) and vs_subword["met"]
-    text = bench.verdict(checks)
+    text = report.verdict(checks)
     assert "+1.5 F over 2 seed(s)" in text and "NOT met" not in text
 
 
 def test_goal_not_met_below_one_point():
-    summary = bench.summarize_grid({"2%": {"minilm": [_run(0.50)], "subword_mlm": [_run(0.51)],
+    summary = report.summarize_grid({"2%": {"minilm": [_run(0.50)], "subword_mlm": [_run(0.51)],
                                            "span_sbo": [_run(0.505)]}})
-    checks = bench.goal_checks(summary)
+    checks = report.goal_checks(summary)
     assert [c["met"] for c in checks] == [False, False]
-    assert "NOT met, +0.5 F" in bench.verdict(checks)
+    assert "NOT met, +0.5 F" in report.verdict(checks)
 
 
 def test_run_jobs_respects_dependencies_failures_and_deadline():
@@ -92,13 +92,14 @@ def test_run_jobs_respects_dependencies_failures_and_deadline():
         def run():
             order.append(key)
             return {"status": status}
-        return bench.Job(key, run, lambda rec: results.__setitem__(key, rec["status"]), deps, lambda: est)
+        return job_pool.Job(key, run, lambda rec: results.__setitem__(key, rec["status"]), deps, lambda: est)
 
     jobs = [job("pre:a"), job("pre:b", status="failed"), job("ft:a", deps=("pre:a",)), job("ft:b", deps=("pre:b",)),
             job("slow", est=10_000.0)]
     published = []
-    bench.run_jobs(jobs, 1, deadline=datetime.now(timezone.utc).timestamp() + 60, publish=lambda: published.append(1),
-                   skipped=lambda j, why: skipped.append((j.key, why)))
+    soon = datetime.now(timezone.utc).timestamp() + 60
+    job_pool.run_jobs(jobs, 1, deadline=soon, publish=lambda: published.append(1),
+                      skipped=lambda j, why: skipped.append((j.key, why)))
     assert order == ["pre:a", "pre:b", "ft:a"]
     assert results == {"pre:a": "ok", "pre:b": "failed", "ft:a": "ok"}
     assert dict(skipped)["ft:b"].startswith("not run: a job it needs")
@@ -108,8 +109,8 @@ def test_run_jobs_respects_dependencies_failures_and_deadline():
 
 def test_markdown_names_sizes_encoders_and_verdict():
     runs = _grid()
-    summary = bench.summarize_grid(runs)
-    checks = bench.goal_checks(summary)
+    summary = report.summarize_grid(runs)
+    checks = report.goal_checks(summary)
     result = {
         "settings": {"pretrain_steps": 320, "pretrain_batch_size": 16, "pretrain_max_length": 128,
                      "pretrain_tokens": 655360, "pretrain_lr": 1e-4, "precision": "bf16", "head_lr_factor": 10.0,
@@ -124,10 +125,10 @@ def test_markdown_names_sizes_encoders_and_verdict():
                                      "heldout": {"span": {"mlm_loss": 6.91, "sbo_loss": 9.5},
                                                  "subword": {"mlm_loss": 5.1, "sbo_loss": 9.6}}},
                      "span_sbo": {"pretrain": None, "heldout": {}}},
-        "runs": runs, "summary": summary, "verdict": bench.verdict(checks), "not_run": ["ner:x (not run: deadline)"],
+        "runs": runs, "summary": summary, "verdict": report.verdict(checks), "not_run": ["ner:x (not run: deadline)"],
         "wall_s": 100.0, "finished": True, "machine": {"cpu": "test"}, "command": "python bench/pretraining_payoff.py",
     }
-    md = bench.render_markdown(result)
+    md = report.render_markdown(result)
     assert "| MiniLM as shipped | 51.0 ± 1.4 (n=2) | 70.0 (n=1) | 0 | 0 |" in md
     assert "| + span masking + SBO | 52.5 ± 0.7 (n=2) | – (n=0) |" in md
     assert "6.91 / 9.50" in md and "655,360" in md and "(390 tok/s)" in md

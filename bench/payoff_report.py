@@ -1,0 +1,146 @@
+"""Results of bench/pretraining_payoff.py: the encoders compared, seed statistics, the issue's goal, table and plot.
+
+Why apart from the runner: these parts are pure (a result dict in, text or a PNG out), so the report can be redrawn
+from a committed JSON and tested without training anything.
+"""
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from bench.common import fmt_duration, fmt_stat, machine_line, markdown_table, shown, summarize
+from bench.ner_runs import summarize_runs
+
+# encoder name -> (masking.scheme, objective.sbo_weight); None = MiniLM as shipped
+ENCODERS: Dict[str, Optional[Tuple[str, float]]] = {
+    "minilm": None,
+    "subword_mlm": ("subword", 0.0),
+    "span_sbo": ("span", 1.0),
+}
+LABELS = {"minilm": "MiniLM as shipped", "subword_mlm": "+ subword MLM", "span_sbo": "+ span masking + SBO"}
+HELDOUT_SCHEMES = ("span", "subword")  # every pretrained encoder is scored under both maskings (same seeded masks)
+GOAL_GAIN = 0.01  # the issue's goal: span + SBO at least 1.0 F above MiniLM as shipped
+
+
+def summarize_grid(runs: Dict[str, Dict[str, List[Dict[str, Any]]]]) -> Dict[str, Dict[str, Any]]:
+    """Per size and encoder: seed statistics of the finished fine-tuning runs (bench.ner_runs.summarize_runs)."""
+    return {size: {enc: summarize_runs(rs) for enc, rs in by_enc.items()} for size, by_enc in runs.items()}
+
+
+def goal_checks(summary: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The issue's goal, per size: span_sbo >= minilm + 1.0 F, and span_sbo >= subword_mlm; from the seed means."""
+    checks = []
+    for size, by_enc in summary.items():
+        f = {enc: (s.get("f") or {}) for enc, s in by_enc.items()}
+        span = f.get("span_sbo", {}).get("mean")
+        for other, need, claim in (("minilm", GOAL_GAIN, "span + SBO >= MiniLM as shipped + 1.0 F"),
+                                   ("subword_mlm", 0.0, "span + SBO >= subword MLM")):
+            base = f.get(other, {}).get("mean")
+            if span is None or base is None:
+                continue
+            spread = (f["span_sbo"].get("std", 0.0) + f[other].get("std", 0.0)) if min(
+                f["span_sbo"].get("n", 1), f[other].get("n", 1)) > 1 else None
+            checks.append({"size": size, "claim": claim, "diff_f": span - base, "met": span - base >= need - 1e-9,
+                           "n": min(f["span_sbo"]["n"], f[other]["n"]), "std_sum": spread})
+    return checks
+
+
+def verdict(checks: Sequence[Dict[str, Any]]) -> str:
+    """One plain sentence per check, built from the numbers."""
+    if not checks:
+        return "No size has finished runs of span + SBO and a baseline yet: nothing to judge."
+    parts = []
+    for c in checks:
+        noise = "" if c["std_sum"] is None else (
+            " (within seed spread)" if abs(c["diff_f"]) <= c["std_sum"] else " (beyond seed spread)")
+        parts.append(f"{c['size']}: {c['claim']}: {'met' if c['met'] else 'NOT met'}, "
+                     f"{100 * c['diff_f']:+.1f} F over {c['n']} seed(s){noise}.")
+    return " ".join(parts)
+
+
+def render_markdown(result: Dict[str, Any]) -> str:
+    """The results table (F per encoder per size, mean ± std over seeds), the pretraining facts and the verdict."""
+    s = result["settings"]
+    sizes = list(result["subsets"])
+    rows = []
+    for enc in ENCODERS:
+        info = result["encoders"].get(enc, {})
+        pre = info.get("pretrain") or {}
+        held = info.get("heldout") or {}
+        cells = []
+        for size in sizes:
+            summ = (result["summary"].get(size) or {}).get(enc) or {}
+            cells.append(f"{fmt_stat(summ.get('f'))} (n={summ.get('n_ok', 0)})")
+        loss = [f"{held[h]['mlm_loss']:.2f} / {held[h]['sbo_loss']:.2f}" if held.get(h, {}).get("mlm_loss") else "–"
+                for h in HELDOUT_SCHEMES]
+        tokens = f"{pre['tokens']:,}" if pre.get("tokens") else ("0" if ENCODERS[enc] is None else "–")
+        rate = (pre.get("tokens_per_s") or {}).get("mean")
+        rows.append([LABELS[enc], *cells, tokens, pre.get("steps", 0 if ENCODERS[enc] is None else "–"),
+                     fmt_duration(pre.get("wall_s")) + (f" ({rate:,.0f} tok/s)" if rate else ""), *loss])
+    table = markdown_table(["encoder", *[f"test F @ {k} train" for k in sizes], "pretraining tokens", "steps",
+                            "pretraining time", *[f"held-out MLM / SBO loss ({h} masks)" for h in HELDOUT_SCHEMES]],
+                           rows)
+    subsets = "; ".join(f"{k}: {v['docs']} of {v['of_docs']} chunks, {v['words']:,} words, {v['entities']:,} "
+                        f"entities, {s['steps'][k]} steps" for k, v in result["subsets"].items())
+    ft = [r for by_enc in result["runs"].values() for rs in by_enc.values() for r in rs if r.get("status") == "ok"]
+    ft_time = summarize([r["train_wall_s"] + r.get("eval_wall_s", 0.0) for r in ft])
+    title = "Does pretraining help? spanbert_ner on small CoNLL-2003 subsets from three encoders"
+    title += "" if result.get("finished") else " (in progress)"
+    text = result["text"]
+    lines = [
+        f"### {title}", "",
+        f"Continued pretraining: {s['pretrain_steps']} steps × {s['pretrain_batch_size']} sequences × "
+        f"{s['pretrain_max_length']} tokens per scheme (the same ≤ {s['pretrain_tokens']:,} tokens), lr "
+        f"{s['pretrain_lr']:g}, warmup a tenth, {s['precision']}, head_lr_factor {s['head_lr_factor']:g}, seed "
+        f"{s['pretrain_seed']}, on {text.get('news_words', 0):,} words of news (CoNLL overlaps removed) + "
+        f"{text.get('conll_train_words', 0):,} words of CoNLL-2003 train text ({text.get('conll_train_docs', 0)} "
+        f"documents; never dev or test). Fine-tuning: spanbert_ner (configs/ner.cfg) on a fixed random subset of the "
+        f"train chunks per size, the same for every encoder ({subsets}); warmup a tenth of the steps, seeds "
+        f"{s['seeds']}, {s['threads_per_job']} thread(s) per job, {s['parallel']} jobs at a time; test F on the whole "
+        f"CoNLL-2003 test split, in %, mean ± sample std over seeds (n = finished seeds). Held-out loss: "
+        f"{s['heldout_blocks']} blocks of the project's 100 held-out news documents, the run's own masking with the "
+        "named scheme's spans, the same seeded masks for both encoders (MiniLM ships no MLM head, so it has none).",
+        "", table, "",
+        f"**Goal (issue 10): span + SBO ≥ 1.0 F above MiniLM as shipped at every small size, and ≥ subword MLM at "
+        f"every size.** {result['verdict']}", "",
+        *[f"Not run: {n}" for n in result.get("not_run", [])[:12]],
+        *([f"... and {len(result['not_run']) - 12} more not run."] if len(result.get("not_run", [])) > 12 else []),
+        f"Fine-tuning job (train + test evaluation): {fmt_duration((ft_time or {}).get('mean'))} on average over "
+        f"{len(ft)} runs. Total wall time {fmt_duration(result['wall_s'])}. {machine_line(result['machine'])}",
+        f"Rerun: `{shown(result['command'])}`",
+    ]
+    return "\n".join(lines)
+
+
+def plot(result: Dict[str, Any], png: Path) -> None:
+    """Test F against train size per encoder (seed mean, min-max whiskers, one dot per seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    sizes = list(result["subsets"])
+    for j, enc in enumerate(ENCODERS):
+        xs, means, lo, hi = [], [], [], []
+        for size in sizes:
+            vals = [100 * r["f"] for r in result["runs"].get(size, {}).get(enc, []) if r.get("status") == "ok"]
+            if not vals:
+                continue
+            x = result["subsets"][size]["percent"] * (1 + 0.04 * (j - 1))  # small offsets so whiskers do not overlap
+            m = sum(vals) / len(vals)
+            xs.append(x), means.append(m), lo.append(m - min(vals)), hi.append(max(vals) - m)
+            ax.scatter([x] * len(vals), vals, s=10, color=f"C{j}", alpha=0.6)
+        if xs:
+            ax.errorbar(xs, means, yerr=[lo, hi], marker="o", capsize=4, color=f"C{j}", label=LABELS[enc])
+    ax.set_xscale("log")
+    ax.set_xticks([v["percent"] for v in result["subsets"].values()])
+    ax.set_xticklabels(sizes)
+    ax.set_xlabel("share of CoNLL-2003 train documents")
+    ax.set_ylabel("CoNLL-2003 test F1 (%)")
+    ax.set_title(f"spanbert_ner after {result['settings']['pretrain_tokens']:,} tokens of continued pretraining")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
