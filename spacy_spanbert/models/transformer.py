@@ -71,18 +71,42 @@ def _checked_init(model: TransformerModel, X: Optional[List[Doc]] = None, Y: Any
             f"set --paths.init_model or [components.*.model.name] to a local encoder directory or a short name "
             f"such as 'all-MiniLM-L6-v2'{missing_package_hint(name)}"
         ) from None
+    model.layers[0].shims[0]._quantize_loaded()  # SpanBERT.v2 with quantize: int8 from the start
+
+
+def _safetensors_metadata(data: bytes) -> Dict[str, str]:
+    """The `__metadata__` of safetensors bytes (8-byte little-endian header length, then the JSON header)."""
+    size = int.from_bytes(data[:8], "little")
+    try:
+        return json.loads(data[8 : 8 + size]).get("__metadata__") or {}
+    except ValueError:
+        return {}
 
 
 class SafetensorsHFShim(HFShim):
-    """HFShim whose serialised weights are safetensors bytes, so saved pipelines contain no pickles."""
+    """HFShim whose serialised weights are safetensors bytes, so saved pipelines contain no pickles.
+
+    `quantize` (None or a `quantize.SCHEMES` name) is set by SpanBERT.v2: the encoder is then int8 (see `quantize`),
+    saved as plain int8 tensors with their scales, and rebuilt quantized on load.
+    """
+
+    quantize: Optional[str] = None
 
     def to_bytes(self) -> bytes:
         if self._hfmodel.transformer is None:
             return super().to_bytes()
         from safetensors.torch import save
 
+        from .quantize import METADATA_KEY, quantized_scheme, quantized_state
+
         model = self._model
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        scheme = quantized_scheme(model)
+        metadata = {"format": "pt"}
+        if scheme is not None:
+            state = quantized_state(model)
+            metadata[METADATA_KEY] = scheme
+        else:
+            state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         # HFShim pickles `state_dict()` with torch.save: shadow the method for this one call so it pickles an empty
         # dict instead of a second full copy of the weights, then put the safetensors bytes in its place.
         model.state_dict = dict
@@ -90,17 +114,27 @@ class SafetensorsHFShim(HFShim):
             msg = srsly.msgpack_loads(super().to_bytes())
         finally:
             del model.state_dict
-        msg["state"] = save(state, metadata={"format": "pt"})
+        msg["state"] = save(state, metadata=metadata)
         return srsly.msgpack_dumps(msg)
 
     def from_bytes(self, bytes_data: bytes) -> "SafetensorsHFShim":
         msg = srsly.msgpack_loads(bytes_data)
         state = msg.get("state", b"")
         if not (state and state[8:10] == b'{"'):  # not safetensors (8-byte header length, then JSON)
-            return super().from_bytes(bytes_data)
+            super().from_bytes(bytes_data)
+            self._quantize_loaded()
+            return self
         import torch
         from safetensors.torch import load
 
+        from .quantize import METADATA_KEY, load_quantized_state, quantize_encoder
+
+        saved = _safetensors_metadata(state).get(METADATA_KEY)
+        if saved is not None and saved != self.quantize:
+            raise ValueError(
+                f"The saved transformer is int8 ({saved!r}) but its config builds "
+                f"{'an fp32' if self.quantize is None else repr(self.quantize)} one: set its model's @architectures = "
+                f"\"spacy-spanbert.SpanBERT.v2\" and quantize = \"{saved}\" (or re-run spanbert-quantize)")
         # Let HFShim rebuild config, tokenizer and an empty model from a weightless message, then load the
         # safetensors weights directly: no pickle is read and no extra copy of the weights is made.
         empty = BytesIO()
@@ -110,8 +144,20 @@ class SafetensorsHFShim(HFShim):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # HFShim warns that the (empty) state dict did not match strictly
             super().from_bytes(srsly.msgpack_dumps(msg))
-        self._model.load_state_dict(load(state), strict=True)
+        if saved is not None:
+            load_quantized_state(quantize_encoder(self._model, saved), load(state))
+        else:
+            self._model.load_state_dict(load(state), strict=True)
+            self._quantize_loaded()
         return self
+
+    def _quantize_loaded(self) -> None:
+        """fp32 weights under a quantizing config (e.g. `spacy.load(fp32_dir, config=...)`): quantize them now."""
+        if self.quantize is not None and self._hfmodel.transformer is not None:
+            from .quantize import quantize_encoder, quantized_scheme
+
+            if quantized_scheme(self._model) is None:
+                quantize_encoder(self._model, self.quantize)
 
 
 # Padded wordpieces per encoder call when predicting. On CPU small calls are faster (a 512-piece call's activations
@@ -235,6 +281,9 @@ def chunked_forward(forward: Callable, model: Any, wordpieces: Any, is_train: bo
     import torch
 
     _warn_if_cut(model, wordpieces)
+    if is_train and getattr(model.shims[0], "quantize", None) is not None:
+        raise ValueError("An int8 transformer (quantize set) is for prediction only: train with quantize = null "
+                         "(SpanBERT.v1), then run `spacy spanbert-quantize` on the trained pipeline")
     if is_train or len(wordpieces) <= 1:
         return forward(model, wordpieces, is_train)
     width = int(wordpieces.input_ids.shape[1])
@@ -271,10 +320,35 @@ def create_spanbert_transformer(
     transformer_config (Dict[str, Any]): Settings passed to the transformer's config.
     RETURNS (TransformerModel): Outputs a spacy-transformers `FullTransformerBatch`.
     """
+    return create_spanbert_transformer_v2(name, get_spans, tokenizer_config, transformer_config, mixed_precision,
+                                          grad_scaler_config, quantize=None)
+
+
+def create_spanbert_transformer_v2(
+    name: str = DEFAULT_SPANBERT,
+    get_spans: Optional[Callable[[List[Doc]], List[List[Span]]]] = None,
+    tokenizer_config: Optional[Dict[str, Any]] = None,
+    transformer_config: Optional[Dict[str, Any]] = None,
+    mixed_precision: bool = False,
+    grad_scaler_config: Optional[Dict[str, Any]] = None,
+    quantize: Optional[str] = None,
+) -> TransformerModel:
+    """`spacy-spanbert.SpanBERT.v2`: SpanBERT.v1 plus `quantize`, for int8 CPU inference.
+
+    quantize (Optional[str]): None (fp32, as v1), "int8" (a weight scale per output row) or "int8_per_tensor" (one
+        per matrix): the encoder's Linear layers become dynamic int8 as soon as the model is built or loaded, and
+        are saved as int8. Prediction only, on a CPU. `spacy spanbert-quantize IN OUT` sets it on a trained pipeline.
+    Other arguments: see SpanBERT.v1 (`create_spanbert_transformer`).
+    """
     import torch
+    from thinc.api import get_current_ops
+
+    from .quantize import check_cpu, check_scheme
 
     if get_spans is None:
         raise ValueError("create_spanbert_transformer needs get_spans, e.g. spacy-transformers.strided_spans.v1")
+    check_scheme(quantize)
+    check_cpu(quantize, getattr(get_current_ops(), "device_type", "cpu"))
     scaler = dict(grad_scaler_config or {})
     # spacy-transformers enables the scaler with mixed_precision, and thinc's scaler refuses to run without CUDA
     # (autocast is CUDA's only): a mixed-precision config must still train, and load, on a CPU
@@ -290,5 +364,6 @@ def create_spanbert_transformer(
     model.init = _checked_init
     shim = model.layers[0].shims[0]
     shim.__class__ = SafetensorsHFShim
+    shim.quantize = quantize
     model.layers[0]._func = partial(chunked_forward, model.layers[0]._func)
     return model

@@ -1,0 +1,182 @@
+"""int8 dynamic quantization of a SpanBERT transformer's Linear layers, and its weights as plain safetensors.
+
+Why: on a CPU most of a prediction's time goes to the encoder's Linear layers (query/key/value, attention output,
+feed-forward). Dynamic quantization (PyTorch's BERT tutorial) stores their weights as int8 and quantizes each
+activation on the fly, which fbgemm runs faster than fp32. Embeddings, LayerNorms and the span scorer stay fp32.
+
+Accuracy (bench/results/quantize.md, MiniLM-L6 on CoNLL-2003 dev): PyTorch's module quantizes activations to 7 bits
+on x86 (`reduce_range`), because fbgemm's int8 kernels saturate 16-bit sums on CPUs without VNNI; that cost 0.5-0.7 F
+here. Where the CPU has VNNI (AVX512-VNNI / AVX-VNNI: int8 products summed straight into int32, no saturation) our
+Linear keeps all 8 bits, and per-channel weight scales ("int8", the default) then lose nothing measurable. The saved
+weights are the same either way; only the runtime activation range differs (`activation_bits`).
+
+Quantized modules cannot be pickled into safetensors, so a quantized encoder is saved as plain tensors: for each
+quantized Linear `P`, `P.weight_int8` (int8), `P.weight_scale` (float64, a scalar or one per output row),
+`P.weight_zero_point` (int64, same shape) and `P.bias` (fp32); every other weight under its usual name. Loading builds
+the fp32 encoder from its config, quantizes it the same way (`quantize_encoder`) and puts the saved int8 weights in.
+"""
+import warnings
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional
+
+# "int8": one weight scale per output row (per-channel); "int8_per_tensor": one per matrix (the PyTorch tutorial's)
+SCHEMES = ("int8", "int8_per_tensor")
+METADATA_KEY = "spanbert_quantize"
+_SUFFIXES = (".weight_int8", ".weight_scale", ".weight_zero_point")
+
+
+def check_scheme(scheme: Optional[str]) -> None:
+    """Raise a one-line ValueError for a quantization setting we do not support (None means fp32)."""
+    if scheme is not None and scheme not in SCHEMES:
+        raise ValueError(f"Unknown quantize setting {scheme!r}: use one of {', '.join(map(repr, SCHEMES))} "
+                         f"or null for fp32")
+
+
+def check_cpu(scheme: Optional[str], device_type: str) -> None:
+    """Quantized Linear layers run only on a CPU: refuse a GPU before any weights are built or moved."""
+    if scheme is not None and device_type != "cpu":
+        raise ValueError(f"An int8 transformer (quantize = {scheme!r}) runs on a CPU only, but the current device is "
+                         f"'{device_type}': load it without spacy.require_gpu()/prefer_gpu() (--gpu-id -1), or use the "
+                         f"fp32 pipeline on the GPU")
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """torch.ao.quantization warns that it is deprecated (in favour of torchao) on every call: say it once, here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        yield
+
+
+def _dynamic_linear() -> type:
+    with _quiet():
+        from torch.ao.nn.quantized.dynamic import Linear
+
+    return Linear
+
+
+@lru_cache(maxsize=1)
+def _has_vnni() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: keep PyTorch's safe 7-bit activations
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def activation_bits() -> int:
+    """Bits the int8 Linears quantize activations to on this machine: 8 with VNNI, else PyTorch's safe 7."""
+    return 8 if _has_vnni() else 7
+
+
+@lru_cache(maxsize=1)
+def _linear_class() -> type:
+    """PyTorch's dynamic int8 Linear, with 8-bit activations where the CPU sums int8 products without saturating."""
+    import torch
+
+    base = _dynamic_linear()
+
+    class DynamicInt8Linear(base):  # type: ignore[misc, valid-type]
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            packed = self._packed_params._packed_params
+            out = torch.ops.quantized.linear_dynamic(x, packed, reduce_range=not _has_vnni())
+            return out.to(x.dtype)
+
+    return DynamicInt8Linear
+
+
+def quantize_encoder(module: Any, scheme: str) -> Any:
+    """Replace every `torch.nn.Linear` inside `module` by a dynamic int8 Linear, in place; RETURNS `module`.
+
+    In place, so every holder of the module (the HF wrapper, the thinc shim) keeps pointing at the quantized one.
+    """
+    import torch
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
+
+    check_scheme(scheme)
+    qconfig = default_dynamic_qconfig if scheme == "int8_per_tensor" else per_channel_dynamic_qconfig
+    module.eval()
+    with _quiet():
+        quantize_dynamic(module, {torch.nn.Linear: qconfig}, dtype=torch.qint8, inplace=True,
+                         mapping={torch.nn.Linear: _linear_class()})
+    return module
+
+
+def quantized_scheme(module: Any) -> Optional[str]:
+    """The scheme `module`'s Linear layers are quantized with, or None when none is quantized (fp32)."""
+    import torch
+
+    linear = _dynamic_linear()
+    for sub in module.modules():
+        if isinstance(sub, linear):
+            return "int8" if sub.weight().qscheme() == torch.per_channel_affine else "int8_per_tensor"
+    return None
+
+
+def _quantized_modules(module: Any) -> Dict[str, Any]:
+    linear = _dynamic_linear()
+    return {name: sub for name, sub in module.named_modules() if isinstance(sub, linear)}
+
+
+def quantized_state(module: Any) -> Dict[str, Any]:
+    """Every weight of a quantized encoder as a plain contiguous CPU tensor (see the module docstring for names)."""
+    import torch
+
+    quantized = _quantized_modules(module)
+    state = {key: value.detach().contiguous().cpu() for key, value in module.state_dict().items()
+             if isinstance(value, torch.Tensor) and not _owned_by(key, quantized)}
+    with _quiet():
+        for name, sub in quantized.items():
+            weight = sub.weight()
+            if weight.qscheme() == torch.per_channel_affine:
+                scale = weight.q_per_channel_scales().to(torch.float64)
+                zero_point = weight.q_per_channel_zero_points().to(torch.int64)
+            else:
+                scale = torch.tensor(weight.q_scale(), dtype=torch.float64)
+                zero_point = torch.tensor(weight.q_zero_point(), dtype=torch.int64)
+            state[f"{name}.weight_int8"] = weight.int_repr().contiguous()
+            state[f"{name}.weight_scale"] = scale.contiguous()
+            state[f"{name}.weight_zero_point"] = zero_point.contiguous()
+            bias = sub.bias()
+            if bias is not None:
+                state[f"{name}.bias"] = bias.detach().contiguous()
+    return state
+
+
+def _owned_by(key: str, quantized: Dict[str, Any]) -> bool:
+    return any(key.startswith(name + ".") for name in quantized)
+
+
+def load_quantized_state(module: Any, state: Dict[str, Any]) -> None:
+    """Load `quantized_state`'s tensors into an encoder already quantized with the saved scheme.
+
+    Raises ValueError naming the first missing or unexpected weights, so a file from another model fails loudly.
+    """
+    import torch
+
+    quantized = _quantized_modules(module)
+    plain = {key: value for key, value in state.items() if not _owned_by(key, quantized)}
+    # quantized Linears read their own entries even with strict=False: give them back their current ones
+    current = module.state_dict()
+    expected = {key for key in current if not _owned_by(key, quantized)}
+    missing, unexpected = sorted(expected - plain.keys()), sorted(plain.keys() - expected)
+    if missing or unexpected:
+        raise ValueError(f"The saved int8 transformer weights do not fit the model built from its config (missing "
+                         f"{missing[:3]}, unexpected {unexpected[:3]}): re-run spanbert-quantize on the fp32 pipeline")
+    current.update(plain)  # in place: the dict's `_metadata` (module versions) must travel with it
+    module.load_state_dict(current, strict=True)
+    with _quiet():
+        for name, sub in quantized.items():
+            try:
+                values, scale, zero_point = (state[name + suffix] for suffix in _SUFFIXES)
+            except KeyError:
+                raise ValueError(f"The saved transformer has no int8 weights for {name}: re-run spanbert-quantize on "
+                                 f"the fp32 pipeline") from None
+            if scale.dim() == 0:
+                weight = torch._make_per_tensor_quantized_tensor(values, scale.item(), int(zero_point.item()))
+            else:
+                weight = torch._make_per_channel_quantized_tensor(values, scale, zero_point, 0)
+            sub.set_weight_bias(weight, state.get(name + ".bias"))
