@@ -14,12 +14,15 @@ Quantized modules cannot be pickled into safetensors, so a quantized encoder is 
 quantized Linear `P`, `P.weight_int8` (int8), `P.weight_scale` (float64, a scalar or one per output row),
 `P.weight_zero_point` (int64, same shape) and `P.bias` (fp32); every other weight under its usual name. Loading builds
 the fp32 encoder from its config, quantizes it the same way (`quantize_encoder`) and puts the saved int8 weights in.
+This module imports torch: the builders and the CLI import it only when a model is quantized or loaded.
 """
 import warnings
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
+
+import torch
 
 # "int8": one weight scale per output row (per-channel); "int8_per_tensor": one per matrix (the PyTorch tutorial's)
 SCHEMES = ("int8", "int8_per_tensor")
@@ -51,13 +54,6 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _dynamic_linear() -> type:
-    with _quiet():
-        from torch.ao.nn.quantized.dynamic import Linear
-
-    return Linear
-
-
 @lru_cache(maxsize=1)
 def _has_vnni() -> bool:
     try:
@@ -72,20 +68,18 @@ def activation_bits() -> int:
     return 8 if _has_vnni() else 7
 
 
-@lru_cache(maxsize=1)
-def _linear_class() -> type:
-    """PyTorch's dynamic int8 Linear, with 8-bit activations where the CPU sums int8 products without saturating."""
-    import torch
+with _quiet():
+    from torch.ao.nn.quantized.dynamic import Linear as _DynamicLinear
 
-    base = _dynamic_linear()
 
-    class DynamicInt8Linear(base):  # type: ignore[misc, valid-type]
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            packed = self._packed_params._packed_params
-            out = torch.ops.quantized.linear_dynamic(x, packed, reduce_range=not _has_vnni())
-            return out.to(x.dtype)
+class DynamicInt8Linear(_DynamicLinear):
+    """PyTorch's dynamic int8 Linear, with 8-bit activations where the CPU sums int8 products without saturating.
 
-    return DynamicInt8Linear
+    At module level so that quantized pipelines pickle (multiprocessing's `spawn` start method needs it)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        packed = self._packed_params._packed_params
+        return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=not _has_vnni()).to(x.dtype)
 
 
 def quantize_encoder(module: Any, scheme: str) -> Any:
@@ -93,37 +87,31 @@ def quantize_encoder(module: Any, scheme: str) -> Any:
 
     In place, so every holder of the module (the HF wrapper, the thinc shim) keeps pointing at the quantized one.
     """
-    import torch
-    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
-
     check_scheme(scheme)
-    qconfig = default_dynamic_qconfig if scheme == "int8_per_tensor" else per_channel_dynamic_qconfig
-    module.eval()
     with _quiet():
+        from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
+
+        qconfig = default_dynamic_qconfig if scheme == "int8_per_tensor" else per_channel_dynamic_qconfig
+        module.eval()
         quantize_dynamic(module, {torch.nn.Linear: qconfig}, dtype=torch.qint8, inplace=True,
-                         mapping={torch.nn.Linear: _linear_class()})
+                         mapping={torch.nn.Linear: DynamicInt8Linear})
     return module
 
 
 def quantized_scheme(module: Any) -> Optional[str]:
     """The scheme `module`'s Linear layers are quantized with, or None when none is quantized (fp32)."""
-    import torch
-
-    linear = _dynamic_linear()
     for sub in module.modules():
-        if isinstance(sub, linear):
+        if isinstance(sub, _DynamicLinear):
             return "int8" if sub.weight().qscheme() == torch.per_channel_affine else "int8_per_tensor"
     return None
 
 
 def _quantized_modules(module: Any) -> Dict[str, Any]:
-    linear = _dynamic_linear()
-    return {name: sub for name, sub in module.named_modules() if isinstance(sub, linear)}
+    return {name: sub for name, sub in module.named_modules() if isinstance(sub, _DynamicLinear)}
 
 
 def quantized_state(module: Any) -> Dict[str, Any]:
     """Every weight of a quantized encoder as a plain contiguous CPU tensor (see the module docstring for names)."""
-    import torch
 
     quantized = _quantized_modules(module)
     state = {key: value.detach().contiguous().cpu() for key, value in module.state_dict().items()
@@ -155,7 +143,6 @@ def load_quantized_state(module: Any, state: Dict[str, Any]) -> None:
 
     Raises ValueError naming the first missing or unexpected weights, so a file from another model fails loudly.
     """
-    import torch
 
     quantized = _quantized_modules(module)
     plain = {key: value for key, value in state.items() if not _owned_by(key, quantized)}

@@ -1,6 +1,7 @@
 """int8 SpanBERT: the quantized encoder's safetensors round trip, `spacy spanbert-quantize`, SpanBERT.v2's config
 path, packaging, and the one-line errors for bad input."""
 import json
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -123,10 +124,13 @@ def test_cli_saves_a_smaller_int8_pipeline_that_loads_packages_and_predicts_as_q
     assert _child(data) == loaded
 
 
-def test_config_setting_quantizes_at_load_and_v1_refuses_int8_weights(tiny, tmp_path):
+def test_config_setting_quantizes_at_load_pickles_and_v1_refuses_int8_weights(tiny, tmp_path):
     nlp = spacy.load(tiny["pipeline"], config=OVERRIDES)
     shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
     assert quantized_scheme(shim._model) == "int8"
+    restored = pickle.loads(pickle.dumps(nlp))  # multiprocessing's `spawn` start method pickles the pipeline
+    for doc, other in zip(nlp.pipe(TEXTS), restored.pipe(TEXTS)):
+        numpy.testing.assert_array_equal(other._.trf_data.tensors[0], doc._.trf_data.tensors[0])
     nlp.to_disk(tmp_path / "int8")
     v1 = spacy.util.load_config(tmp_path / "int8" / "config.cfg", interpolate=False)
     v1["components"]["transformer"]["model"]["@architectures"] = "spacy-spanbert.SpanBERT.v1"
