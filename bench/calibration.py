@@ -22,15 +22,16 @@ The commands behind bench/results/calibration.* (one torch thread on a shared 2-
         --system.seed 1
     OMP_NUM_THREADS=1 python -m spacy train configs/spancat.cfg --output bench/work/calibration/spancat \
         --paths.train corpus/nested/train.spacy --paths.dev corpus/nested/dev.spacy \
-        --paths.init_model assets/all-MiniLM-L6-v2 --training.max_steps 300 --training.eval_frequency 150 \
-        --training.optimizer.learn_rate.warmup_steps 100 --system.seed 1
+        --paths.init_model assets/all-MiniLM-L6-v2 --training.max_steps 250 --training.eval_frequency 125 \
+        --training.optimizer.learn_rate.warmup_steps 80 --system.seed 1
     OMP_NUM_THREADS=1 python -m spacy spanbert-calibrate bench/work/calibration/ner/model-best \
         corpus/dev_full.spacy bench/work/calibration/ner/calibrated
     OMP_NUM_THREADS=1 python -m spacy spanbert-calibrate bench/work/calibration/spancat/model-best \
         corpus/nested/dev_full.spacy bench/work/calibration/spancat/calibrated
     OMP_NUM_THREADS=1 python bench/calibration.py --threads 1 \
         --ner bench/work/calibration/ner/calibrated corpus/test.spacy \
-        --spancat bench/work/calibration/spancat/calibrated corpus/nested/test.spacy
+        --spancat bench/work/calibration/spancat/calibrated corpus/nested/test.spacy --note "..."
+(the note recorded under the tables says what was trained; see bench/results/calibration.md)
 """
 import argparse
 import sys
