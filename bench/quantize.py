@@ -9,7 +9,7 @@ in a fresh process, so the figures are what a user gets.
 Commands (repository root):
 
     # accuracy and size: any machine; one thread, so a busy machine changes only the wall time
-    OMP_NUM_THREADS=1 .venv/bin/python bench/quantize.py --model training/model-best
+    OMP_NUM_THREADS=1 .venv/bin/python bench/quantize.py --model training/model-best [--seven-bit]
     # without a trained pipeline: --train trains one first (configs/ner.cfg, 400 steps, about 20 min at 1 thread):
     #   spacy train configs/ner.cfg --paths.train corpus/train.spacy --paths.dev corpus/dev.spacy
     #   --paths.init_model assets/all-MiniLM-L6-v2 --training.max_steps 400 --training.optimizer.learn_rate.total_steps 400
@@ -109,13 +109,17 @@ def evaluate(model: Path, name: str, args: argparse.Namespace, env: Dict[str, st
 
 
 def accuracy(args: argparse.Namespace) -> Dict[str, Any]:
-    from spacy_spanbert.models.quantize import activation_bits
+    from spacy_spanbert.models.quantize import REDUCE_RANGE_ENV, activation_bits
 
     env = thread_env(args.threads or 1)
     fp32 = fp32_model(args, env)
     rows = [evaluate(fp32, "fp32", args, env)]
     for scheme in args.schemes:
-        rows.append({**evaluate(quantize(fp32, scheme, args, env), scheme, args, env), "scheme": scheme})
+        int8 = quantize(fp32, scheme, args, env)
+        rows.append({**evaluate(int8, scheme, args, env), "scheme": scheme, "activation_bits": activation_bits()})
+        if args.seven_bit:  # the same weights with PyTorch's 7-bit activations: what the VNNI path buys
+            seven = evaluate(int8, f"{scheme}_7bit", args, {**env, REDUCE_RANGE_ENV: "1"})
+            rows.append({**seven, "scheme": scheme, "activation_bits": 7})
     return {"machine": machine_info(threads=args.threads or 1), "model": provenance(fp32), "test": shown(str(args.test)),
             "activation_bits": activation_bits(), "rows": rows}
 
@@ -190,7 +194,9 @@ def to_markdown(result: Dict[str, Any]) -> str:
                  "–" if r is fp32 else f"{(r['f'] - fp32['f']) * 100:+.2f}"] for r in acc["rows"]]
         lines += [markdown_table(["pipeline", "size on disk (MB)", "transformer/ (MB)", "P", "R", "F", "F vs fp32"],
                                  rows), "", "int8 = per-channel weight scales (the `spanbert-quantize` default); "
-                  "int8_per_tensor = one scale per matrix (PyTorch's BERT tutorial).", "",
+                  "int8_per_tensor = one scale per matrix (PyTorch's BERT tutorial); *_7bit = the same weights with "
+                  "PyTorch's 7-bit activations (`SPACY_SPANBERT_INT8_REDUCE_RANGE=1`, what a CPU without VNNI gets).",
+                  "",
                   machine_line(acc["machine"]), ""]
     spd = result.get("speed")
     if spd:
@@ -224,6 +230,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--train", action="store_true", help="no trained pipeline: train one (configs/ner.cfg, 400 steps)")
     parser.add_argument("--speed", action="store_true", help="measure words/s instead of accuracy (a quiet machine!)")
     parser.add_argument("--schemes", nargs="+", default=["int8", "int8_per_tensor"], help="quantize settings to score")
+    parser.add_argument("--seven-bit", action="store_true",
+                        help="also score each int8 pipeline with PyTorch's 7-bit activations (SPACY_SPANBERT_INT8_REDUCE_RANGE=1)")
     parser.add_argument("--baseline", help="trained spacy-transformers + ner pipeline for --speed")
     parser.add_argument("--no-baseline", action="store_true", help="--speed without the transformer + ner row")
     parser.add_argument("--threads", type=int, help="threads per run (default: 1 for accuracy, 2 for --speed)")

@@ -8,7 +8,8 @@ Accuracy (bench/results/quantize.md, MiniLM-L6 on CoNLL-2003 dev): PyTorch's mod
 on x86 (`reduce_range`), because fbgemm's int8 kernels saturate 16-bit sums on CPUs without VNNI; that cost 0.5-0.7 F
 here. Where the CPU has VNNI (AVX512-VNNI / AVX-VNNI: int8 products summed straight into int32, no saturation) our
 Linear keeps all 8 bits, and per-channel weight scales ("int8", the default) then lose nothing measurable. The saved
-weights are the same either way; only the runtime activation range differs (`activation_bits`).
+weights are the same either way; only the runtime activation range differs (`activation_bits`;
+SPACY_SPANBERT_INT8_REDUCE_RANGE=1 forces PyTorch's 7 bits).
 
 Quantized modules cannot be pickled into safetensors, so a quantized encoder is saved as plain tensors: for each
 quantized Linear `P`, `P.weight_int8` (int8), `P.weight_scale` (float64, a scalar or one per output row),
@@ -16,6 +17,7 @@ quantized Linear `P`, `P.weight_int8` (int8), `P.weight_scale` (float64, a scala
 the fp32 encoder from its config, quantizes it the same way (`quantize_encoder`) and puts the saved int8 weights in.
 This module imports torch: the builders and the CLI import it only when a model is quantized or loaded.
 """
+import os
 import warnings
 from contextlib import contextmanager
 from functools import lru_cache
@@ -54,18 +56,24 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+REDUCE_RANGE_ENV = "SPACY_SPANBERT_INT8_REDUCE_RANGE"  # "1": 7-bit activations even with VNNI (as PyTorch does)
+
+
 @lru_cache(maxsize=1)
-def _has_vnni() -> bool:
+def _reduce_range() -> bool:
+    """True unless the CPU has VNNI (Linux flags) and REDUCE_RANGE_ENV is not "1"."""
+    if os.environ.get(REDUCE_RANGE_ENV, "0") == "1":
+        return True
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:  # not Linux: keep PyTorch's safe 7-bit activations
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+        return True
+    return not ("avx512_vnni" in flags or "avx_vnni" in flags)
 
 
 def activation_bits() -> int:
-    """Bits the int8 Linears quantize activations to on this machine: 8 with VNNI, else PyTorch's safe 7."""
-    return 8 if _has_vnni() else 7
+    """Bits the int8 Linears quantize activations to in this process: 8 with VNNI, else PyTorch's safe 7."""
+    return 7 if _reduce_range() else 8
 
 
 with _quiet():
@@ -79,7 +87,7 @@ class DynamicInt8Linear(_DynamicLinear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         packed = self._packed_params._packed_params
-        return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=not _has_vnni()).to(x.dtype)
+        return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=_reduce_range()).to(x.dtype)
 
 
 def quantize_encoder(module: Any, scheme: str) -> Any:

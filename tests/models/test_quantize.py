@@ -140,7 +140,8 @@ def test_config_setting_quantizes_at_load_pickles_and_v1_refuses_int8_weights(ti
         spacy.load(tmp_path / "int8")
 
 
-def test_int8_transformer_refuses_training_and_gpus(tiny):
+def test_int8_transformer_refuses_training_and_gpus(tiny, monkeypatch):
+    import thinc.api
     from spacy.training import Example
 
     nlp = spacy.load(tiny["pipeline"], config=OVERRIDES)
@@ -149,8 +150,11 @@ def test_int8_transformer_refuses_training_and_gpus(tiny):
         nlp.update(examples)
     check_cpu("int8", "cpu")
     check_cpu(None, "gpu")
-    with pytest.raises(ValueError, match="runs on a CPU only.*--gpu-id -1"):
-        check_cpu("int8", "gpu")
+    gpu_ops = type("GpuOps", (), {"device_type": "gpu"})()
+    monkeypatch.setattr(thinc.api, "get_current_ops", lambda: gpu_ops)  # what spacy.require_gpu() leads to
+    with pytest.raises(ValueError, match=r"runs on a CPU only.*'gpu'.*--gpu-id -1") as err:
+        spacy.load(tiny["pipeline"], config=OVERRIDES)
+    assert "\n" not in str(err.value)
 
 
 def test_bad_input_gives_one_line_errors_before_any_work(tiny, tmp_path):
@@ -184,3 +188,15 @@ def test_a_span_component_with_its_own_transformer_is_found(tiny):
         "components.transformer.model.@architectures": V2, "components.transformer.model.quantize": "int8_per_tensor",
         "components.spanbert_ner.model.tok2vec.@architectures": V2,
         "components.spanbert_ner.model.tok2vec.quantize": "int8_per_tensor"}
+
+
+def test_activations_get_8_bits_only_where_the_cpu_has_vnni_and_7_when_asked():
+    import os
+
+    code = "from spacy_spanbert.models.quantize import activation_bits; print(activation_bits())"
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    expected = "8" if ("avx512_vnni" in flags or "avx_vnni" in flags) else "7"
+    for setting, bits in (("0", expected), ("1", "7")):
+        env = {**os.environ, "SPACY_SPANBERT_INT8_REDUCE_RANGE": setting}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert done.stdout.strip() == bits, done.stderr[-2000:]
