@@ -41,9 +41,11 @@ class SpanBoundaryPipe(SpanCategorizer):
         if not 0.0 < negative_sample_rate <= 1.0:
             raise ValueError(f"negative_sample_rate must be in (0, 1], got {negative_sample_rate}")
         super().__init__(*args, **kwargs)
-        # temperature: divides the logits before normalisation; fitted after training (see calibration), saved in cfg
+        # temperature (divides the logits) and calibration_bias (added after): fitted after training by
+        # `spacy spanbert-calibrate` (pipeline/calibration.py), saved in cfg
         self.cfg.update({"negative_sample_rate": negative_sample_rate, "seed": seed,
-                         "head_learn_rate_factor": head_learn_rate_factor, "temperature": 1.0})
+                         "head_learn_rate_factor": head_learn_rate_factor, "temperature": 1.0,
+                         "calibration_bias": 0.0})
 
     def _gold_spans(self, doc: Doc) -> Iterable[Span]:
         raise NotImplementedError
@@ -70,19 +72,26 @@ class SpanBoundaryPipe(SpanCategorizer):
         """Longest suggested span, when the suggester declares one (`spacy-spanbert.sentence_ngram_suggester.v1`)."""
         return getattr(self.suggester, "max_width", None)
 
-    def _probabilities(self, logits: Floats2d) -> Floats2d:
-        """Softmax (ner) or sigmoid (spancat) of the logits divided by the fitted `temperature`, on the model's
-        device (`ops.xp`): nothing goes through host memory per batch."""
+    def _probabilities(self, logits: Floats2d, calibrated: bool = True) -> Floats2d:
+        """Softmax (ner) or sigmoid (spancat) of the logits, on the model's device (`ops.xp`): nothing goes through
+        host memory per batch. `calibrated`: first divide by the fitted `temperature` and add `calibration_bias`
+        (prediction); the training loss uses the model's own probabilities."""
         ops = self.model.ops
         logits = ops.asarray2f(logits)
-        temperature = self.cfg.get("temperature", 1.0)
+        temperature = self.cfg.get("temperature", 1.0) if calibrated else 1.0
         if temperature != 1.0:  # a scalar, or one per output column
-            logits = logits / ops.asarray1f(numpy.broadcast_to(numpy.asarray(temperature, dtype="f"),
-                                                               (logits.shape[1],)))
+            logits = logits / self._per_column(temperature, logits.shape[1])
+        bias = self.cfg.get("calibration_bias", 0.0) if calibrated else 0.0
+        if bias != 0.0:  # Platt scaling's offset, per label (spancat's sigmoid; it could change ner's argmax)
+            logits = logits + self._per_column(bias, logits.shape[1])
         if self.normalize == "softmax":
             exp = ops.xp.exp(logits - logits.max(axis=1, keepdims=True))
             return exp / exp.sum(axis=1, keepdims=True)
         return 1.0 / (1.0 + ops.xp.exp(-ops.xp.clip(logits, -60.0, 60.0)))
+
+    def _per_column(self, value: Any, n_columns: int) -> Floats2d:
+        """A scalar or per-column calibration setting as a device row vector."""
+        return self.model.ops.asarray1f(numpy.broadcast_to(numpy.asarray(value, dtype="f"), (n_columns,)))
 
     def predict(self, docs: Iterable[Doc]) -> Tuple[Ragged, Floats2d]:
         """Suggest spans and return (indices, probabilities in [0, 1]), both on the model's device."""
@@ -110,7 +119,7 @@ class SpanBoundaryPipe(SpanCategorizer):
         """
         spans, logits = spans_scores
         ops = self.model.ops
-        probs = self._probabilities(logits)
+        probs = self._probabilities(logits, calibrated=False)
         n_spans = probs.shape[0]
         # gold alignment needs the span offsets on the host (small ints); the target is scattered on the device
         rows, cols = self._gold_cells(examples, ops.to_numpy(spans.dataXd), ops.to_numpy(spans.lengths))

@@ -233,3 +233,21 @@ def test_training_data_without_gold_spans_is_one_clear_error(tiny_bert_dir, fact
     examples = [Example.from_dict(nlp.make_doc(text), {}) for text, _ in NER_DATA]
     with pytest.raises(ValueError, match=r"has no gold spans in doc\.(ents|spans\['sc'\]) \(0 spans in 3 examples\)"):
         nlp.initialize(lambda: examples)
+
+
+def test_calibration_changes_scores_not_the_training_loss(blank_ner):
+    """temperature and calibration_bias shape the predicted probabilities; updates keep using the model's own."""
+    nlp = blank_ner
+    examples = ner_examples(nlp)
+    train(nlp, examples, steps=30)
+    ner = nlp.get_pipe("spanbert_ner")
+    docs = [eg.predicted for eg in examples]
+    indices, raw = ner.predict(docs)
+    logits = ner.model.predict((docs, indices))
+    loss_raw, grad_raw = ner.get_loss(examples, (indices, logits))
+    ner.cfg["temperature"] = 2.0
+    _, hot = ner.predict(docs)
+    numpy.testing.assert_allclose(hot.argmax(axis=1), raw.argmax(axis=1))
+    assert hot.max(axis=1).mean() < raw.max(axis=1).mean()  # a higher temperature flattens the distribution
+    loss_cal, grad_cal = ner.get_loss(examples, (indices, logits))
+    assert loss_cal == pytest.approx(loss_raw) and numpy.allclose(grad_cal, grad_raw)
