@@ -20,7 +20,7 @@ from spacy_transformers.layers.transformer_model import TransformerModel
 from spacy_transformers.layers.transformer_model import init as _trf_init
 
 from ..hf import check_tokenizer_files, looks_cased
-from .checkpoints import missing_package_hint
+from .checkpoint_names import missing_package_hint
 
 DEFAULT_SPANBERT = "SpanBERT/spanbert-base-cased"
 DEFAULT_MAX_LENGTH = 512

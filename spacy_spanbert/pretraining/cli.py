@@ -23,7 +23,7 @@ def run_pretrain(config_path: Path, output_dir: Path, extra_args: List[str], res
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, only rank 0 reports progress
     logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .checkpoint import DiskFullError
+    from .checkpoint_io import DiskFullError
     from .run import pretrain
 
     try:

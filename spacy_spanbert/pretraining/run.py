@@ -144,7 +144,7 @@ def preflight(cfg, masking, output_dir: Path):
 def claim_output_dir(cfg, masking, objective: ObjectiveSettings, training: TrainingSettings, tokenizer,
                      output_dir: Path, resume: bool) -> Optional[Path]:
     """Check the run identity (refusing to mix runs), record this run's settings; RETURNS the checkpoint to resume."""
-    from . import checkpoint as ckpt
+    from . import checkpoint_io as ckpt
 
     identity = {"init_model": str(cfg["paths"].get("init_model")), "vocab_size": len(tokenizer),
                 "max_length": training.max_length, "masking": masking.__dict__, "objective": objective.model_dump(),
@@ -212,7 +212,7 @@ def _train(cfg, masking, t: TrainingSettings, tokenizer, model, nlp, output_dir:
     from transformers import TrainingArguments
     from transformers.trainer_callback import ProgressCallback
 
-    from . import checkpoint as ckpt
+    from . import checkpoint_io as ckpt
     from .collator import SpanMaskingCollator
     from .data import PackedBlocks, pack_corpus
     from .trainer import (EpochCallback, HeadsWarmupCallback, JsonlLogCallback, PostfixProgressCallback,

@@ -14,7 +14,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
-from . import checkpoint as ckpt
+from . import checkpoint_io as ckpt
 from .model import SpanBertForPretraining
 
 

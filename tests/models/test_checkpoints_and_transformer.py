@@ -8,7 +8,7 @@ import spacy
 from spacy.tokens import Doc
 from spacy_transformers.span_getters import configure_strided_spans
 
-from spacy_spanbert.models.checkpoints import local_checkpoint
+from spacy_spanbert.models.checkpoint_names import local_checkpoint
 from spacy_spanbert.models.transformer import create_spanbert_transformer, spanbert_tokenizer_config
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spacy_spanbert.pretraining import checkpoint as ckpt
+from spacy_spanbert.pretraining import checkpoint_io as ckpt
 
 ROOT = Path(__file__).parents[2]
 CONFIG = ROOT / "configs" / "pretrain.cfg"

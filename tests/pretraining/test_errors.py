@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from spacy.util import load_config
 
-from spacy_spanbert.pretraining import checkpoint as ckpt
+from spacy_spanbert.pretraining import checkpoint_io as ckpt
 from spacy_spanbert.pretraining.run import pretrain
 from spacy_spanbert.pretraining.settings import ObjectiveSettings, TrainingSettings, training_settings
 from spacy_spanbert.pretraining.trainer import SpanBertTrainer

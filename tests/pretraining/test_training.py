@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from transformers import TrainerCallback
 
-from spacy_spanbert.pretraining import checkpoint as ckpt
+from spacy_spanbert.pretraining import checkpoint_io as ckpt
 from spacy_spanbert.pretraining.masking import MaskingConfig
 from spacy_spanbert.pretraining.run import pretrain
 from spacy_spanbert.pretraining.trainer import SpanBertTrainer

@@ -8,7 +8,6 @@ import importlib
 from pathlib import Path
 from typing import Dict
 
-from ..hf import looks_cased  # noqa: F401  (re-exported: its old home)
 
 # Short name -> (module, pip requirement). Other names are tried as `gt_<name with - and . as _>` packages.
 KNOWN_PACKAGES: Dict[str, tuple] = {
