@@ -4,6 +4,7 @@ The SpanBERT hub checkpoints ship no tokenizer_config.json, so AutoTokenizer wou
 leave `model_max_length` unset; this builder fills both in. It also loads the encoder directories our pretraining
 writes (`OUTPUT_DIR/encoder/`), turns "offline and not found" into one error naming the setting to change, and
 stores the transformer weights as safetensors instead of pickles when the pipeline is saved.
+`spacy-spanbert.SpanBERT.v2` adds `quantize`: an int8 encoder for CPU inference (see `quantize.py`), saved as int8.
 """
 import json
 import os
