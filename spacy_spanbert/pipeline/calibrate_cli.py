@@ -1,8 +1,9 @@
-"""`python -m spacy spanbert-calibrate MODEL_DIR DEV_SPACY OUTPUT_DIR [--component NAME] [--gpu-id N]`.
+"""`python -m spacy spanbert-calibrate MODEL_DIR DEV_SPACY OUTPUT_DIR [--component NAME] [--platt-floor P]`.
 
-Fits the temperature of a trained `spanbert_ner` / `spanbert_spancat` on labelled dev data (see `calibration`) and
-saves the calibrated pipeline; the fit is recorded in `meta.json` under `spanbert_calibration`. Registered on
-spaCy's CLI through the `spacy_cli` entry point; the pipeline and torch load only when the command runs.
+Fits the calibration of a trained `spanbert_ner` (a temperature) / `spanbert_spancat` (per-label Platt scaling)
+on labelled dev data (see `calibration`) and saves the calibrated pipeline; the fit is recorded in `meta.json`
+under `spanbert_calibration`. Registered on spaCy's CLI through the `spacy_cli` entry point; the pipeline and
+torch load only when the command runs.
 """
 from pathlib import Path
 from typing import Dict, Optional
@@ -16,12 +17,12 @@ COMMAND = "spanbert-calibrate"
 
 
 def run_calibrate(model_dir: Path, dev_path: Path, output_dir: Path, component: Optional[str] = None,
-                  gpu_id: int = -1, batch_size: int = 32) -> Dict[str, object]:
+                  gpu_id: int = -1, batch_size: int = 32, platt_floor: Optional[float] = None) -> Dict[str, object]:
     """Load, check the input, fit, save. Bad input raises ValueError/FileNotFoundError before any prediction."""
     import spacy
     from spacy.training import Corpus
 
-    from .calibration import calibrate, resolve_component
+    from .calibration import PLATT_FLOOR, calibrate, resolve_component
 
     if not (Path(model_dir) / "config.cfg").is_file():
         raise FileNotFoundError(f"{model_dir}: not a saved spaCy pipeline (no config.cfg); pass a trained pipeline "
@@ -31,6 +32,9 @@ def run_calibrate(model_dir: Path, dev_path: Path, output_dir: Path, component: 
                                 f"`spacy project run convert` or `spacy convert`")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    platt_floor = PLATT_FLOOR if platt_floor is None else platt_floor
+    if not 0.0 < platt_floor < 1.0:
+        raise ValueError(f"--platt-floor must be a score in (0, 1), got {platt_floor}; e.g. {PLATT_FLOOR}")
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     nlp = spacy.load(model_dir)
@@ -38,7 +42,7 @@ def run_calibrate(model_dir: Path, dev_path: Path, output_dir: Path, component: 
     examples = list(Corpus(dev_path)(nlp))
     if not examples:
         raise ValueError(f"{dev_path}: the dev data holds no documents; pass a labelled dev .spacy file")
-    result = calibrate(nlp, examples, name, batch_size)
+    result = calibrate(nlp, examples, name, batch_size, platt_floor)
     nlp.meta.setdefault("spanbert_calibration", {})[name] = {**result, "dev": str(dev_path)}
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     nlp.to_disk(output_dir)
@@ -54,16 +58,18 @@ def calibrate_cli(
     component: Optional[str] = Opt(None, "--component", "-c", help="Component to calibrate (default: the only spanbert_* one)"),
     gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
     batch_size: int = Opt(32, "--batch-size", "-b", help="Docs per prediction batch"),
+    platt_floor: Optional[float] = Opt(None, "--platt-floor", help="spancat: fit on pairs scoring >= this (default 0.01)"),
     # fmt: on
 ):
-    """Fit the confidence temperature of a trained spanbert_ner / spanbert_spancat on dev data and save it."""
+    """Fit the confidence calibration of a trained spanbert_ner (temperature) / spanbert_spancat (per-label Platt
+    scaling) on dev data and save it."""
     try:
-        result = run_calibrate(model_dir, dev_path, output_dir, component, gpu_id, batch_size)
+        result = run_calibrate(model_dir, dev_path, output_dir, component, gpu_id, batch_size, platt_floor)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
         return
-    temperature = result["temperature"]
-    shown = f"{temperature:.3f}" if isinstance(temperature, float) else ", ".join(f"{t:.3f}" for t in temperature)
-    msg.good(f"{result['component']}: temperature {shown}; dev NLL {result['nll_before']:.4f} -> "
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else ", ".join(f"{x:.3f}" for x in v)  # noqa: E731
+    msg.good(f"{result['component']}: temperature {fmt(result['temperature'])}, bias "
+             f"{fmt(result['calibration_bias'])}; dev NLL {result['nll_before']:.4f} -> "
              f"{result['nll_after']:.4f}, ECE {result['ece_before']:.4f} -> {result['ece_after']:.4f}; "
              f"saved to {output_dir}")

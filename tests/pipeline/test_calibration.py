@@ -1,4 +1,5 @@
-"""Temperature calibration: fitting, serialisation, unchanged entities, load-time threshold, the CLI and its errors."""
+"""Calibration (ner: temperature; spancat: per-label Platt scaling): fitting, serialisation, unchanged entities,
+load-time threshold, the CLI and its errors."""
 import json
 import math
 import os
@@ -14,8 +15,8 @@ from span_helpers import component_config, ents, ner_examples, train
 
 from spacy_spanbert.pipeline.calibrate_cli import run_calibrate
 from spacy_spanbert.pipeline.calibration import (
-    LOG_T_RANGE, CalibrationData, calibrate, entity_nll, expected_calibration_error, golden_section, label_nll,
-    reliability_bins,
+    LOG_T_RANGE, CalibrationData, calibrate, entity_nll, expected_calibration_error, fit_label_platt, fit_platt,
+    golden_section, reliability_bins,
 )
 
 ROOT = Path(__file__).parents[2]
@@ -49,14 +50,40 @@ def _entities_and_scores(nlp):
     return [ents(doc) for doc in docs], [list(doc.spans["spanbert_ents"].attrs["scores"]) for doc in docs]
 
 
+def _sigmoid(x):
+    return 1.0 / (1.0 + numpy.exp(-x))
+
+
+@pytest.mark.parametrize("a,b", [(1.6, -0.8), (0.4, 1.2), (3.0, 0.0)])
+def test_platt_recovers_known_a_and_b(a, b):
+    # labels drawn from sigmoid(a * z + b): over-confident (a < 1), under-confident (a > 1), shifted (b != 0)
+    rng = numpy.random.default_rng(1)
+    logits = rng.normal(0.0, 3.0, size=40000).astype("f")
+    gold = (rng.random(40000) < _sigmoid(a * logits + b)).astype("f")
+    fitted_a, fitted_b = fit_platt(logits, gold)
+    assert fitted_a == pytest.approx(a, rel=0.05) and fitted_b == pytest.approx(b, abs=0.06)
+
+
+def test_platt_is_fitted_on_the_pairs_above_the_floor():
+    # above a raw score of 0.01 the labels follow sigmoid(1.5 z - 1); below it a mass of easy negatives that the
+    # raw scores already get right would pull an unfloored fit back towards the identity
+    rng = numpy.random.default_rng(2)
+    high = rng.uniform(-4.0, 5.0, size=20000)
+    easy = rng.uniform(-14.0, -5.0, size=400000)
+    logits = numpy.concatenate([high, easy]).astype("f")[:, None]
+    gold = numpy.concatenate([rng.random(20000) < _sigmoid(1.5 * high - 1.0), rng.random(400000) < _sigmoid(easy)])
+    data = CalibrationData(logits=logits, gold_class=numpy.zeros(0, int), gold_multi=gold.astype("f")[:, None])
+    (t,), (b,) = fit_label_platt(data, floor=0.01)
+    assert 1 / t == pytest.approx(1.5, rel=0.05) and b == pytest.approx(-1.0, abs=0.08)
+    (t_all,), (b_all,) = fit_label_platt(data, floor=1e-9)
+    assert 1 / t_all < 1.25  # the easy negatives dominate a fit on every pair: its slope stays near the identity
+    # a label with no positive among its fitted pairs is left alone
+    data.gold_multi[:] = 0.0
+    assert fit_label_platt(data) == ([1.0], [0.0])
+
+
 def test_fit_recovers_a_known_temperature():
     rng = numpy.random.default_rng(0)
-    # sigmoid: labels drawn from sigmoid(z / 3), so the model's raw scores are over-confident by T = 3
-    logits = rng.normal(0.0, 6.0, size=20000).astype("f")
-    gold = (rng.random(20000) < 1 / (1 + numpy.exp(-logits / 3.0))).astype("f")
-    t = math.exp(golden_section(lambda lt: label_nll(logits, gold, math.exp(lt)), *LOG_T_RANGE))
-    assert t == pytest.approx(3.0, rel=0.1)
-    assert label_nll(logits, gold, t) < label_nll(logits, gold, 1.0) - 0.05
     # softmax, decoded entities: the winner is right with probability softmax(z / 0.5), an UNDER-confident model
     z = rng.normal(0.0, 1.0, size=(20000, 5)).astype("f")
     p = numpy.exp(z / 0.5) / numpy.exp(z / 0.5).sum(axis=1, keepdims=True)
@@ -122,20 +149,69 @@ def test_load_time_threshold_filters_calibrated_scores(trained_ner, tmp_path):
     assert sum(map(len, kept_ents)) < sum(map(len, all_ents))
 
 
-def test_spancat_gets_one_temperature_per_label(tiny_bert_dir):
-    from test_span_spancat import make_examples
+@pytest.fixture(scope="module")
+def trained_spancat(tiny_bert_dir, tmp_path_factory):
+    """A tiny spanbert_spancat trained briefly (so its scores have something to calibrate), saved; RETURNS
+    (pipeline dir, its examples, texts)."""
+    from test_span_spancat import SPANCAT_DATA, make_examples
 
     nlp = spacy.blank("en")
     nlp.add_pipe("spanbert_spancat", config=component_config(tiny_bert_dir))
     examples = make_examples(nlp)
     train(nlp, examples, steps=30)
+    out = tmp_path_factory.mktemp("calibration_spancat") / "model"
+    nlp.to_disk(out)
+    return out, examples, [text for text, _ in SPANCAT_DATA]
+
+
+def _pairs(nlp, texts):
+    """{(doc index, start, end, label): score} of every (span, label) pair the spancat writes."""
+    pairs = {}
+    for i, doc in enumerate(nlp.pipe(texts)):
+        group = doc.spans["sc"]
+        pairs.update({(i, s.start, s.end, s.label_): score for s, score in zip(group, group.attrs["scores"])})
+    return pairs
+
+
+def test_spancat_platt_is_saved_loaded_and_thresholded(trained_spancat, tmp_path):
+    model_dir, examples, texts = trained_spancat
+    nlp = spacy.load(model_dir)
     result = calibrate(nlp, examples)
     pipe = nlp.get_pipe("spanbert_spancat")
-    assert isinstance(result["temperature"], list) and len(result["temperature"]) == len(pipe.labels)
-    assert pipe.cfg["temperature"] == result["temperature"]
-    assert result["nll_after"] <= result["nll_before"]
-    doc = nlp(examples[0].reference.text)
-    assert all(0.0 <= s <= 1.0 for s in doc.spans["sc"].attrs["scores"])
+    temperature, bias = result["temperature"], result["calibration_bias"]
+    assert len(temperature) == len(bias) == len(pipe.labels)
+    assert pipe.cfg["temperature"] == temperature and pipe.cfg["calibration_bias"] == bias
+    assert any(b != 0.0 for b in bias) and result["nll_after"] < result["nll_before"]
+    nlp.to_disk(tmp_path / "calibrated")
+
+    # every candidate pair (threshold 0): the loaded pipeline writes sigmoid(raw logit / T + b) per label
+    every = {"components": {"spanbert_spancat": {"threshold": 0.0}}}
+    raw = _pairs(spacy.load(model_dir, config=every), texts)
+    loaded = spacy.load(tmp_path / "calibrated", config=every)
+    saved = loaded.get_pipe("spanbert_spancat").cfg  # spaCy's cfg JSON keeps ~15 significant digits
+    assert saved["calibration_bias"] == pytest.approx(bias, rel=1e-12)
+    assert saved["temperature"] == pytest.approx(temperature, rel=1e-12)
+    calibrated = _pairs(loaded, texts)
+    assert calibrated.keys() == raw.keys()
+    column = {label: k for k, label in enumerate(pipe.labels)}
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    expected = {key: _sigmoid(logit(p) / temperature[column[key[3]]] + bias[column[key[3]]]) for key, p in raw.items()}
+    numpy.testing.assert_allclose([calibrated[k] for k in raw], [expected[k] for k in raw], rtol=1e-4, atol=1e-6)
+
+    # a load-time threshold keeps exactly the pairs whose CALIBRATED score reaches it
+    cut = float(numpy.median(list(calibrated.values())))
+    strict = spacy.load(tmp_path / "calibrated", config={"components": {"spanbert_spancat": {"threshold": cut}}})
+    assert strict.get_pipe("spanbert_spancat").cfg["calibration_bias"] == pytest.approx(bias, rel=1e-12)
+    kept = _pairs(strict, texts)
+    assert kept.keys() == {key for key, p in calibrated.items() if p >= cut} and 0 < len(kept) < len(calibrated)
+
+
+def test_calibrating_twice_fits_from_the_raw_logits(trained_spancat):
+    model_dir, examples, _ = trained_spancat
+    nlp = spacy.load(model_dir)
+    first = calibrate(nlp, examples)
+    second = calibrate(nlp, examples)  # a calibrated pipeline refitted: the same map, not one stacked on the other
+    assert second["temperature"] == first["temperature"] and second["calibration_bias"] == first["calibration_bias"]
 
 
 def _cli(*args):
