@@ -1,10 +1,12 @@
-"""Calibration of the entity scores on CoNLL-2003 test: ECE and reliability diagrams before and after temperature
-scaling, and precision / recall / F at confidence thresholds 0.1 to 0.9, for spanbert_ner and spanbert_spancat.
+"""Calibration of the entity scores on CoNLL-2003 test: ECE and reliability diagrams before and after calibration
+(ner: temperature; spancat: per-label Platt scaling), and precision / recall / F at confidence thresholds 0.1 to
+0.9, for spanbert_ner and spanbert_spancat.
 
 Why: a user who sets `threshold` at load time (a precision-first app) needs to know what a score of 0.8 means.
-"Before" is the trained pipeline's raw scores (temperature 1), "after" the temperature `spacy spanbert-calibrate`
-fitted on dev data and saved in the pipeline; both come from ONE pass over the test set (the same logits).
-A scalar temperature leaves spanbert_ner's entities unchanged, so its F is the same before and after.
+"Before" is the trained pipeline's raw scores (temperature 1, bias 0), "after" the temperature and calibration_bias
+`spacy spanbert-calibrate` fitted on dev data and saved in the pipeline; both come from ONE pass over the test set
+(the same logits). A scalar temperature leaves spanbert_ner's entities unchanged, so its F is the same before and
+after; spancat's threshold cuts calibrated scores, so which pairs it writes changes.
 
 The commands behind bench/results/calibration.* (one torch thread on a shared 2-core CPU, no GPU):
 
@@ -64,22 +66,23 @@ def measure(model_dir: Path, test_path: Path, threads: Optional[int]) -> Dict[st
     from spacy.training import Corpus
 
     from spacy_spanbert.pipeline.calibration import (
-        collect, expected_calibration_error, reliability_bins, resolve_component, scores_and_correctness,
+        collect, expected_calibration_error, reliability_bins, resolve_component, scored, scores_and_correctness,
     )
 
     if threads:
         torch.set_num_threads(threads)
     nlp = spacy.load(model_dir)
     pipe = resolve_component(nlp, None)
-    temperature = pipe.cfg.get("temperature", 1.0)
+    temperature, bias = pipe.cfg.get("temperature", 1.0), pipe.cfg.get("calibration_bias", 0.0)
     examples = list(Corpus(test_path)(nlp))
     data = collect(nlp, pipe.name, examples)
     result: Dict[str, Any] = {"model": shown(str(model_dir)), "test": shown(str(test_path)), "component": pipe.name,
-                              "temperature": temperature, "n_gold": data.n_gold,
+                              "labels": list(pipe.labels), "temperature": temperature, "calibration_bias": bias,
+                              "n_gold": data.n_gold,
                               "calibration": nlp.meta.get("spanbert_calibration", {}).get(pipe.name)}
-    for stage, t in (("before", 1.0), ("after", temperature)):
-        scores, correct = scores_and_correctness(pipe, data, t)
-        shown_scores = scores >= (min(THRESHOLDS) if pipe.normalize == "sigmoid" else 0.0)
+    for stage, t, b in (("before", 1.0, 0.0), ("after", temperature, bias)):
+        scores, correct = scores_and_correctness(pipe, data, t, b)
+        shown_scores = scored(pipe, scores)
         result[stage] = {
             # spancat: every (span, label) pair that a threshold of 0.1 would write; ner: every written entity
             "ece": expected_calibration_error(scores[shown_scores], correct[shown_scores], N_BINS),
@@ -149,15 +152,23 @@ def render(result: Dict[str, Any]) -> str:
         entry = result["systems"].get(name)
         if not entry:
             continue
-        t = entry["temperature"]
-        shown_t = f"{t:.3f}" if isinstance(t, float) else "per label " + ", ".join(f"{x:.2f}" for x in t)
+        t, b = entry["temperature"], entry.get("calibration_bias", 0.0)
+        if isinstance(t, float):
+            shown_t = f"temperature {t:.3f}"
+        else:  # per label: Platt's a = 1 / T and b
+            b = [b] * len(t) if isinstance(b, float) else b
+            shown_t = "Platt a, b: " + "; ".join(f"{label} {1 / x:.2f}, {y:+.2f}"
+                                                 for label, x, y in zip(entry["labels"], t, b))
         what = "written entities" if name == "ner" else "(span, label) pairs scoring >= 0.1"
         rows.append([entry["component"], what, f"{entry['before']['ece']:.4f}", f"{entry['after']['ece']:.4f}",
-                     shown_t, entry["after"]["n_scored"]])
-    lines += [markdown_table(["component", "scores measured", "ECE before", "ECE after", "temperature", "n"], rows), ""]
+                     shown_t, f"{entry['before']['n_scored']} / {entry['after']['n_scored']}"])
+    lines += [markdown_table(["component", "scores measured", "ECE before", "ECE after", "calibration",
+                              "n before / after"], rows), ""]
     devs = sorted({(e.get("calibration") or {}).get("dev", "?") for e in result["systems"].values()})
-    lines.append(f"ECE: {N_BINS} equal-width bins, weighted by count. Temperatures fitted by `spacy "
-                 f"spanbert-calibrate` on {', '.join(f'`{d}`' for d in devs)}, never on test.")
+    lines.append(f"ECE: {N_BINS} equal-width bins, weighted by count. Calibration fitted by `spacy "
+                 f"spanbert-calibrate` on {', '.join(f'`{d}`' for d in devs)}, never on test: ner a scalar "
+                 f"temperature, spancat per-label Platt scaling sigmoid(a * logit + b) on the dev pairs scoring "
+                 f">= 0.01 (stored as temperature 1 / a and calibration_bias b).")
     for name in SYSTEMS:
         entry = result["systems"].get(name)
         if not entry:
