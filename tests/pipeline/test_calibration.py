@@ -241,6 +241,8 @@ def test_cli_bad_input_is_one_line_naming_the_fix(trained_ner, tmp_path):
         ((model_dir, dev_path, tmp_path / "o2", "--component", "ner"), "'ner' is not in the pipeline",
          "--component with one of: spanbert_ner"),
         ((model_dir, empty, tmp_path / "o3"), "no gold spans in doc.ents", "labelled dev data"),
+        ((model_dir, dev_path, tmp_path / "o4", "--platt-floor", "1.5"), "--platt-floor must be a score in (0, 1)",
+         "e.g. 0.01"),
     ]
     for args, problem, fix in cases:
         res = _cli(*args)
