@@ -8,7 +8,8 @@ import pytest
 from bench import inference_speed
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ["accuracy", "ablation", "inference_speed", "report", "train_memory", "workflow"]
+SCRIPTS = ["accuracy", "ablation", "inference_speed", "report", "train_memory", "workflow", "quantize", "profile_train",
+           "pretraining_payoff", "calibration", "pretrain_throughput", "pretrain_loss_curves", "heads_warmup"]
 
 
 def test_one_process_loads_each_helper_once_and_ablation_does_not_load_the_accuracy_script():
