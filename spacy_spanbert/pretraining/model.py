@@ -123,7 +123,9 @@ class SpanBertForPretraining(nn.Module):
         sbo_logits = self.sbo_head(hidden, sbo_batch, sbo_left, sbo_right, sbo_offset, decoder)
         sbo_loss = masked_cross_entropy(sbo_logits, sbo_labels)
         loss = mlm_loss + self.sbo_weight * sbo_loss if self.sbo_weight else mlm_loss + 0.0 * sbo_loss
-        return {"loss": loss, "mlm_loss": mlm_loss.detach(), "sbo_loss": sbo_loss.detach()}
+        # the reference's criterion sums over targets (MLM + SBO) and its trainer divides by the masked tokens
+        loss_sum = mlm_loss * selected.sum() + (self.sbo_weight or 0.0) * sbo_loss * sbo_labels.numel()
+        return {"loss": loss, "loss_sum": loss_sum, "mlm_loss": mlm_loss.detach(), "sbo_loss": sbo_loss.detach()}
 
     def save_heads(self, directory: Path) -> None:
         from safetensors.torch import save_file

@@ -24,10 +24,10 @@ GRAD_NORMALIZATIONS = ("masked_tokens", "mean")
 class SpanBertTrainer(Trainer):
     """Trainer whose checkpoints are OUTPUT_DIR/checkpoints/step-N, published atomically, keeping the last K.
 
-    grad_normalization: "masked_tokens" (the reference's fairseq trainer): the gradient of the per-token mean
-        loss (MLM mean + SBO mean) is divided by the number of masked tokens of the update (all micro-batches,
-        all ranks) before clipping, so `max_grad_norm` = 1.0 clips only outliers; AdamW's update is the one of the
-        mean loss. "mean": no division (then a 1.0 clip fires on almost every step of a healthy run).
+    grad_normalization: "masked_tokens" (the reference: its criterion sums the MLM and SBO cross-entropies over
+        their targets and its fairseq trainer divides the gradient by the update's masked tokens, all micro-batches
+        and all ranks, before clipping): micro-batches of different sizes weigh by their masked tokens. "mean": the
+        gradient of each micro-batch's per-token mean loss (MLM mean + SBO mean), averaged.
     head_lr_factor: the fresh MLM/SBO heads learn at learning_rate * factor (the encoder at learning_rate).
     Random replacements are drawn by corpus frequency when the dataset exposes its token stream (`ids`).
     """
@@ -96,7 +96,7 @@ class SpanBertTrainer(Trainer):
             local = sum((b["labels"] != -100).sum() for b in batch_samples).to(self.args.device)
             total = self.accelerator.gather(local.reshape(1)).sum() if self.args.world_size > 1 else local
             # Trainer divides each micro-batch loss by the accumulation steps and DDP averages over ranks: undo
-            # both, so the summed gradient is sum(grad of per-micro-batch mean loss) / masked tokens.
+            # both, so the summed gradient is grad(sum of the update's summed losses) / masked tokens.
             self._grad_scale = self.args.world_size * self.args.gradient_accumulation_steps / total.clamp(min=1)
         return batch_samples, num_items
 
@@ -114,7 +114,7 @@ class SpanBertTrainer(Trainer):
             if mask_stats is not None:
                 self._stats["mask"] = self._stats["mask"] + mask_stats
             if self._grad_scale is not None:
-                loss = loss * self._grad_scale
+                loss = outputs["loss_sum"] * self._grad_scale
         return (loss, outputs) if return_outputs else loss
 
     def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
