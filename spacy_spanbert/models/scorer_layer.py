@@ -16,6 +16,7 @@ from thinc.api import (
     Model,
     PyTorchGradScaler,
     PyTorchWrapper_v3,
+    get_current_ops,
     get_torch_default_device,
     torch2xp,
     xp2torch,
@@ -43,9 +44,9 @@ def build_span_scorer(
         convert_inputs=_convert_inputs,
         convert_outputs=_convert_outputs,
         mixed_precision=mixed_precision,
-        # autocast is CUDA's only (a no-op on CPU tensors), and thinc's scaler refuses to run without CUDA: scale
-        # only where half precision can happen, so a mixed-precision pipeline still trains and loads on a CPU
-        grad_scaler=PyTorchGradScaler(enabled=mixed_precision and torch.cuda.is_available()),
+        # autocast is CUDA's only (a no-op on CPU tensors), and thinc's scaler refuses CPU tensors: scale only
+        # where the Ops are a GPU's, so a mixed-precision pipeline still trains and loads on a CPU (CUDA or not)
+        grad_scaler=PyTorchGradScaler(enabled=mixed_precision and get_current_ops().device_type == "gpu"),
         serialize_model=serialize_scorer,
         deserialize_model=deserialize_scorer,
     )
@@ -130,8 +131,6 @@ def _scorer_init(model: Model, X: Any = None, Y: Any = None) -> None:
 
 def _convert_inputs(model: Model, X: Tuple[List[Floats2d], Ragged], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
     """Flatten the docs' token vectors and turn each doc's (start, end) rows into flat token indices."""
-    import torch
-
     vectors, spans = X
     ops = model.ops
     lengths = [int(v.shape[0]) for v in vectors]
@@ -165,7 +164,8 @@ def _convert_outputs(model: Model, inputs_outputs: Tuple[Any, Any], is_train: bo
 
 
 def serialize_scorer(torch_model: Any) -> bytes:
-    """safetensors bytes with the rebuild information in the header metadata (no pickles); b"" before init."""
+    """safetensors bytes with the rebuild information in the header metadata (no pickles); before init, an empty
+    file whose metadata says so (`n_in` None), which loading leaves as the placeholder."""
     from safetensors.torch import save
 
     if not isinstance(torch_model, SpanScorer):

@@ -341,7 +341,6 @@ def create_spanbert_transformer_v2(
         are saved as int8. Prediction only, on a CPU. `spacy spanbert-quantize IN OUT` sets it on a trained pipeline.
     Other arguments: see SpanBERT.v1 (`create_spanbert_transformer`).
     """
-    import torch
     from thinc.api import get_current_ops
 
     from .quantize import check_cpu, check_scheme
@@ -351,9 +350,9 @@ def create_spanbert_transformer_v2(
     check_scheme(quantize)
     check_cpu(quantize, getattr(get_current_ops(), "device_type", "cpu"))
     scaler = dict(grad_scaler_config or {})
-    # spacy-transformers enables the scaler with mixed_precision, and thinc's scaler refuses to run without CUDA
-    # (autocast is CUDA's only): a mixed-precision config must still train, and load, on a CPU
-    scaler.setdefault("enabled", mixed_precision and torch.cuda.is_available())
+    # spacy-transformers enables the scaler with mixed_precision, and thinc's scaler refuses CPU tensors (autocast
+    # is CUDA's only): a mixed-precision config must still train, and load, where the Ops are a CPU's
+    scaler.setdefault("enabled", mixed_precision and getattr(get_current_ops(), "device_type", "cpu") == "gpu")
     model = TransformerModel(
         str(name),
         get_spans,
