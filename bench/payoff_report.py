@@ -1,13 +1,20 @@
 """Results of bench/pretraining_payoff.py: the encoders compared, seed statistics, the issue's goal, table and plot.
 
 Why apart from the runner: these parts are pure (a result dict in, text or a PNG out), so the report can be redrawn
-from a committed JSON and tested without training anything.
+from a committed JSON and tested without training anything:
+
+    python bench/payoff_report.py bench/results/pretraining_payoff.json   # rewrite the .md and .png beside it
 """
+import json
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from bench.common import fmt_duration, fmt_stat, machine_line, markdown_table, shown, summarize
-from bench.ner_runs import summarize_runs
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import fmt_duration, fmt_stat, machine_line, markdown_table, shown, summarize  # noqa: E402
+from bench.ner_runs import summarize_runs  # noqa: E402
 
 # encoder name -> (masking.scheme, objective.sbo_weight); None = MiniLM as shipped
 ENCODERS: Dict[str, Optional[Tuple[str, float]]] = {
@@ -132,6 +139,7 @@ def plot(result: Dict[str, Any], png: Path) -> None:
         if xs:
             ax.errorbar(xs, means, yerr=[lo, hi], marker="o", capsize=4, color=f"C{j}", label=LABELS[enc])
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks([v["percent"] for v in result["subsets"].values()])
     ax.set_xticklabels(sizes)
     ax.set_xlabel("share of CoNLL-2003 train documents")
@@ -144,3 +152,19 @@ def plot(result: Dict[str, Any], png: Path) -> None:
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=120)
     plt.close(fig)
+
+
+def redraw(json_path: Path) -> None:
+    """Rewrite the Markdown and the PNG beside a results JSON from its contents."""
+    if not Path(json_path).exists():
+        raise FileNotFoundError(f"{json_path} does not exist: run bench/pretraining_payoff.py first")
+    result = json.loads(Path(json_path).read_text(encoding="utf8"))
+    Path(json_path).with_suffix(".md").write_text(render_markdown(result) + "\n", encoding="utf8")
+    plot(result, Path(json_path).with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    try:
+        redraw(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results" / "pretraining_payoff.json")
+    except FileNotFoundError as err:
+        sys.exit(f"error: {err}")

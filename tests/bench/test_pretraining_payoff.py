@@ -107,7 +107,7 @@ def test_run_jobs_respects_dependencies_failures_and_deadline():
     assert len(published) == 3  # after every finished job
 
 
-def test_markdown_names_sizes_encoders_and_verdict():
+def _result():
     runs = _grid()
     summary = report.summarize_grid(runs)
     checks = report.goal_checks(summary)
@@ -128,7 +128,11 @@ def test_markdown_names_sizes_encoders_and_verdict():
         "runs": runs, "summary": summary, "verdict": report.verdict(checks), "not_run": ["ner:x (not run: deadline)"],
         "wall_s": 100.0, "finished": True, "machine": {"cpu": "test"}, "command": "python bench/pretraining_payoff.py",
     }
-    md = report.render_markdown(result)
+    return result
+
+
+def test_markdown_names_sizes_encoders_and_verdict():
+    md = report.render_markdown(_result())
     assert "| MiniLM as shipped | 51.0 ± 1.4 (n=2) | 70.0 (n=1) | 0 | 0 |" in md
     assert "| + span masking + SBO | 52.5 ± 0.7 (n=2) | – (n=0) |" in md
     assert "6.91 / 9.50" in md and "655,360" in md and "(390 tok/s)" in md
@@ -153,3 +157,15 @@ def test_finished_run_needs_the_last_checkpoint_and_the_same_identity(tmp_path):
     assert bench.finished_run(run, 320, want)
     assert not bench.finished_run(run, 320, dict(want, scheme="subword"))
     assert not bench.finished_run(run, 320, dict(want, batch_size=8))
+
+
+def test_redraw_rewrites_table_and_plot_from_the_json(tmp_path):
+    import json
+
+    path = tmp_path / "pretraining_payoff.json"
+    path.write_text(json.dumps(_result()))
+    report.redraw(path)
+    assert "| MiniLM as shipped | 51.0 ± 1.4 (n=2) |" in path.with_suffix(".md").read_text()
+    assert path.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(FileNotFoundError, match="run bench/pretraining_payoff.py"):
+        report.redraw(tmp_path / "missing.json")
