@@ -9,7 +9,7 @@ as cupy does. Ops results and ufunc results are DeviceArrays again.
 """
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, List
 
 import numpy
 from thinc.api import NumpyOps
@@ -26,7 +26,11 @@ class HostArrayError(TypeError):
 
 
 class DeviceArray(numpy.ndarray):
-    """An array that 'lives on the device': mixing it with host arrays raises, as cupy does."""
+    """An array that 'lives on the device': mixing it with host arrays raises, as cupy does, and so does handing it
+    to a numpy function (`numpy.isin(device_array, ...)`): go through `ops.xp`, or move it with `ops.to_numpy`."""
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        raise HostArrayError(f"numpy.{func.__name__} got a device array: use ops.xp.{func.__name__} or ops.to_numpy")
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         for x in inputs + tuple(kwargs.get("out", ()) or ()):
@@ -80,9 +84,10 @@ class _DeviceXp:
         def call(*args: Any, **kwargs: Any) -> Any:
             # the data argument must be on the device; index-like arguments (split points, shapes) may be host
             # sequences, as cupy accepts them
-            if args and name not in ("asarray", "array", "ascontiguousarray"):
+            # Ops methods call ops.xp themselves, on the plain views they were given: only check callers outside
+            if args and not _INSIDE_OPS and name not in ("asarray", "array", "ascontiguousarray"):
                 _check_device(f"xp.{name}", args[0])
-            return _to_device(target(*args, **kwargs))
+            return _to_device(target(*_plain(args), **_plain(kwargs)))
 
         return call
 
@@ -98,20 +103,43 @@ class DeviceOps(NumpyOps):
         if name.startswith("_") or not callable(attr) or name in ("xp",):
             return attr
         if name == "to_numpy":
-            return lambda data, *a, **k: numpy.asarray(data).view(numpy.ndarray).copy()
+            return lambda data, *a, **k: _plain(data).copy()
         if name in TRANSFERS:
-            return lambda *a, **k: _to_device(attr(*(_plain(v) for v in a), **k))
+            return lambda *a, **k: _to_device(_inside_ops(attr, *_plain(a), **_plain(k)))
 
         def checked(*args: Any, **kwargs: Any) -> Any:
-            for v in list(args) + list(kwargs.values()):
-                _check_device(name, v)
-            return _to_device(attr(*args, **kwargs))
+            if not _INSIDE_OPS:
+                for v in list(args) + list(kwargs.values()):
+                    _check_device(name, v)
+            return _to_device(_inside_ops(attr, *_plain(args), **_plain(kwargs)))
 
         return checked
 
 
+_INSIDE_OPS: List[int] = []  # non-empty while an Ops method runs (its own numpy/xp work is the device's code)
+
+
+def _inside_ops(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    _INSIDE_OPS.append(1)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _INSIDE_OPS.pop()
+
+
 def _plain(x: Any) -> Any:
-    return x.view(numpy.ndarray) if isinstance(x, DeviceArray) else x
+    """DeviceArrays (also inside tuples, lists, dicts and Ragged) as plain numpy views, for numpy's own code."""
+    if isinstance(x, DeviceArray):
+        return x.view(numpy.ndarray)
+    if isinstance(x, tuple):
+        return tuple(_plain(v) for v in x)
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, Ragged):
+        return Ragged(_plain(x.data), _plain(x.lengths))
+    return x
 
 
 @contextmanager
@@ -120,7 +148,9 @@ def device_ops() -> Iterator[DeviceOps]:
 
     On a GPU `torch2xp` turns a CUDA tensor into a cupy array whatever `ops` it is given; here every tensor is on the
     CPU, so the real function would return host arrays. While this context is open, `torch2xp` (wherever a module
-    imported it) returns DeviceArrays unless it is explicitly asked for NumpyOps (plain) output.
+    imported it) returns DeviceArrays unless it is explicitly asked for NumpyOps (plain) output, and
+    `get_array_module` / `get_array_ops` give a DeviceArray the device's `xp` / Ops, as they give a cupy array cupy /
+    CupyOps.
     """
     import thinc.util
     from thinc.api import get_current_ops, set_current_ops
@@ -133,15 +163,33 @@ def device_ops() -> Iterator[DeviceOps]:
             return result
         return _to_device(result)
 
-    patched = [m for m in list(sys.modules.values()) if getattr(m, "torch2xp", None) is original]
-    previous = get_current_ops()
+    original_gam = thinc.util.get_array_module
+
+    def get_array_module(array: Any) -> Any:  # cupy for a cupy array, on a GPU
+        return DeviceOps.xp if isinstance(array, DeviceArray) else original_gam(array)
+
+    import thinc.backends
+
+    original_gao = thinc.backends.get_array_ops
     ops = DeviceOps()
+
+    def get_array_ops(array: Any) -> Any:  # CupyOps for a cupy array, on a GPU
+        return ops if isinstance(array, DeviceArray) else original_gao(array)
+
+    replacements = {"torch2xp": (original, torch2xp), "get_array_module": (original_gam, get_array_module),
+                    "get_array_ops": (original_gao, get_array_ops)}
+    patched = [(m, name) for m in list(sys.modules.values()) for name, (old, _) in replacements.items()
+               if getattr(m, name, None) is old]
+    previous = get_current_ops()
     set_current_ops(ops)
-    for module in patched:
-        setattr(module, "torch2xp", torch2xp)
+    for module, name in patched:
+        setattr(module, name, replacements[name][1])
     try:
         yield ops
     finally:
-        for module in patched:
-            setattr(module, "torch2xp", original)
+        # also modules imported inside the context, which bound the replacements by name
+        for module in list(sys.modules.values()):
+            for name, (old, new) in replacements.items():
+                if getattr(module, name, None) is new:
+                    setattr(module, name, old)
         set_current_ops(previous)

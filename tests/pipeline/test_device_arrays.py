@@ -21,6 +21,8 @@ def test_the_double_catches_host_arrays():
             ops.asarray2f(host) + host
         with pytest.raises(HostArrayError):
             ops.xp.hstack([ops.asarray2f(host), host])
+        with pytest.raises(HostArrayError):  # cupy refuses the implicit device -> host conversion
+            numpy.isin(ops.asarray2f(host), [0.0])
         assert isinstance(ops.unflatten(ops.asarray2f(host), ops.asarray1i([1, 2]))[0], DeviceArray)
     assert not isinstance(get_current_ops(), type(ops))
 
