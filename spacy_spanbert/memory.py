@@ -69,6 +69,7 @@ def release_free_memory(min_interval_s: float = MIN_INTERVAL_S) -> bool:
     if rss is not None and _floor is not None:
         margin = max(MIN_GROWTH_MB * 2**20, GROWTH_SHARE * _floor)
         if rss < _floor + margin:
+            _floor = min(_floor, rss)  # memory handed back otherwise (a big batch's mmap freed) lowers the floor
             return False
     libc.malloc_trim(0)
     _floor = resident_bytes()

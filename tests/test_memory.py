@@ -40,6 +40,8 @@ def test_trims_only_after_resident_memory_grew_past_the_margin(monkeypatch):
     rss["now"] = 1300 * 2**20  # creep past floor + margin is cut off
     assert memory.release_free_memory(min_interval_s=0) is True
     assert calls == [0, 0]
+    rss["now"] = 900 * 2**20  # memory handed back some other way lowers the floor: creep is measured from there
+    assert memory.release_free_memory(min_interval_s=0) is False and memory._floor == 900 * 2**20
     rss["now"] = 4000 * 2**20  # the floor is now 4000 MB: the margin is a quarter of it (1000 MB)
     memory._floor = rss["now"]
     rss["now"] = 4900 * 2**20

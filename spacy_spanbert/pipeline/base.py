@@ -65,6 +65,8 @@ class SpanBoundaryPipe(SpanCategorizer):
         keep = {key: self.cfg[key] for key in self.runtime_settings}
         load(source, exclude=exclude)
         self.cfg.update(keep)
+        # a suggester widened at load time (config override) must still be covered by the saved width embedding
+        fit_max_width(self.model, self.max_width, self.name)
         return self
 
     @property

@@ -251,3 +251,13 @@ def test_calibration_changes_scores_not_the_training_loss(blank_ner):
     assert hot.max(axis=1).mean() < raw.max(axis=1).mean()  # a higher temperature flattens the distribution
     loss_cal, grad_cal = ner.get_loss(examples, (indices, logits))
     assert loss_cal == pytest.approx(loss_raw) and numpy.allclose(grad_cal, grad_raw)
+
+
+def test_a_suggester_wider_than_the_saved_width_embedding_is_one_clear_error(blank_ner, tmp_path):
+    nlp = blank_ner
+    train(nlp, ner_examples(nlp), steps=1)
+    nlp.to_disk(tmp_path / "pipe")
+    with pytest.raises(ValueError, match="smaller than the suggester's max_width=12"):
+        spacy.load(tmp_path / "pipe", config={"components": {"spanbert_ner": {"suggester": {"max_width": 12}}}})
+    narrower = spacy.load(tmp_path / "pipe", config={"components": {"spanbert_ner": {"suggester": {"max_width": 4}}}})
+    assert narrower.get_pipe("spanbert_ner").max_width == 4
