@@ -227,7 +227,10 @@ def fit_platt(logits: numpy.ndarray, gold: numpy.ndarray, max_iter: int = 100) -
         if done:
             break
     low, high = 1 / math.exp(LOG_T_RANGE[1]), 1 / math.exp(LOG_T_RANGE[0])
-    return min(max(a, low), high), b
+    if not low <= a <= high:  # clamp the slope, then refit the offset for it (the old b belonged to another a)
+        a = min(max(a, low), high)
+        b = golden_section(lambda b_: loss(a, b_), b - 20.0, b + 20.0)
+    return a, b
 
 
 def platt_rows(logits: numpy.ndarray, floor: float = PLATT_FLOOR) -> numpy.ndarray:
@@ -246,6 +249,10 @@ def fit_temperature(pipe: SpanBoundaryPipe, data: CalibrationData) -> float:
     if data.decoded.size == 0:
         raise ValueError(f"'{pipe.name}' predicts no entities on the dev data, so there is nothing to calibrate; "
                          f"train it longer or check that the dev data matches the training data")
+    if data.decoded_correct.all() or not data.decoded_correct.any():
+        # every entity right (or every one wrong): the likelihood has no optimum, only an edge of the search range
+        raise ValueError(f"'{pipe.name}' gets every dev entity {'right' if data.decoded_correct.all() else 'wrong'}, "
+                         f"so a temperature cannot be fitted: calibrate on more (or more varied) dev data")
     return math.exp(golden_section(lambda lt: entity_nll(data, math.exp(lt)), *LOG_T_RANGE))
 
 

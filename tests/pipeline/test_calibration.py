@@ -110,11 +110,19 @@ def test_calibrate_stores_temperature_and_leaves_entities_unchanged(trained_ner,
     nlp = spacy.load(model_dir)
     before_ents, before_scores = _entities_and_scores(nlp)
     assert any(before_ents), "the tiny model should predict entities on the dev texts"
-    result = calibrate(nlp, list(spacy.training.Corpus(dev_path)(nlp)))
+    examples = list(spacy.training.Corpus(dev_path)(nlp))
+    result = calibrate(nlp, examples)
     pipe = nlp.get_pipe("spanbert_ner")
     assert isinstance(result["temperature"], float) and pipe.cfg["temperature"] == result["temperature"]
     assert result["temperature"] != 1.0 and result["nll_after"] < result["nll_before"]
-    assert 0.0 <= result["ece_after"] <= 1.0
+    # the reported ECE is the one of the scores the calibrated pipeline now writes on the dev docs
+    written, correct = [], []
+    for eg, doc in zip(examples, nlp.pipe([eg.predicted.copy() for eg in examples])):
+        gold = {(e.start, e.end, e.label_) for e in eg.reference.ents}
+        written += [e._.spanbert_score for e in doc.ents]
+        correct += [(e.start, e.end, e.label_) in gold for e in doc.ents]
+    assert result["ece_after"] == pytest.approx(
+        expected_calibration_error(numpy.array(written), numpy.array(correct)), abs=1e-5)
     for temperature in (result["temperature"], 0.3, 5.0):  # a scalar never changes the entities, only the scores
         pipe.cfg["temperature"] = temperature
         after_ents, after_scores = _entities_and_scores(nlp)
@@ -228,7 +236,14 @@ def test_cli_writes_a_loadable_calibrated_pipeline(trained_ner, tmp_path):
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     temperature = meta["spanbert_calibration"]["spanbert_ner"]["temperature"]
     assert loaded.get_pipe("spanbert_ner").cfg["temperature"] == temperature != 1.0
-    assert loaded("Peter saw the dog in Paris .").spans["spanbert_ents"].attrs["scores"] is not None
+    # the saved pipeline writes the calibrated scores: the raw ones at T = 1 differ, the entities do not
+    text = "Peter saw the dog in Paris ."
+    calibrated = loaded(text)
+    loaded.get_pipe("spanbert_ner").cfg["temperature"] = 1.0
+    raw = loaded(text)
+    assert ents(calibrated) == ents(raw)
+    if calibrated.ents:
+        assert calibrated.spans["spanbert_ents"].attrs["scores"] != raw.spans["spanbert_ents"].attrs["scores"]
 
 
 def test_cli_bad_input_is_one_line_naming_the_fix(trained_ner, tmp_path):
