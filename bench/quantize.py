@@ -38,6 +38,7 @@ if __package__ in (None, ""):  # run by path: make `bench` importable
 from bench.common import (RESULTS_DIR, ROOT, machine_info, machine_line, markdown_table, run_logged, shown,
                           spacy_cmd, thread_env, write_json, write_text)
 from bench.ner_runs import corpus_paths, ner_scores, resolve_encoder, train_and_evaluate
+from spacy_spanbert.models.quantize_cli import dir_size  # noqa: E402
 
 WORK = ROOT / "bench" / "work" / "quantize"
 OUTPUT = RESULTS_DIR / "quantize.json"
@@ -47,7 +48,7 @@ OUTLIERS = re.compile(r"Outliers: ([\d.]+)%")
 
 
 def dir_mb(path: Path) -> float:
-    return round(sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 1e6, 1)
+    return round(dir_size(Path(path)) / 1e6, 1)
 
 
 def provenance(model: Path) -> Dict[str, Any]:

@@ -137,8 +137,9 @@ def mask_spans(
                 continue
             length = last - first + 1
         else:
-            # span, named_entity, noun_phrase: geometric spans (outside the candidates, as the reference's
-            # NER scheme does); whole_word: single words
+            # span, and named_entity / noun_phrase otherwise (as the reference's NER scheme does): geometric spans
+            # anchored uniformly; whole_word: single words. Deviation: candidates are drawn without replacement
+            # (the reference redraws them), so one is never tried twice in a sequence
             length = 1 if config.scheme == "whole_word" else int(rng.choice(lengths, p=probs))
             # anchor uniform over wordpieces, snapped to the start of its word
             first = int(piece_to_word[maskable[int(rng.integers(len(maskable)))]])
@@ -147,6 +148,9 @@ def mask_spans(
         sampled.append(length)
         last = first
         for w in range(first, min(first + length, n_words)):
+            # Deviation from the reference, which extends through masked words and cuts the last word at the
+            # budget: a span stops at an already-masked word (no merged double counting) and masks whole words
+            # only, so the last word may overshoot the budget by its remaining pieces
             if word_masked[w] or n_masked >= budget or (w > first and starts[w] != ends[w - 1]):
                 break  # stop at the budget, at masked words and at special tokens
             word_masked[w] = True
