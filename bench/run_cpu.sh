@@ -47,4 +47,26 @@ $PY bench/accuracy.py --encoder "$MODEL" --systems spanbert_ner_nocase --seeds 1
 $PY bench/train_memory.py --systems spanbert_ner trf_ner --max-steps 200 --eval-frequency 100
 # issue 2: does the heads-only warm-up help continued pretraining of a head-less checkpoint?
 $PY bench/heads_warmup.py --steps 250 --warmups 0 100
+# issue 10: the pretraining engine's loss curves (head init, update, head learning rate), then the learning curve
+# (MiniLM as shipped vs + subword MLM vs + span/SBO, 2% and 10% of CoNLL train); news text from the `corpus` step
+$PY bench/pretrain_loss_curves.py --raw-text corpus/pretrain.txt --heldout corpus/pretrain_heldout.txt \
+    --init-model "$MODEL"
+$PY bench/pretraining_payoff.py --news assets/news --encoder "$MODEL" --pretrain-steps 320 --pretrain-batch-size 16 \
+    --pretrain-max-length 128 --precision bf16 --head-lr-factor 10 --sizes 2 10 --steps 120 200 --seeds 1 2 3 \
+    --parallel 2 --threads-per-job 1
+# issue 13: calibration of both components (training and fitting commands in bench/calibration.py's docstring)
+# issue 12: every known bad input
+$PY scripts/reliability_check.py
+# issue 14: int8 size and accuracy, then (quiet machine) spacy benchmark speed of fp32, int8 and transformer + ner,
+# and where a training step's time goes
+$PY bench/quantize.py --model bench/work/quantize/fp32
+# the speed baseline: transformer + ner trained 100 steps (its weights do not change its speed)
+[ -d bench/work/quantize/trf_ner_100/model-last ] || $PY -m spacy train bench/configs/trf_ner.cfg \
+    --output bench/work/quantize/trf_ner_100 --paths.train corpus/train.spacy --paths.dev corpus/dev.spacy \
+    --paths.init_model "$MODEL" --training.max_steps 100 --training.optimizer.learn_rate.total_steps 100 \
+    --training.eval_frequency 100
+$PY bench/quantize.py --speed --model bench/work/quantize/fp32 --baseline bench/work/quantize/trf_ner_100/model-last \
+    --threads 2 --repeats 2
+$PY bench/profile_train.py --steps 20 --warmup 3 --threads 2
+# issue 9 (on a GPU machine): bash bench/gpu_check.sh
 $PY bench/report.py
