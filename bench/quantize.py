@@ -181,7 +181,7 @@ def _mean_wps(section: Dict[str, Any], name: str) -> Optional[float]:
 
 
 def to_markdown(result: Dict[str, Any]) -> str:
-    lines = ["# int8 against fp32 `spanbert_ner`", ""]
+    lines = ["### int8 against fp32 `spanbert_ner`", ""]
     acc = result.get("accuracy")
     if acc:
         model = acc["model"]
@@ -201,7 +201,7 @@ def to_markdown(result: Dict[str, Any]) -> str:
                   machine_line(acc["machine"]), ""]
     spd = result.get("speed")
     if spd:
-        lines += [f"## Speed: `spacy benchmark speed`, {spd['batches']} batches of {spd['batch_size']} docs from "
+        lines += [f"#### Speed: `spacy benchmark speed`, {spd['batches']} batches of {spd['batch_size']} docs from "
                   f"`{spd['data']}`, {spd['warmup']} warm-up passes", ""]
         fp32 = _mean_wps(spd, "fp32")
         rows = []

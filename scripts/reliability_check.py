@@ -172,7 +172,7 @@ def cases(work: Path, bert: Path, corpus: Path) -> Dict[str, Callable[[], Dict[s
 def markdown(report: Dict[str, object]) -> str:
     rows = report["cases"]
     good = sum(r["verdict"] in ("one line", "recovered") for r in rows.values())
-    lines = ["# Bad inputs: does each end in one clear line?", "",
+    lines = ["### Bad inputs: does each end in one clear line?", "",
              f"{good} of {len(rows)} end in a one-line error before work starts (or recover, for the retry cases); "
              f"'last line': a traceback (spaCy's CLI) whose last line names the problem. "
              f"Rerun: `python scripts/reliability_check.py`.", "",
