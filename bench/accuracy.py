@@ -21,7 +21,8 @@ if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_logged, shown, thread_env, write_json,
+    ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_cli, run_logged, shown, thread_env,
+    write_json,
 )
 from bench.ner_runs import (  # noqa: E402
     failed_record, ner_scores, prepare_corpus, resolve_encoder, set_budget, summarize_runs, train_and_evaluate,
@@ -280,7 +281,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError) as err:  # bad input: one line, before any training started
-        sys.exit(f"error: {err}")
+    run_cli(main)

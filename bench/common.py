@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -289,3 +289,11 @@ def output_paths(json_path: Path) -> Dict[str, Path]:
     """The JSON, Markdown and PNG files of one benchmark share a stem: accuracy.json → accuracy.md, accuracy.png."""
     json_path = Path(json_path)
     return {"json": json_path, "md": json_path.with_suffix(".md"), "png": json_path.with_suffix(".png")}
+
+
+def run_cli(main: Callable[[], Any]) -> None:
+    """Run a benchmark's `main`; bad input (a missing file, a bad value) ends in one line, before any training."""
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")

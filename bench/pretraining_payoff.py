@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    ROOT, machine_info, run_logged, short_error, spacy_cmd, summarize, thread_env, write_json, write_text,
+    ROOT, machine_info, run_cli, run_logged, short_error, spacy_cmd, summarize, thread_env, write_json, write_text,
 )
 from bench.jobs import Job, run_jobs  # noqa: E402
 from bench.ner_runs import corpus_paths, failed_record, resolve_encoder, train_and_evaluate  # noqa: E402
@@ -394,7 +394,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError) as err:  # bad input: one line, before any training started
-        sys.exit(f"error: {err}")
+    run_cli(main)
