@@ -43,20 +43,11 @@ class HeldoutCurve(TrainerCallback):
         self.batches, self.every, self.points = batches, every, []
 
     def measure(self, model, step: int) -> None:
-        was_training = model.training
-        model.eval()
-        sums = {"mlm": 0.0, "sbo": 0.0, "n_mlm": 0, "n_sbo": 0}
-        with torch.no_grad():
-            for batch in self.batches:
-                out = model(**batch)
-                n_mlm, n_sbo = int((batch["labels"] != -100).sum()), len(batch["sbo_labels"])
-                sums["mlm"] += out["mlm_loss"].item() * n_mlm
-                sums["sbo"] += out["sbo_loss"].item() * n_sbo
-                sums["n_mlm"] += n_mlm
-                sums["n_sbo"] += n_sbo
-        model.train(was_training)
-        self.points.append({"step": step, "mlm_loss": round(sums["mlm"] / max(sums["n_mlm"], 1), 4),
-                            "sbo_loss": round(sums["sbo"] / max(sums["n_sbo"], 1), 4)})
+        from spacy_spanbert.pretraining.evaluate import heldout_losses
+
+        losses = heldout_losses(model, self.batches)
+        self.points.append({"step": step, "mlm_loss": round(losses["mlm_loss"], 4),
+                            "sbo_loss": round(losses["sbo_loss"], 4)})
         print(f"  step {step}: held-out MLM {self.points[-1]['mlm_loss']:.3f} SBO {self.points[-1]['sbo_loss']:.3f}",
               flush=True)
 

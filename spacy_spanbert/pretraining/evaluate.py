@@ -1,7 +1,7 @@
 """Held-out masked-LM (and SBO) loss of a pretrained encoder: the yardstick of the masking ablations."""
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Any, Dict, Iterable, Optional, Union
 
 from .masking import MaskingConfig
 
@@ -22,7 +22,6 @@ def heldout_mlm_loss(
     scheme / masking: how the held-out text is masked; keep it the same across the models you compare.
     RETURNS (dict): mlm_loss, sbo_loss (token-weighted means), n_mlm_targets, n_sbo_targets, n_blocks.
     """
-    import torch
     from transformers import AutoModel, AutoTokenizer
 
     from .collator import SpanMaskingCollator
@@ -46,19 +45,33 @@ def heldout_mlm_loss(
     masking = masking or MaskingConfig(scheme=scheme)
     collator = SpanMaskingCollator.from_tokenizer(tokenizer, masking=masking, seed=seed,
                                                   max_sbo_targets=model.sbo_head.max_targets)
-    totals = {"mlm": 0.0, "sbo": 0.0, "n_mlm": 0, "n_sbo": 0}
     with tempfile.TemporaryDirectory() as tmp:
         blocks = PackedBlocks(pack_corpus(Path(corpus), tokenizer, max_length, Path(tmp)))
         n = len(blocks) if max_blocks is None else min(max_blocks, len(blocks))
-        with torch.no_grad():
-            for start in range(0, n, batch_size):
-                batch = collator([blocks[i] for i in range(start, min(start + batch_size, n))])
-                batch.pop("mask_stats")
-                out = model(**batch)
-                n_mlm, n_sbo = int((batch["labels"] != -100).sum()), len(batch["sbo_labels"])
-                totals["mlm"] += out["mlm_loss"].item() * n_mlm
-                totals["sbo"] += out["sbo_loss"].item() * n_sbo
-                totals["n_mlm"] += n_mlm
-                totals["n_sbo"] += n_sbo
+        batches = (collator([blocks[i] for i in range(start, min(start + batch_size, n))])
+                   for start in range(0, n, batch_size))
+        return {**heldout_losses(model, batches), "n_blocks": n}
+
+
+def heldout_losses(model: Any, batches: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
+    """Token-weighted MLM and SBO loss of `model` over collated batches (no gradients; the model's mode is kept).
+
+    RETURNS (Dict[str, Any]): mlm_loss, sbo_loss and the numbers of MLM and SBO targets they average over.
+    """
+    import torch
+
+    totals = {"mlm": 0.0, "sbo": 0.0, "n_mlm": 0, "n_sbo": 0}
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            batch = {key: value for key, value in batch.items() if key != "mask_stats"}
+            out = model(**batch)
+            n_mlm, n_sbo = int((batch["labels"] != -100).sum()), len(batch["sbo_labels"])
+            totals["mlm"] += out["mlm_loss"].item() * n_mlm
+            totals["sbo"] += out["sbo_loss"].item() * n_sbo
+            totals["n_mlm"] += n_mlm
+            totals["n_sbo"] += n_sbo
+    model.train(was_training)
     return {"mlm_loss": totals["mlm"] / max(totals["n_mlm"], 1), "sbo_loss": totals["sbo"] / max(totals["n_sbo"], 1),
-            "n_mlm_targets": totals["n_mlm"], "n_sbo_targets": totals["n_sbo"], "n_blocks": n}
+            "n_mlm_targets": totals["n_mlm"], "n_sbo_targets": totals["n_sbo"]}
