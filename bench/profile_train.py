@@ -16,6 +16,7 @@ backprop callbacks and the components' methods (no profiler overhead on the torc
     python bench/profile_train.py --steps 30 --warmup 5 --threads 2      # on a quiet machine
 """
 import argparse
+import hashlib
 import statistics
 import sys
 import time
@@ -119,16 +120,19 @@ def profile(system: str, corpus: Dict[str, Path], encoder: str, steps: int, warm
     resolved = nlp.config.interpolate()
     T = registry.resolve(resolved["training"], schema=ConfigSchemaTraining)
     (train_corpus,) = resolve_dot_names(resolved, [T["train_corpus"]])
+    fix_random_seed(seed)  # initialisation draws differ between the systems: re-seed so the corpus shuffles alike
     batches = T["batcher"](train_corpus(nlp))
     clock = Clock()
     optimizer = TimedOptimizer(T["optimizer"], clock)
     instrument(nlp, clock)
     step_times: List[float] = []
     words = 0
+    fingerprint = hashlib.sha1()
     for i, batch in enumerate(batches):
         if i == warmup + steps:
             break
         clock.on = i >= warmup
+        fingerprint.update(" ".join(eg.reference.text for eg in batch).encode("utf8"))
         start = time.perf_counter()
         nlp.update(batch, sgd=optimizer, losses={})
         if clock.on:
@@ -140,7 +144,8 @@ def profile(system: str, corpus: Dict[str, Path], encoder: str, steps: int, warm
     ms = {phase: 1000 * clock.totals.get(phase, 0.0) / len(step_times) for phase in PHASES if phase != "other"}
     ms["other"] = 1000 * total / len(step_times) - sum(ms.values())
     return {"system": system, "steps": len(step_times), "ms_per_step": ms, "step_ms": 1000 * total / len(step_times),
-            "step_ms_median": 1000 * statistics.median(step_times), "train_words_per_s": words / total}
+            "step_ms_median": 1000 * statistics.median(step_times), "train_words_per_s": words / total,
+            "batches_sha1": fingerprint.hexdigest()}
 
 
 def render(results: Sequence[Dict[str, Any]], machine: Dict[str, Any], command: str) -> str:
@@ -153,8 +158,10 @@ def render(results: Sequence[Dict[str, Any]], machine: Dict[str, Any], command: 
     rows.append(["training words/s"] + [f"{r['train_words_per_s']:,.0f}" for r in results])
     ratio = ""
     if len(results) == 2:
+        same = results[0]["batches_sha1"] == results[1]["batches_sha1"]
         ratio = (f"\n{results[0]['system']} trains at {results[0]['train_words_per_s'] / results[1]['train_words_per_s']:.2f}x "
-                 f"the words/s of {results[1]['system']} on the same batches.\n")
+                 f"the words/s of {results[1]['system']} on "
+                 f"{'the same batches (identical texts, checked by hash)' if same else 'DIFFERENT batches'}.\n")
     return (f"### Where a training step's time goes (ms per step; rerun: `{command}`)\n\n"
             f"{results[0]['steps']} timed steps after warm-up, the configs' own batches (1,000 words).\n\n"
             + markdown_table(headers, rows) + "\n" + ratio + f"\n{machine_line(machine)}\n")

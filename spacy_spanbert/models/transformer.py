@@ -161,10 +161,11 @@ class SafetensorsHFShim(HFShim):
                 quantize_encoder(self._model, self.quantize)
 
 
-# Padded wordpieces per encoder call when predicting. On CPU small calls are faster (a 512-piece call's activations
-# stay in cache: 1.8x the words/s of whole 32-sentence batches, bench/inference_speed.py); GPUs want large calls.
-INFERENCE_TOKENS = 512
-INFERENCE_TOKENS_GPU = 8192
+# Padded wordpieces per encoder call, in training and prediction. On CPU small calls are faster (a 512-piece call's
+# activations stay in cache: 1.8x the words/s of whole 32-sentence batches, bench/inference_speed.py), and
+# length-sorted calls skip the padding a batch of mixed-length sentences carries; GPUs want large calls.
+CALL_TOKENS = 512
+CALL_TOKENS_GPU = 8192
 
 
 def _right_padded_lengths(model: Any, wordpieces: Any) -> Optional[List[int]]:
@@ -205,7 +206,7 @@ def _warn_if_cut(model: Any, wordpieces: Any) -> None:
 
 def _token_budget(model: Any) -> int:
     device = getattr(_hf_encoder(model), "device", None)
-    return INFERENCE_TOKENS_GPU if getattr(device, "type", "cpu") != "cpu" else INFERENCE_TOKENS
+    return CALL_TOKENS_GPU if getattr(device, "type", "cpu") != "cpu" else CALL_TOKENS
 
 
 def length_buckets(lengths: List[int], max_tokens: int) -> List[List[int]]:
@@ -271,11 +272,51 @@ def _inference_only(d_output: Any) -> Any:
     raise ValueError("Chunked transformer outputs are for inference only (is_train=False)")
 
 
+class _BucketedEncoder:
+    """Stands in for the HF model during one training call: runs it on length-sorted groups of rows (each cut to its
+    longest row) and returns their outputs merged back into one padded batch.
+
+    The merge is differentiable, so the shim's single `torch.autograd.backward` reaches every group and spacy-
+    transformers' own backprop (gradient scaling and unscaling included) runs once, as for one call."""
+
+    def __init__(self, encoder: Any, groups: List[List[int]], lengths: List[int], width: int) -> None:
+        self.encoder, self.groups, self.lengths, self.width = encoder, groups, lengths, width
+
+    def train(self, mode: bool = True) -> "_BucketedEncoder":
+        self.encoder.train(mode)
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        outputs = []
+        for rows in self.groups:
+            index = torch.as_tensor(rows, device=kwargs["input_ids"].device)
+            cut = max(1, self.lengths[rows[0]])
+            outputs.append(self.encoder(*args, **{key: value[index, :cut] for key, value in kwargs.items()}))
+        return _merge(outputs, self.groups, len(self.lengths), self.width)
+
+
+def _bucketed_training_forward(forward: Callable, model: Any, wordpieces: Any, groups: List[List[int]],
+                               lengths: List[int]) -> Any:
+    """`forward` (thinc's PyTorchWrapper forward) with the shim's model swapped for a `_BucketedEncoder` for the
+    length of the forward pass; the returned backprop is the shim's own and needs no swap."""
+    shim = model.shims[0]
+    encoder = shim._model
+    shim._model = _BucketedEncoder(encoder, groups, lengths, int(wordpieces.input_ids.shape[1]))
+    try:
+        return forward(model, wordpieces, True)
+    finally:
+        shim._model = encoder
+
+
 def chunked_forward(forward: Callable, model: Any, wordpieces: Any, is_train: bool) -> Any:
-    """When predicting, encode length-sorted groups of at most INFERENCE_TOKENS(_GPU) padded wordpieces and put the
-    outputs back in order at the batch's padded width. This bounds activation memory by a batch, not a document
-    (a 20,000-word document is ~200 windows), and skips most padding when sentences of mixed length share a batch.
-    Padding positions of the merged output are zeros; nothing downstream reads them (alignment uses real pieces).
+    """Encode length-sorted groups of at most CALL_TOKENS(_GPU) padded wordpieces and put the outputs back in order at
+    the batch's padded width. This skips most padding when sentences of mixed length share a batch (training on
+    CoNLL batches: see bench/profile_train.py), and when predicting it bounds activation memory by a batch, not a
+    document (a 20,000-word document is ~200 windows). Padding positions of the merged output are zeros; nothing
+    downstream reads them (alignment uses real pieces). Real wordpieces' vectors are those of one padded call:
+    BERT's attention mask keeps padding out of them.
 
     A module-level function (bound with functools.partial) so that pipelines pickle, which the `spawn` start
     method of multiprocessing (macOS and Windows) needs."""
@@ -285,10 +326,15 @@ def chunked_forward(forward: Callable, model: Any, wordpieces: Any, is_train: bo
     if is_train and getattr(model.shims[0], "quantize", None) is not None:
         raise ValueError("An int8 transformer (quantize set) is for prediction only: train with quantize = null "
                          "(SpanBERT.v1), then run `spacy spanbert-quantize` on the trained pipeline")
-    if is_train or len(wordpieces) <= 1:
+    if len(wordpieces) <= 1:
         return forward(model, wordpieces, is_train)
     width = int(wordpieces.input_ids.shape[1])
     lengths = _right_padded_lengths(model, wordpieces) if _plain_outputs(model) else None
+    if is_train:
+        groups = length_buckets(lengths, _token_budget(model)) if lengths is not None else []
+        if len(groups) <= 1:
+            return forward(model, wordpieces, True)
+        return _bucketed_training_forward(forward, model, wordpieces, groups, lengths)
     merged = None
     if lengths is not None:
         groups = length_buckets(lengths, _token_budget(model))

@@ -113,10 +113,10 @@ def test_long_docs_are_predicted_in_window_chunks_with_identical_output(tiny_ber
     model = create_spanbert_transformer(str(tiny_bert_dir), configure_strided_spans(16, 12))
     doc = Doc(spacy.blank("en").vocab, words=("the old man saw a dog near the river . " * 60).split())
     model.initialize(X=[doc])
-    monkeypatch.setattr(transformer, "INFERENCE_TOKENS", 64)  # the tiny windows would otherwise fit one call
+    monkeypatch.setattr(transformer, "CALL_TOKENS", 64)  # the tiny windows would otherwise fit one call
     chunked = model.predict([doc])
-    assert len(chunked.wordpieces) * chunked.wordpieces.input_ids.shape[1] > transformer.INFERENCE_TOKENS
-    monkeypatch.setattr(transformer, "INFERENCE_TOKENS", 10**6)
+    assert len(chunked.wordpieces) * chunked.wordpieces.input_ids.shape[1] > transformer.CALL_TOKENS
+    monkeypatch.setattr(transformer, "CALL_TOKENS", 10**6)
     whole = model.predict([doc])
     numpy.testing.assert_allclose(chunked.tensors[0], whole.tensors[0], rtol=1e-4, atol=1e-5)
 
@@ -135,18 +135,61 @@ def test_mixed_length_batches_are_encoded_length_sorted_with_the_same_token_vect
     encoder = model.layers[0].shims[0]._model
     encoder.register_forward_pre_hook(lambda _, args, kwargs: calls.append(tuple(kwargs["input_ids"].shape)),
                                       with_kwargs=True)
-    monkeypatch.setattr(transformer, "INFERENCE_TOKENS", 64)
+    monkeypatch.setattr(transformer, "CALL_TOKENS", 64)
     bucketed = model.predict(docs)
     assert len(calls) > 1 and max(rows * width for rows, width in calls) <= 64
     assert bucketed.wordpieces.input_ids.shape[0] == sum(len(s) for s in bucketed.spans)
     calls.clear()
-    monkeypatch.setattr(transformer, "INFERENCE_TOKENS", 10**6)
+    monkeypatch.setattr(transformer, "CALL_TOKENS", 10**6)
     whole = model.predict(docs)
     assert len(calls) == 1
     assert bucketed.tensors[0].shape == whole.tensors[0].shape
     for i, n in enumerate(whole.wordpieces.lengths):
         numpy.testing.assert_allclose(bucketed.tensors[0][i, :n], whole.tensors[0][i, :n], rtol=1e-4, atol=1e-5)
     numpy.testing.assert_allclose(bucketed.tensors[1], whole.tensors[1], rtol=1e-4, atol=1e-5)  # pooler output
+
+
+def test_training_on_mixed_lengths_is_bucketed_with_the_gradients_of_one_padded_call(tiny_bert_dir, monkeypatch):
+    """In training too the encoder runs on length-sorted groups, and one backward gives every parameter the gradient
+    that one padded call would (dropout off, so the two passes are comparable)."""
+    import numpy
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
+    from spacy_spanbert.models import transformer
+
+    no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    model = create_spanbert_transformer(str(tiny_bert_dir), configure_strided_spans(32, 24),
+                                        transformer_config=no_dropout)
+    vocab = spacy.blank("en").vocab
+    docs = [Doc(vocab, words=("the man saw a dog . " * n).split()) for n in (1, 4, 2, 5, 1, 3)]
+    model.initialize(X=docs)
+    encoder = model.layers[0].shims[0]._model
+    calls = []
+    encoder.register_forward_pre_hook(lambda _, args, kwargs: calls.append(tuple(kwargs["input_ids"].shape)),
+                                      with_kwargs=True)
+
+    def train_step(budget):
+        monkeypatch.setattr(transformer, "CALL_TOKENS", budget)
+        calls.clear()
+        encoder.zero_grad()
+        output, backprop = model.begin_update(docs)
+        hidden = output.model_output.last_hidden_state
+        weights = torch.linspace(-1, 1, hidden.shape[-1])
+        grad = torch.zeros_like(hidden)
+        for i, n in enumerate(output.wordpieces.lengths):
+            grad[i, :n] = weights  # a gradient on real wordpieces only, as the listeners give
+        backprop(types.SimpleNamespace(model_output=BaseModelOutput(last_hidden_state=grad)))
+        return hidden.detach().clone(), {name: p.grad.clone() for name, p in encoder.named_parameters()
+                                         if p.grad is not None}, list(calls)
+
+    bucketed, bucketed_grads, bucketed_calls = train_step(64)
+    whole, whole_grads, whole_calls = train_step(10**6)
+    assert len(bucketed_calls) > 1 and max(rows * width for rows, width in bucketed_calls) <= 64
+    assert len(whole_calls) == 1 and bucketed.shape == whole.shape
+    assert set(bucketed_grads) == set(whole_grads) and len(whole_grads) > 10
+    for name, grad in whole_grads.items():
+        numpy.testing.assert_allclose(bucketed_grads[name], grad, rtol=1e-3, atol=1e-5, err_msg=name)
 
 
 def test_length_buckets_are_longest_first_and_within_the_token_budget():
