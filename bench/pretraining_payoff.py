@@ -159,7 +159,7 @@ def pretrain_command(args: argparse.Namespace, name: str, text: Path, encoder: s
         "--training.batch_size", args.pretrain_batch_size, "--training.max_length", args.pretrain_max_length,
         "--training.learning_rate", args.pretrain_lr, "--training.warmup_steps", max(1, steps // 10),
         "--training.precision", args.precision, "--training.head_lr_factor", args.head_lr_factor,
-        "--training.logging_steps", 10, "--training.save_steps", steps, "--training.progress_bar", "false",
+        "--training.logging_steps", 10, "--training.save_steps", min(steps, args.pretrain_save_steps), "--training.progress_bar", "false",
         "--masking.scheme", scheme, "--objective.sbo_weight", sbo, "--system.seed", args.pretrain_seed, "--gpu-id", -1,
     )
 
@@ -175,17 +175,30 @@ def log_entries(path: Path) -> List[Dict[str, Any]]:
     return out
 
 
-def finished_run(run_dir: Path, steps: int, expected: Dict[str, Any]) -> bool:
-    """True when `run_dir` holds a pretraining run of `steps` steps whose identity (meta.json) matches `expected`."""
-    meta_path, weights = run_dir / "meta.json", run_dir / "encoder" / "model.safetensors"
-    state = run_dir / "checkpoints" / f"step-{steps}" / "trainer_state.json"
-    if not (meta_path.exists() and weights.exists() and state.exists()):
+def same_run(run_dir: Path, expected: Dict[str, Any]) -> bool:
+    """True when `run_dir` holds a pretraining run (meta.json) whose identity matches `expected`."""
+    meta_path = run_dir / "meta.json"
+    if not meta_path.exists():
         return False
     ident = json.loads(meta_path.read_text())["identity"]
     flat = {**ident, **{k: ident.get("masking", {}).get(k) for k in ("scheme",)},
             **{k: ident.get("objective", {}).get(k) for k in ("sbo_weight",)}}
-    return json.loads(state.read_text()).get("global_step") == steps and all(
-        flat.get(k) == v for k, v in expected.items())
+    return all(flat.get(k) == v for k, v in expected.items())
+
+
+def finished_run(run_dir: Path, steps: int, expected: Dict[str, Any]) -> bool:
+    """True when `run_dir` holds a pretraining run of `steps` steps whose identity (meta.json) matches `expected`."""
+    weights = run_dir / "encoder" / "model.safetensors"
+    state = run_dir / "checkpoints" / f"step-{steps}" / "trainer_state.json"
+    if not (weights.exists() and state.exists() and same_run(run_dir, expected)):
+        return False
+    return json.loads(state.read_text()).get("global_step") == steps
+
+
+def resumable_run(run_dir: Path, expected: Dict[str, Any]) -> bool:
+    """True when `run_dir` holds an interrupted run of this command with at least one checkpoint to resume from."""
+    checkpoints = run_dir / "checkpoints"
+    return same_run(run_dir, expected) and checkpoints.is_dir() and any(checkpoints.glob("step-*"))
 
 
 def pretrain_job(args: argparse.Namespace, name: str, text: Path, encoder: str, env: Dict[str, str]) -> Dict[str, Any]:
@@ -195,14 +208,20 @@ def pretrain_job(args: argparse.Namespace, name: str, text: Path, encoder: str, 
     record: Dict[str, Any] = {"status": "ok", "command": " ".join(map(str, cmd)), "dir": str(run_dir),
                               "scheme": ENCODERS[name][0], "sbo_weight": ENCODERS[name][1]}  # type: ignore[index]
     weights = run_dir / "encoder" / "model.safetensors"
-    if args.reuse and finished_run(run_dir, args.pretrain_steps, {
-            "scheme": record["scheme"], "sbo_weight": record["sbo_weight"], "batch_size": args.pretrain_batch_size,
-            "max_length": args.pretrain_max_length, "raw_text": str(text), "init_model": encoder,
-            "seed": args.pretrain_seed}):
+    identity = {"scheme": record["scheme"], "sbo_weight": record["sbo_weight"], "batch_size": args.pretrain_batch_size,
+                "max_length": args.pretrain_max_length, "raw_text": str(text), "init_model": encoder,
+                "seed": args.pretrain_seed}
+    if args.reuse and finished_run(run_dir, args.pretrain_steps, identity):
         # started by hand with this command: wall time from the run's files (config.cfg at start, weights at end)
         record.update(reused=True, wall_s=round(weights.stat().st_mtime - (run_dir / "config.cfg").stat().st_mtime, 1))
+    elif args.reuse and resumable_run(run_dir, identity):  # interrupted: continue from its latest checkpoint
+        done = run_logged(cmd + ["--resume"], args.work_dir / name / "pretrain.log", env=env, timeout=args.timeout,
+                          prefix=f"[{name}] ")
+        record.update(resumed=True, wall_s=done.wall_s)  # the resumed part only
+        if not done.ok or not weights.exists():
+            return failed_record(record, "pretrain", done)
     elif args.reuse and run_dir.exists():  # never delete a run that --reuse was meant to keep
-        record.update(status="failed", stage="pretrain", error=f"{run_dir} is not a finished run of this command: "
+        record.update(status="failed", stage="pretrain", error=f"{run_dir} is not a run of this command: "
                       "remove it or drop --reuse")
         return record
     else:
@@ -268,6 +287,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     p.add_argument("--head-lr-factor", type=float, default=10.0)
     p.add_argument("--pretrain-seed", type=int, default=0)
+    p.add_argument("--pretrain-save-steps", type=int, default=200,
+                   help="checkpoint every N steps: with --reuse an interrupted run resumes from its latest one")
     p.add_argument("--heldout-blocks", type=int, default=200)
     p.add_argument("--sizes", nargs="+", type=float, default=[2.0, 10.0], help="train shares in %%")
     p.add_argument("--steps", nargs="+", type=int, default=[150, 250], help="fine-tuning steps, one per size")

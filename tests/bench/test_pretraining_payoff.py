@@ -159,6 +159,22 @@ def test_finished_run_needs_the_last_checkpoint_and_the_same_identity(tmp_path):
     assert not bench.finished_run(run, 320, dict(want, batch_size=8))
 
 
+def test_an_interrupted_run_of_the_same_command_is_resumed_not_deleted(tmp_path):
+    import json
+
+    run = tmp_path / "pretrain"
+    ident = {"init_model": "/m", "max_length": 128, "masking": {"scheme": "span"}, "objective": {"sbo_weight": 1.0},
+             "seed": 0, "batch_size": 16, "raw_text": "/t.txt"}
+    want = {"scheme": "span", "sbo_weight": 1.0, "batch_size": 16, "max_length": 128, "raw_text": "/t.txt",
+            "init_model": "/m", "seed": 0}
+    run.mkdir()
+    (run / "meta.json").write_text(json.dumps({"identity": ident}))
+    assert not bench.resumable_run(run, want)  # no checkpoint yet: nothing to resume from
+    (run / "checkpoints" / "step-200").mkdir(parents=True)
+    assert bench.resumable_run(run, want) and not bench.finished_run(run, 1465, want)
+    assert not bench.resumable_run(run, dict(want, seed=1))  # another command's run is never continued
+
+
 def test_redraw_rewrites_table_and_plot_from_the_json(tmp_path):
     import json
 
