@@ -5,7 +5,7 @@ sub-module, so the state dict has no shared tensors (safetensors refuses those) 
 Both project to the vocabulary only at the positions that have a target: on a 30k vocabulary the output layer run
 on every token costs about as much as the encoder itself.
 """
-from typing import List, Sequence, Tuple
+from typing import Optional
 
 import torch
 from torch import nn
@@ -45,13 +45,10 @@ class MaskedLMHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(vocab_size))
         init_bert_weights(self, initializer_range)
 
-    def features(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The representation the tied decoder reads. *Shape:* (n_targets, hidden) -> (n_targets, hidden)."""
-        return self.transform.LayerNorm(F.gelu(self.transform.dense(hidden)))
-
     def forward(self, hidden: torch.Tensor, decoder_weight: torch.Tensor) -> torch.Tensor:
         """*Shape:* hidden (n_targets, hidden) -> logits (n_targets, vocab)."""
-        return F.linear(self.features(hidden), decoder_weight, self.bias)
+        x = self.transform.LayerNorm(F.gelu(self.transform.dense(hidden)))
+        return F.linear(x, decoder_weight, self.bias)
 
 
 class SpanBoundaryHead(nn.Module):
@@ -100,11 +97,6 @@ class SpanBoundaryHead(nn.Module):
         *Shape:* hidden (batch, seq, hidden); batch_index, left (= s-1), right (= e+1), offset (= i-s, below
         max_targets) all (n_targets,) -> logits (n_targets, vocab).
         """
-        return F.linear(self.features(hidden, batch_index, left, right, offset), decoder_weight, self.bias)
-
-    def features(self, hidden: torch.Tensor, batch_index: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
-                 offset: torch.Tensor) -> torch.Tensor:
-        """The representation the tied decoder reads (arguments as `forward`). *Shape:* (n_targets, hidden)."""
         # Checked on CPU only: on a GPU the check would sync every step; there the collator's guarantee (first
         # max_targets tokens of a span) stands, and an out-of-range index still fails loudly in the embedding.
         if offset.device.type == "cpu" and offset.numel() and int(offset.max()) >= self.max_targets:
@@ -112,29 +104,11 @@ class SpanBoundaryHead(nn.Module):
         x = torch.cat(
             (hidden[batch_index, left], hidden[batch_index, right], self.position_embeddings(offset)), dim=-1
         )
-        return self.mlp(x)
+        return F.linear(self.mlp(x), decoder_weight, self.bias)
 
 
-def tied_vocabulary_losses(
-    parts: Sequence[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]], decoder_weight: torch.Tensor
-) -> List[torch.Tensor]:
-    """Mean cross-entropy of each (features, bias, labels) part through ONE projection onto the tied decoder.
-
-    The MLM and SBO heads both end in the same (vocab x hidden) decoder: one matrix product over their stacked rows
-    and one cross-entropy cost less than two of each (the decoder's gradient is then one product too), which is
-    the heads' largest cost on a CPU. Each part keeps its own bias. Same values as cross-entropy of each head's
-    `forward`; an empty part gives a zero that still belongs to the graph (keeps DDP happy).
-    """
-    sizes = [features.shape[0] for features, _, _ in parts]
-    logits = F.linear(torch.cat([features for features, _, _ in parts]), decoder_weight)
-    start = 0
-    for (_, bias, _), size in zip(parts, sizes):
-        logits[start : start + size] += bias  # in place: the projection's backward does not need its output
-        start += size
-    per_target = F.cross_entropy(logits.float(), torch.cat([labels for _, _, labels in parts]), reduction="none")
-    losses, start = [], 0
-    for size in sizes:
-        chunk = per_target[start : start + size]
-        losses.append(chunk.mean() if size else logits.sum() * 0.0)
-        start += size
-    return losses
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, anchor: Optional[torch.Tensor] = None):
+    """Mean cross-entropy; an empty target set gives a zero that still belongs to the graph (keeps DDP happy)."""
+    if labels.numel() == 0:
+        return logits.sum() * 0.0 if anchor is None else anchor.sum() * 0.0
+    return F.cross_entropy(logits.float(), labels)

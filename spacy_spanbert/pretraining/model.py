@@ -1,7 +1,7 @@
 """SpanBERT pretraining model: any HF BERT-family encoder + MLM head + Span Boundary Objective head.
 
 Loss = mean CE over masked tokens (MLM) + sbo_weight * mean CE over SBO targets (Joshi et al., TACL 2020, eq. 2).
-The vocabulary projection runs only on masked positions and SBO targets, both heads' rows in one product.
+The vocabulary projection runs only on masked positions and SBO targets.
 """
 import json
 import logging
@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional, Union
 import torch
 from torch import nn
 
-from ..nn.heads import MaskedLMHead, SpanBoundaryHead, tied_vocabulary_losses
+from ..nn.heads import MaskedLMHead, SpanBoundaryHead, masked_cross_entropy
 
 logger = logging.getLogger(__name__)
 HEADS_FILE = "heads.safetensors"
@@ -118,11 +118,10 @@ class SpanBertForPretraining(nn.Module):
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                                   token_type_ids=token_type_ids).last_hidden_state
         selected = labels != -100
-        mlm_loss, sbo_loss = tied_vocabulary_losses(
-            [(self.mlm_head.features(hidden[selected]), self.mlm_head.bias, labels[selected]),
-             (self.sbo_head.features(hidden, sbo_batch, sbo_left, sbo_right, sbo_offset), self.sbo_head.bias,
-              sbo_labels)],
-            decoder)
+        mlm_logits = self.mlm_head(hidden[selected], decoder)
+        mlm_loss = masked_cross_entropy(mlm_logits, labels[selected])
+        sbo_logits = self.sbo_head(hidden, sbo_batch, sbo_left, sbo_right, sbo_offset, decoder)
+        sbo_loss = masked_cross_entropy(sbo_logits, sbo_labels)
         loss = mlm_loss + self.sbo_weight * sbo_loss if self.sbo_weight else mlm_loss + 0.0 * sbo_loss
         # the reference's criterion sums over targets (MLM + SBO) and its trainer divides by the masked tokens
         loss_sum = mlm_loss * selected.sum() + (self.sbo_weight or 0.0) * sbo_loss * sbo_labels.numel()
