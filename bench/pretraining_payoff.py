@@ -160,7 +160,8 @@ def pretrain_command(args: argparse.Namespace, name: str, text: Path, encoder: s
         "--training.learning_rate", args.pretrain_lr, "--training.warmup_steps", max(1, steps // 10),
         "--training.precision", args.precision, "--training.head_lr_factor", args.head_lr_factor,
         "--training.logging_steps", 10, "--training.save_steps", min(steps, args.pretrain_save_steps), "--training.progress_bar", "false",
-        "--masking.scheme", scheme, "--objective.sbo_weight", sbo, "--system.seed", args.pretrain_seed, "--gpu-id", -1,
+        "--masking.scheme", scheme, "--objective.sbo_weight", sbo, "--system.seed", args.pretrain_seed,
+        "--gpu-id", args.gpu_id,
     )
 
 
@@ -263,7 +264,8 @@ def finetune_job(args: argparse.Namespace, encoder_dir: str, size: Dict[str, Any
     corpus = dict(args.corpus, train=Path(size["path"]))
     overrides = ["--training.optimizer.learn_rate.warmup_steps", str(max(1, steps // 10))]
     return train_and_evaluate(args.ner_config, run_dir, corpus, seed=seed, max_steps=steps, eval_frequency=steps,
-                              init_model=encoder_dir, overrides=overrides, env=env, timeout=args.timeout, label=label)
+                              init_model=encoder_dir, overrides=overrides, env=env, timeout=args.timeout, label=label,
+                              gpu_id=args.gpu_id)
 
 
 
@@ -287,6 +289,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     p.add_argument("--head-lr-factor", type=float, default=10.0)
     p.add_argument("--pretrain-seed", type=int, default=0)
+    p.add_argument("--gpu-id", type=int, default=-1, help="GPU for pretraining and fine-tuning (-1: CPU); on a GPU "
+                   "run one job at a time (--parallel 1)")
     p.add_argument("--pretrain-save-steps", type=int, default=200,
                    help="checkpoint every N steps: with --reuse an interrupted run resumes from its latest one")
     p.add_argument("--heldout-blocks", type=int, default=200)
