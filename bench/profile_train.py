@@ -105,15 +105,21 @@ class TimedOptimizer:
         return getattr(self._optimizer, name)
 
 
-def profile(system: str, corpus: Dict[str, Path], encoder: str, steps: int, warmup: int, seed: int) -> Dict[str, Any]:
-    """Train `system` in-process for warmup + steps batches of its config's batcher; RETURNS ms per step by phase."""
+CPU_BF16 = {"components.transformer.model.@architectures": "spacy-spanbert.SpanBERT.v2",
+            "components.transformer.model.quantize": None, "components.transformer.model.cpu_bf16": True}
+
+
+def profile(system: str, corpus: Dict[str, Path], encoder: str, steps: int, warmup: int, seed: int,
+            cpu_bf16: bool = False) -> Dict[str, Any]:
+    """Train `system` in-process for warmup + steps batches of its config's batcher; RETURNS ms per step by phase.
+    cpu_bf16: spanbert_ner's transformer as SpanBERT.v2 with `cpu_bf16` (bfloat16 autocast on the CPU)."""
     from spacy.schemas import ConfigSchemaTraining
     from spacy.training.initialize import init_nlp
     from spacy.util import fix_random_seed, load_config, registry, resolve_dot_names
 
     overrides = {"paths.train": str(corpus["train"]), "paths.dev": str(corpus["dev"]), "paths.init_model": encoder,
                  "system.seed": seed, "training.max_steps": steps + warmup,
-                 "training.optimizer.learn_rate.total_steps": steps + warmup}
+                 "training.optimizer.learn_rate.total_steps": steps + warmup, **(CPU_BF16 if cpu_bf16 else {})}
     config = load_config(CONFIGS[system], overrides=overrides, interpolate=False)
     fix_random_seed(seed)
     nlp = init_nlp(config)
@@ -143,7 +149,7 @@ def profile(system: str, corpus: Dict[str, Path], encoder: str, steps: int, warm
     total = sum(step_times)
     ms = {phase: 1000 * clock.totals.get(phase, 0.0) / len(step_times) for phase in PHASES if phase != "other"}
     ms["other"] = 1000 * total / len(step_times) - sum(ms.values())
-    return {"system": system, "steps": len(step_times), "ms_per_step": ms, "step_ms": 1000 * total / len(step_times),
+    return {"system": system + (" (cpu_bf16)" if cpu_bf16 else ""), "steps": len(step_times), "ms_per_step": ms, "step_ms": 1000 * total / len(step_times),
             "step_ms_median": 1000 * statistics.median(step_times), "train_words_per_s": words / total,
             "batches_sha1": fingerprint.hexdigest()}
 
@@ -157,11 +163,13 @@ def render(results: Sequence[Dict[str, Any]], machine: Dict[str, Any], command: 
     rows.append(["**step**"] + [f"**{r['step_ms']:.0f}** (median {r['step_ms_median']:.0f})" for r in results])
     rows.append(["training words/s"] + [f"{r['train_words_per_s']:,.0f}" for r in results])
     ratio = ""
-    if len(results) == 2:
-        same = results[0]["batches_sha1"] == results[1]["batches_sha1"]
-        ratio = (f"\n{results[0]['system']} trains at {results[0]['train_words_per_s'] / results[1]['train_words_per_s']:.2f}x "
-                 f"the words/s of {results[1]['system']} on "
-                 f"{'the same batches (identical texts, checked by hash)' if same else 'DIFFERENT batches'}.\n")
+    base = next((r for r in results if r["system"] == "trf_ner"), None)
+    for r in results if base else []:
+        if r is base:
+            continue
+        same = r["batches_sha1"] == base["batches_sha1"]
+        ratio += (f"\n{r['system']} trains at {r['train_words_per_s'] / base['train_words_per_s']:.2f}x the words/s of "
+                  f"trf_ner on {'the same batches (identical texts, checked by hash)' if same else 'DIFFERENT batches'}.\n")
     return (f"### Where a training step's time goes (ms per step; rerun: `{command}`)\n\n"
             f"{results[0]['steps']} timed steps after warm-up, the configs' own batches (1,000 words).\n\n"
             + markdown_table(headers, rows) + "\n" + ratio + f"\n{machine_line(machine)}\n")
@@ -176,6 +184,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--cpu-bf16", action="store_true",
+                   help="also profile spanbert_ner with SpanBERT.v2 cpu_bf16 (bfloat16 autocast), as a third column")
     p.add_argument("--output", type=Path, default=RESULTS_DIR / "profile_train.json")
     args = p.parse_args(argv)
     import torch
@@ -185,6 +195,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     encoder = resolve_encoder(args.encoder)
     results = [profile(s, corpus_paths(args.corpus_dir), encoder, args.steps, args.warmup, args.seed)
                for s in args.systems]
+    if args.cpu_bf16:
+        results.append(profile("spanbert_ner", corpus_paths(args.corpus_dir), encoder, args.steps, args.warmup,
+                               args.seed, cpu_bf16=True))
     machine = machine_info(threads=args.threads)
     command = "python bench/profile_train.py " + " ".join(sys.argv[1:] if argv is None else argv)
     write_json(args.output, {"results": results, "machine": machine, "command": command})

@@ -64,6 +64,8 @@ def quantize_overrides(config: Dict[str, Any], scheme: str, in_dir: Path) -> Dic
                              f"fp32 pipeline it was made from")
         overrides[f"{dotted}.@architectures"] = V2
         overrides[f"{dotted}.quantize"] = scheme
+        if block.get("cpu_bf16"):  # trained under bf16 autocast: the int8 encoder runs without it
+            overrides[f"{dotted}.cpu_bf16"] = False
     return overrides
 
 

@@ -92,6 +92,7 @@ class SafetensorsHFShim(HFShim):
     """
 
     quantize: Optional[str] = None
+    cpu_bf16: bool = False
 
     def to_bytes(self) -> bytes:
         if self._hfmodel.transformer is None:
@@ -205,8 +206,7 @@ def _warn_if_cut(model: Any, wordpieces: Any) -> None:
 
 
 def _token_budget(model: Any) -> int:
-    device = getattr(_hf_encoder(model), "device", None)
-    return CALL_TOKENS_GPU if getattr(device, "type", "cpu") != "cpu" else CALL_TOKENS
+    return CALL_TOKENS_GPU if _encoder_device_type(model) != "cpu" else CALL_TOKENS
 
 
 def length_buckets(lengths: List[int], max_tokens: int) -> List[List[int]]:
@@ -311,15 +311,35 @@ def _bucketed_training_forward(forward: Callable, model: Any, wordpieces: Any, g
 
 
 def chunked_forward(forward: Callable, model: Any, wordpieces: Any, is_train: bool) -> Any:
+    """The transformer's forward: `_chunked`, under bfloat16 autocast when SpanBERT.v2's `cpu_bf16` is set and the
+    encoder is on the CPU. Outputs leave as float32 (numpy, which spaCy's side uses, has no bfloat16); the backward
+    runs outside autocast, as PyTorch wants.
+
+    A module-level function (bound with functools.partial) so that pipelines pickle, which the `spawn` start
+    method of multiprocessing (macOS and Windows) needs."""
+    if not (getattr(model.shims[0], "cpu_bf16", False) and _encoder_device_type(model) == "cpu"):
+        return _chunked(forward, model, wordpieces, is_train)
+    import torch
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output, backprop = _chunked(forward, model, wordpieces, is_train)
+    for key, value in list(output.items()):
+        if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16:
+            output[key] = value.float()  # the same ModelOutput object: spacy-transformers' backprop reads it
+    return output, backprop
+
+
+def _encoder_device_type(model: Any) -> str:
+    return getattr(getattr(_hf_encoder(model), "device", None), "type", "cpu")
+
+
+def _chunked(forward: Callable, model: Any, wordpieces: Any, is_train: bool) -> Any:
     """Encode length-sorted groups of at most CALL_TOKENS(_GPU) padded wordpieces and put the outputs back in order at
     the batch's padded width. This skips most padding when sentences of mixed length share a batch (training on
     CoNLL batches: see bench/profile_train.py), and when predicting it bounds activation memory by a batch, not a
     document (a 20,000-word document is ~200 windows). Padding positions of the merged output are zeros; nothing
     downstream reads them (alignment uses real pieces). Real wordpieces' vectors are those of one padded call:
-    BERT's attention mask keeps padding out of them.
-
-    A module-level function (bound with functools.partial) so that pipelines pickle, which the `spawn` start
-    method of multiprocessing (macOS and Windows) needs."""
+    BERT's attention mask keeps padding out of them."""
     import torch
 
     _warn_if_cut(model, wordpieces)
@@ -368,7 +388,7 @@ def create_spanbert_transformer(
     RETURNS (TransformerModel): Outputs a spacy-transformers `FullTransformerBatch`.
     """
     return create_spanbert_transformer_v2(name, get_spans, tokenizer_config, transformer_config, mixed_precision,
-                                          grad_scaler_config, quantize=None)
+                                          grad_scaler_config, quantize=None, cpu_bf16=False)
 
 
 def create_spanbert_transformer_v2(
@@ -379,12 +399,16 @@ def create_spanbert_transformer_v2(
     mixed_precision: bool = False,
     grad_scaler_config: Optional[Dict[str, Any]] = None,
     quantize: Optional[str] = None,
+    cpu_bf16: bool = False,
 ) -> TransformerModel:
-    """`spacy-spanbert.SpanBERT.v2`: SpanBERT.v1 plus `quantize`, for int8 CPU inference.
+    """`spacy-spanbert.SpanBERT.v2`: SpanBERT.v1 plus `quantize`, for int8 CPU inference, and `cpu_bf16`.
 
     quantize (Optional[str]): None (fp32, as v1), "int8" (a weight scale per output row) or "int8_per_tensor" (one
         per matrix): the encoder's Linear layers become dynamic int8 as soon as the model is built or loaded, and
         are saved as int8. Prediction only, on a CPU. `spacy spanbert-quantize IN OUT` sets it on a trained pipeline.
+    cpu_bf16 (bool): on a CPU, run the encoder under bfloat16 autocast (weights and gradients stay float32): faster
+        on a CPU with bfloat16 instructions (AVX512-BF16 / AMX), slower on one without (`bench/profile_train.py
+        --cpu-bf16` measures it). Ignored on a GPU, where `mixed_precision` applies. Not with `quantize`.
     Other arguments: see SpanBERT.v1 (`create_spanbert_transformer`).
     """
     from thinc.api import get_current_ops
@@ -395,6 +419,9 @@ def create_spanbert_transformer_v2(
         raise ValueError("create_spanbert_transformer needs get_spans, e.g. spacy-transformers.strided_spans.v1")
     check_scheme(quantize)
     check_cpu(quantize, getattr(get_current_ops(), "device_type", "cpu"))
+    if quantize is not None and cpu_bf16:
+        raise ValueError(f"SpanBERT.v2 has both quantize = {quantize!r} and cpu_bf16 = true: an int8 encoder does not "
+                         f"run in bfloat16; set cpu_bf16 = false (int8 is the faster of the two for prediction)")
     scaler = dict(grad_scaler_config or {})
     # spacy-transformers enables the scaler with mixed_precision, and thinc's scaler refuses CPU tensors (autocast
     # is CUDA's only): a mixed-precision config must still train, and load, where the Ops are a CPU's
@@ -411,5 +438,6 @@ def create_spanbert_transformer_v2(
     shim = model.layers[0].shims[0]
     shim.__class__ = SafetensorsHFShim
     shim.quantize = quantize
+    shim.cpu_bf16 = bool(cpu_bf16)
     model.layers[0]._func = partial(chunked_forward, model.layers[0]._func)
     return model

@@ -202,3 +202,52 @@ def test_length_buckets_are_longest_first_and_within_the_token_budget():
     for g in groups:
         assert [lengths[i] for i in g] == sorted((lengths[i] for i in g), reverse=True)
         assert len(g) == 1 or len(g) * lengths[g[0]] <= 64
+
+
+def test_cpu_bf16_runs_the_encoder_in_bfloat16_and_hands_float32_on_with_float32_gradients(tiny_bert_dir):
+    """`cpu_bf16` must really autocast (the Linear layers compute in bfloat16), give spaCy float32 outputs (numpy
+    has no bfloat16), keep the weights' gradients float32, and stay close to the float32 model."""
+    import numpy
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
+    from spacy_spanbert.models.transformer import create_spanbert_transformer_v2
+
+    no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    vocab = spacy.blank("en").vocab
+    docs = [Doc(vocab, words=("the man saw a dog . " * n).split()) for n in (1, 4, 2)]
+    results = {}
+    for bf16 in (False, True):
+        model = create_spanbert_transformer_v2(str(tiny_bert_dir), configure_strided_spans(32, 24),
+                                               transformer_config=no_dropout, cpu_bf16=bf16)
+        model.initialize(X=docs)
+        encoder = model.layers[0].shims[0]._model
+        dtypes = []
+        linear = next(m for m in encoder.modules() if isinstance(m, torch.nn.Linear))
+        linear.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype))
+        predicted = model.predict(docs)
+        assert predicted.tensors[0].dtype == torch.float32
+        assert all(t.dtype == numpy.float32 for t in predicted.doc_data[0].tensors)  # numpy, as the listeners get it
+        output, backprop = model.begin_update(docs)
+        hidden = output.model_output.last_hidden_state
+        assert hidden.dtype == torch.float32
+        backprop(types.SimpleNamespace(model_output=BaseModelOutput(last_hidden_state=torch.ones_like(hidden))))
+        grads = torch.cat([p.grad.flatten() for p in encoder.parameters() if p.grad is not None])
+        assert grads.dtype == torch.float32 and all(p.dtype == torch.float32 for p in encoder.parameters())
+        results[bf16] = (predicted.tensors[0].numpy(), grads, set(dtypes))
+    assert results[False][2] == {torch.float32} and results[True][2] == {torch.bfloat16}
+    numpy.testing.assert_allclose(results[True][0], results[False][0], atol=0.1)
+    assert torch.nn.functional.cosine_similarity(results[True][1], results[False][1], dim=0) > 0.99
+
+
+def test_cpu_bf16_with_int8_is_one_clear_error_and_quantizing_a_bf16_config_turns_it_off(tiny_bert_dir):
+    from spacy_spanbert.models.quantize_cli import quantize_overrides
+    from spacy_spanbert.models.transformer import create_spanbert_transformer_v2
+
+    with pytest.raises(ValueError, match="cpu_bf16 = false") as err:
+        create_spanbert_transformer_v2(str(tiny_bert_dir), configure_strided_spans(32, 24), quantize="int8",
+                                       cpu_bf16=True)
+    assert "\n" not in str(err.value)
+    block = {"@architectures": "spacy-spanbert.SpanBERT.v2", "quantize": None, "cpu_bf16": True}
+    overrides = quantize_overrides({"components": {"transformer": {"model": block}}}, "int8", tiny_bert_dir)
+    assert overrides["components.transformer.model.cpu_bf16"] is False
