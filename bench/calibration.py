@@ -31,7 +31,7 @@ The commands behind bench/results/calibration.* (a 2-core CPU, no GPU):
         corpus/dev_full.spacy bench/work/calibration/ner/calibrated
     OMP_NUM_THREADS=2 python -m spacy spanbert-calibrate bench/work/calibration500/spancat/model-best \
         corpus/nested/dev_full.spacy bench/work/calibration500/spancat/calibrated
-    OMP_NUM_THREADS=1 python bench/calibration.py --threads 1 \
+    OMP_NUM_THREADS=2 python bench/calibration.py --threads 2 \
         --ner bench/work/calibration/ner/calibrated corpus/test.spacy \
         --spancat bench/work/calibration500/spancat/calibrated corpus/nested/test.spacy --note "..."
 (the note recorded under the tables says what was trained; see bench/results/calibration.md)
@@ -94,7 +94,7 @@ def measure(model_dir: Path, test_path: Path, threads: Optional[int]) -> Dict[st
             else None,
             # spancat: the pairs it writes at its own threshold (what doc.spans[key].attrs["scores"] holds)
             "ece_written": expected_calibration_error(scores[scores >= written], correct[scores >= written], N_BINS)
-            if pipe.normalize == "sigmoid" else None,
+            if pipe.normalize == "sigmoid" and (scores >= written).any() else None,
             "n_written": int((scores >= written).sum()) if pipe.normalize == "sigmoid" else None,
             # ner: "none" = every written entity; spancat has no such row (threshold 0 would write every candidate)
             "thresholds": [prf(scores, correct, data.n_gold, th)
@@ -171,7 +171,7 @@ def render(result: Dict[str, Any]) -> str:
     lines += [markdown_table(["component", "scores measured", "ECE before", "ECE after", "calibration",
                               "n before / after"], rows), ""]
     spancat = result["systems"].get("spancat")
-    if spancat and spancat["before"].get("ece_written") is not None:
+    if spancat and None not in (spancat["before"].get("ece_written"), spancat["after"].get("ece_written")):
         lines += [f"spancat's written spans alone (the pairs scoring >= its threshold "
                   f"{spancat['scorer']['threshold']}, what `doc.spans[key].attrs[\"scores\"]` holds): ECE "
                   f"{spancat['before']['ece_written']:.4f} before, {spancat['after']['ece_written']:.4f} after "

@@ -81,7 +81,7 @@ def render_markdown(result: Dict[str, Any]) -> str:
         tokens = f"{pre['tokens']:,}" if pre.get("tokens") else ("0" if ENCODERS[enc] is None else "–")
         rate = (pre.get("tokens_per_s") or {}).get("mean")
         rows.append([LABELS[enc], *cells, tokens, pre.get("steps", 0 if ENCODERS[enc] is None else "–"),
-                     fmt_duration(pre.get("wall_s")) + (" (after resuming)" if pre.get("resumed") else "")
+                     fmt_duration(pre.get("wall_s")) + (" (resumed part only)" if pre.get("resumed") else "")
                      + (f" ({rate:,.0f} tok/s)" if rate else ""), *loss])
     table = markdown_table(["encoder", *[f"test F @ {k} train" for k in sizes], "pretraining tokens", "steps",
                             "pretraining time", *[f"held-out MLM / SBO loss ({h} masks)" for h in HELDOUT_SCHEMES]],

@@ -196,10 +196,30 @@ def finished_run(run_dir: Path, steps: int, expected: Dict[str, Any]) -> bool:
     return json.loads(state.read_text()).get("global_step") == steps
 
 
-def resumable_run(run_dir: Path, expected: Dict[str, Any]) -> bool:
+def same_schedule(run_dir: Path, schedule: Dict[str, Any]) -> bool:
+    """True when the run's config.cfg [training] has these values (steps, learning rate, warmup, precision, head
+    factor: the run identity leaves them out, and a run resumed or reused under another schedule is another run)."""
+    from thinc.api import Config
+
+    path = run_dir / "config.cfg"
+    if not path.exists():
+        return False
+    training = Config().from_disk(path, interpolate=False).get("training", {})
+    return all(training.get(k) == v for k, v in schedule.items())
+
+
+def pretrain_schedule(args: argparse.Namespace) -> Dict[str, Any]:
+    """The [training] values `pretrain_command` sets that define the run beyond its identity."""
+    steps = args.pretrain_steps
+    return {"max_steps": steps, "learning_rate": args.pretrain_lr, "warmup_steps": max(1, steps // 10),
+            "precision": args.precision, "head_lr_factor": float(args.head_lr_factor)}
+
+
+def resumable_run(run_dir: Path, expected: Dict[str, Any], schedule: Dict[str, Any]) -> bool:
     """True when `run_dir` holds an interrupted run of this command with at least one checkpoint to resume from."""
     checkpoints = run_dir / "checkpoints"
-    return same_run(run_dir, expected) and checkpoints.is_dir() and any(checkpoints.glob("step-*"))
+    return (same_run(run_dir, expected) and same_schedule(run_dir, schedule) and checkpoints.is_dir()
+            and any(checkpoints.glob("step-*")))
 
 
 def pretrain_job(args: argparse.Namespace, name: str, text: Path, encoder: str, env: Dict[str, str]) -> Dict[str, Any]:
@@ -212,18 +232,20 @@ def pretrain_job(args: argparse.Namespace, name: str, text: Path, encoder: str, 
     identity = {"scheme": record["scheme"], "sbo_weight": record["sbo_weight"], "batch_size": args.pretrain_batch_size,
                 "max_length": args.pretrain_max_length, "raw_text": str(text), "init_model": encoder,
                 "seed": args.pretrain_seed}
-    if args.reuse and finished_run(run_dir, args.pretrain_steps, identity):
+    schedule = pretrain_schedule(args)
+    if args.reuse and finished_run(run_dir, args.pretrain_steps, identity) and same_schedule(run_dir, schedule):
         # started by hand with this command: wall time from the run's files (config.cfg at start, weights at end)
         record.update(reused=True, wall_s=round(weights.stat().st_mtime - (run_dir / "config.cfg").stat().st_mtime, 1))
-    elif args.reuse and resumable_run(run_dir, identity):  # interrupted: continue from its latest checkpoint
+    elif args.reuse and resumable_run(run_dir, identity, schedule):  # interrupted: continue from its latest checkpoint
         done = run_logged(cmd + ["--resume"], args.work_dir / name / "pretrain.log", env=env, timeout=args.timeout,
                           prefix=f"[{name}] ")
-        record.update(resumed=True, wall_s=done.wall_s)  # the resumed part only
+        record.update(resumed=True, wall_s=done.wall_s)  # the resumed part only (the report says so)
         if not done.ok or not weights.exists():
             return failed_record(record, "pretrain", done)
-    elif args.reuse and run_dir.exists():  # never delete a run that --reuse was meant to keep
-        record.update(status="failed", stage="pretrain", error=f"{run_dir} is not a run of this command: "
-                      "remove it or drop --reuse")
+    elif args.reuse and run_dir.exists() and any((run_dir / "checkpoints").glob("step-*")):
+        # never delete a run that --reuse was meant to keep (one without a checkpoint has nothing to keep)
+        record.update(status="failed", stage="pretrain", error=f"{run_dir} holds a run of another command (identity "
+                      "or schedule differ): remove it or drop --reuse")
         return record
     else:
         import shutil
@@ -273,6 +295,13 @@ def finetune_job(args: argparse.Namespace, encoder_dir: str, size: Dict[str, Any
 # ---------------------------------------------------------------- main
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--news", type=Path, default=ROOT / "assets" / "news", help="raw news (the `fetch` step's)")
@@ -291,7 +320,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--pretrain-seed", type=int, default=0)
     p.add_argument("--gpu-id", type=int, default=-1, help="GPU for pretraining and fine-tuning (-1: CPU); on a GPU "
                    "run one job at a time (--parallel 1)")
-    p.add_argument("--pretrain-save-steps", type=int, default=200,
+    p.add_argument("--pretrain-save-steps", type=positive_int, default=200,
                    help="checkpoint every N steps: with --reuse an interrupted run resumes from its latest one")
     p.add_argument("--heldout-blocks", type=int, default=200)
     p.add_argument("--sizes", nargs="+", type=float, default=[2.0, 10.0], help="train shares in %%")

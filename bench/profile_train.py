@@ -170,6 +170,11 @@ def render(results: Sequence[Dict[str, Any]], machine: Dict[str, Any], command: 
         same = r["batches_sha1"] == base["batches_sha1"]
         ratio += (f"\n{r['system']} trains at {r['train_words_per_s'] / base['train_words_per_s']:.2f}x the words/s of "
                   f"trf_ner on {'the same batches (identical texts, checked by hash)' if same else 'DIFFERENT batches'}.\n")
+    fp32 = next((r for r in results if r["system"] == "spanbert_ner"), None)
+    for r in results if fp32 else []:
+        if r["system"].endswith("(cpu_bf16)"):
+            ratio += (f"\n{r['system']} trains at {r['train_words_per_s'] / fp32['train_words_per_s']:.2f}x the words/s "
+                      f"of spanbert_ner in float32.\n")
     return (f"### Where a training step's time goes (ms per step; rerun: `{command}`)\n\n"
             f"{results[0]['steps']} timed steps after warm-up, the configs' own batches (1,000 words).\n\n"
             + markdown_table(headers, rows) + "\n" + ratio + f"\n{machine_line(machine)}\n")

@@ -286,6 +286,9 @@ class _BucketedEncoder:
         self.encoder.train(mode)
         return self
 
+    def __getattr__(self, name: str) -> Any:  # anything else (parameters, device, config): the real model's
+        return getattr(self.encoder, name)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         import torch
 
@@ -303,8 +306,8 @@ def _bucketed_training_forward(forward: Callable, model: Any, wordpieces: Any, g
     length of the forward pass; the returned backprop is the shim's own and needs no swap."""
     shim = model.shims[0]
     encoder = shim._model
-    shim._model = _BucketedEncoder(encoder, groups, lengths, int(wordpieces.input_ids.shape[1]))
     try:
+        shim._model = _BucketedEncoder(encoder, groups, lengths, int(wordpieces.input_ids.shape[1]))
         return forward(model, wordpieces, True)
     finally:
         shim._model = encoder
@@ -323,9 +326,13 @@ def chunked_forward(forward: Callable, model: Any, wordpieces: Any, is_train: bo
 
     with torch.autocast("cpu", dtype=torch.bfloat16):
         output, backprop = _chunked(forward, model, wordpieces, is_train)
-    for key, value in list(output.items()):
+    def to_float32(value: Any) -> Any:
         if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16:
-            output[key] = value.float()  # the same ModelOutput object: spacy-transformers' backprop reads it
+            return value.float()
+        return tuple(to_float32(v) for v in value) if isinstance(value, tuple) else value
+
+    for key, value in list(output.items()):
+        output[key] = to_float32(value)  # the same ModelOutput object: spacy-transformers' backprop reads it
     return output, backprop
 
 

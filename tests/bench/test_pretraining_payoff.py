@@ -169,10 +169,20 @@ def test_an_interrupted_run_of_the_same_command_is_resumed_not_deleted(tmp_path)
             "init_model": "/m", "seed": 0}
     run.mkdir()
     (run / "meta.json").write_text(json.dumps({"identity": ident}))
-    assert not bench.resumable_run(run, want)  # no checkpoint yet: nothing to resume from
+    (run / "config.cfg").write_text("[training]\nmax_steps = 1465\nlearning_rate = 0.0001\nwarmup_steps = 146\n"
+                                    "precision = \"bf16\"\nhead_lr_factor = 10.0\n")
+    args = bench.parse_args(["--pretrain-steps", "1465", "--pretrain-lr", "0.0001", "--precision", "bf16",
+                             "--head-lr-factor", "10"])
+    schedule = bench.pretrain_schedule(args)
+    assert not bench.resumable_run(run, want, schedule)  # no checkpoint yet: nothing to resume from
     (run / "checkpoints" / "step-200").mkdir(parents=True)
-    assert bench.resumable_run(run, want) and not bench.finished_run(run, 1465, want)
-    assert not bench.resumable_run(run, dict(want, seed=1))  # another command's run is never continued
+    assert bench.resumable_run(run, want, schedule) and not bench.finished_run(run, 1465, want)
+    assert not bench.resumable_run(run, dict(want, seed=1), schedule)  # another command's run is never continued
+    longer = bench.pretrain_schedule(bench.parse_args(["--pretrain-steps", "3000", "--precision", "bf16",
+                                                       "--head-lr-factor", "10"]))
+    assert not bench.resumable_run(run, want, longer)  # nor one of another schedule (steps, warmup)
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--pretrain-save-steps", "0"])
 
 
 def test_redraw_rewrites_table_and_plot_from_the_json(tmp_path):

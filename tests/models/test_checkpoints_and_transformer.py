@@ -192,6 +192,27 @@ def test_training_on_mixed_lengths_is_bucketed_with_the_gradients_of_one_padded_
         numpy.testing.assert_allclose(bucketed_grads[name], grad, rtol=1e-3, atol=1e-5, err_msg=name)
 
 
+def test_a_failing_bucketed_training_call_puts_the_real_encoder_back(tiny_bert_dir, monkeypatch):
+    from spacy_spanbert.models import transformer
+
+    model = create_spanbert_transformer(str(tiny_bert_dir), configure_strided_spans(32, 24))
+    vocab = spacy.blank("en").vocab
+    docs = [Doc(vocab, words=("the man saw a dog . " * n).split()) for n in (1, 4, 2, 5)]
+    model.initialize(X=docs)
+    shim = model.layers[0].shims[0]
+    encoder = shim._model
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    handle = encoder.register_forward_pre_hook(fail)
+    monkeypatch.setattr(transformer, "CALL_TOKENS", 64)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        model.begin_update(docs)
+    assert shim._model is encoder
+    handle.remove()
+
+
 def test_length_buckets_are_longest_first_and_within_the_token_budget():
     from spacy_spanbert.models.transformer import length_buckets
 
