@@ -40,6 +40,10 @@ SYSTEMS: Dict[str, Dict[str, Any]] = {
     "spanbert_ner_amp": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, mixed precision",
                          "encoder": True, "overrides": ["--components.transformer.model.mixed_precision", "true",
                                                         "--components.spanbert_ner.model.mixed_precision", "true"]},
+    # ours with the encoder under bfloat16 autocast on a CPU (SpanBERT.v2 cpu_bf16)
+    "spanbert_ner_cpu_bf16": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, cpu_bf16", "encoder": True,
+                              "overrides": ["--components.transformer.model.@architectures", "spacy-spanbert.SpanBERT.v2",
+                                            "--components.transformer.model.cpu_bf16", "true"]},
     "trf_ner": {"config": BENCH / "configs" / "trf_ner.cfg", "label": "spacy-transformers + ner", "encoder": True},
     "span_marker": {"config": None, "label": "SpanMarker", "encoder": True},
     "cnn_ner": {"config": BENCH / "configs" / "cnn_ner.cfg", "label": "spaCy CNN tok2vec + ner", "encoder": False},

@@ -109,10 +109,13 @@ CPU_BF16 = {"components.transformer.model.@architectures": "spacy-spanbert.SpanB
             "components.transformer.model.quantize": None, "components.transformer.model.cpu_bf16": True}
 
 
-def profile(system: str, corpus: Dict[str, Path], encoder: str, steps: int, warmup: int, seed: int,
+def prepare(system: str, corpus: Dict[str, Path], encoder: str, steps: int, warmup: int, seed: int,
             cpu_bf16: bool = False) -> Dict[str, Any]:
-    """Train `system` in-process for warmup + steps batches of its config's batcher; RETURNS ms per step by phase.
+    """Build `system`'s pipeline as `spacy train` does, instrumented, with its first warmup + steps batches drawn.
+
     cpu_bf16: spanbert_ner's transformer as SpanBERT.v2 with `cpu_bf16` (bfloat16 autocast on the CPU)."""
+    from itertools import islice
+
     from spacy.schemas import ConfigSchemaTraining
     from spacy.training.initialize import init_nlp
     from spacy.util import fix_random_seed, load_config, registry, resolve_dot_names
@@ -127,31 +130,46 @@ def profile(system: str, corpus: Dict[str, Path], encoder: str, steps: int, warm
     T = registry.resolve(resolved["training"], schema=ConfigSchemaTraining)
     (train_corpus,) = resolve_dot_names(resolved, [T["train_corpus"]])
     fix_random_seed(seed)  # initialisation draws differ between the systems: re-seed so the corpus shuffles alike
-    batches = T["batcher"](train_corpus(nlp))
+    batches = list(islice(T["batcher"](train_corpus(nlp)), warmup + steps))  # drawn now: interleaving can't change them
+    if len(batches) <= warmup:
+        raise ValueError(f"{corpus['train']} gave fewer than {warmup + 1} batches: lower --warmup or use more data")
     clock = Clock()
     optimizer = TimedOptimizer(T["optimizer"], clock)
     instrument(nlp, clock)
-    step_times: List[float] = []
-    words = 0
-    fingerprint = hashlib.sha1()
-    for i, batch in enumerate(batches):
-        if i == warmup + steps:
-            break
-        clock.on = i >= warmup
-        fingerprint.update(" ".join(eg.reference.text for eg in batch).encode("utf8"))
-        start = time.perf_counter()
-        nlp.update(batch, sgd=optimizer, losses={})
-        if clock.on:
-            step_times.append(time.perf_counter() - start)
-            words += sum(len(eg.predicted) for eg in batch)
-    if not step_times:
-        raise ValueError(f"{corpus['train']} gave fewer than {warmup + 1} batches: lower --warmup or use more data")
+    return {"system": system + (" (cpu_bf16)" if cpu_bf16 else ""), "nlp": nlp, "batches": batches, "clock": clock,
+            "optimizer": optimizer, "warmup": warmup, "step_times": [], "words": 0, "fingerprint": hashlib.sha1()}
+
+
+def step(run: Dict[str, Any], i: int) -> None:
+    """Train `run` on its i-th batch, timing it once past the warm-up."""
+    batch = run["batches"][i]
+    run["clock"].on = i >= run["warmup"]
+    run["fingerprint"].update(" ".join(eg.reference.text for eg in batch).encode("utf8"))
+    start = time.perf_counter()
+    run["nlp"].update(batch, sgd=run["optimizer"], losses={})
+    if run["clock"].on:
+        run["step_times"].append(time.perf_counter() - start)
+        run["words"] += sum(len(eg.predicted) for eg in batch)
+
+
+def summary(run: Dict[str, Any]) -> Dict[str, Any]:
+    """ms per step by phase, step time and words/s of a finished run."""
+    step_times, clock = run["step_times"], run["clock"]
     total = sum(step_times)
     ms = {phase: 1000 * clock.totals.get(phase, 0.0) / len(step_times) for phase in PHASES if phase != "other"}
     ms["other"] = 1000 * total / len(step_times) - sum(ms.values())
-    return {"system": system + (" (cpu_bf16)" if cpu_bf16 else ""), "steps": len(step_times), "ms_per_step": ms, "step_ms": 1000 * total / len(step_times),
-            "step_ms_median": 1000 * statistics.median(step_times), "train_words_per_s": words / total,
-            "batches_sha1": fingerprint.hexdigest()}
+    return {"system": run["system"], "steps": len(step_times), "ms_per_step": ms,
+            "step_ms": 1000 * total / len(step_times), "step_ms_median": 1000 * statistics.median(step_times),
+            "train_words_per_s": run["words"] / total, "batches_sha1": run["fingerprint"].hexdigest()}
+
+
+def profile_interleaved(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Step every run on batch i before any run takes batch i + 1: a machine whose speed drifts (a shared VM) then
+    slows every system alike, and the ratios stay fair. RETURNS each run's summary."""
+    for i in range(min(len(run["batches"]) for run in runs)):
+        for run in runs:
+            step(run, i)
+    return [summary(run) for run in runs]
 
 
 def render(results: Sequence[Dict[str, Any]], machine: Dict[str, Any], command: str) -> str:
@@ -176,7 +194,8 @@ def render(results: Sequence[Dict[str, Any]], machine: Dict[str, Any], command: 
             ratio += (f"\n{r['system']} trains at {r['train_words_per_s'] / fp32['train_words_per_s']:.2f}x the words/s "
                       f"of spanbert_ner in float32.\n")
     return (f"### Where a training step's time goes (ms per step; rerun: `{command}`)\n\n"
-            f"{results[0]['steps']} timed steps after warm-up, the configs' own batches (1,000 words).\n\n"
+            f"{results[0]['steps']} timed steps after warm-up, the configs' own batches (1,000 words); the systems "
+            f"take turns batch by batch, so a drift in the machine's speed hits them alike.\n\n"
             + markdown_table(headers, rows) + "\n" + ratio + f"\n{machine_line(machine)}\n")
 
 
@@ -198,11 +217,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     encoder = resolve_encoder(args.encoder)
-    results = [profile(s, corpus_paths(args.corpus_dir), encoder, args.steps, args.warmup, args.seed)
-               for s in args.systems]
+    corpus = corpus_paths(args.corpus_dir)
+    runs = [prepare(s, corpus, encoder, args.steps, args.warmup, args.seed) for s in args.systems]
     if args.cpu_bf16:
-        results.append(profile("spanbert_ner", corpus_paths(args.corpus_dir), encoder, args.steps, args.warmup,
-                               args.seed, cpu_bf16=True))
+        runs.append(prepare("spanbert_ner", corpus, encoder, args.steps, args.warmup, args.seed, cpu_bf16=True))
+    results = profile_interleaved(runs)
     machine = machine_info(threads=args.threads)
     command = "python bench/profile_train.py " + " ".join(sys.argv[1:] if argv is None else argv)
     write_json(args.output, {"results": results, "machine": machine, "command": command})

@@ -35,3 +35,24 @@ def test_timed_optimizer_counts_updates_and_forwards_attributes():
     sgd = TimedOptimizer(Optimizer(), clock)
     assert sgd(("id", "W"), 1, 2) == (1, 2) and sgd.learn_rate == 0.1
     assert clock.totals["optimizer"] >= 0.009
+
+
+def test_systems_take_turns_batch_by_batch_and_warmup_is_not_timed():
+    import hashlib
+    import types
+
+    from bench.profile_train import Clock, profile_interleaved
+
+    order = []
+
+    def run(name):
+        nlp = types.SimpleNamespace(update=lambda batch, sgd, losses: order.append((name, batch[0].reference.text)))
+        batches = [[types.SimpleNamespace(reference=types.SimpleNamespace(text=f"b{i}"), predicted=[1, 2, 3])]
+                   for i in range(4)]
+        return {"system": name, "nlp": nlp, "batches": batches, "clock": Clock(), "optimizer": None, "warmup": 1,
+                "step_times": [], "words": 0, "fingerprint": hashlib.sha1()}
+
+    results = profile_interleaved([run("a"), run("b")])
+    assert order == [(n, f"b{i}") for i in range(4) for n in ("a", "b")]
+    assert [r["steps"] for r in results] == [3, 3] and results[0]["batches_sha1"] == results[1]["batches_sha1"]
+    assert all(r["train_words_per_s"] > 0 for r in results)
