@@ -67,10 +67,13 @@ $PY bench/quantize.py --model bench/work/quantize/fp32
     --training.eval_frequency 100
 $PY bench/quantize.py --speed --model bench/work/quantize/fp32 --baseline bench/work/quantize/trf_ner_100/model-last \
     --threads 2 --repeats 2
-$PY bench/profile_train.py --steps 20 --warmup 3 --threads 2
 # issue 14: accuracy with length-sorted training (3 seeds, 400 steps), and the workflow timed on a quiet machine
 $PY bench/accuracy.py --encoder "$MODEL" --systems spanbert_ner --seeds 1 2 3 --max-steps "$STEPS" \
     --eval-frequency 100 --threads 2 --work-dir bench/work/accuracy_bucketed --output bench/results/accuracy_bucketed.json
 $PY bench/workflow.py
+# issue 14: cpu_bf16 (bfloat16 autocast on the CPU): speed beside float32 and the baseline, then accuracy
+$PY bench/profile_train.py --steps 40 --warmup 3 --threads 2 --cpu-bf16
+$PY bench/accuracy.py --encoder "$MODEL" --systems spanbert_ner_cpu_bf16 --seeds 1 --max-steps "$STEPS" \
+    --eval-frequency 100 --threads 2 --work-dir bench/work/accuracy_cpu_bf16 --output bench/results/accuracy_cpu_bf16.json
 # issue 9 (on a GPU machine): bash bench/gpu_check.sh
 $PY bench/report.py
