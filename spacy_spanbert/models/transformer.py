@@ -326,6 +326,7 @@ def chunked_forward(forward: Callable, model: Any, wordpieces: Any, is_train: bo
 
     with torch.autocast("cpu", dtype=torch.bfloat16):
         output, backprop = _chunked(forward, model, wordpieces, is_train)
+
     def to_float32(value: Any) -> Any:
         if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16:
             return value.float()
@@ -428,7 +429,7 @@ def create_spanbert_transformer_v2(
     check_cpu(quantize, getattr(get_current_ops(), "device_type", "cpu"))
     if quantize is not None and cpu_bf16:
         raise ValueError(f"SpanBERT.v2 has both quantize = {quantize!r} and cpu_bf16 = true: an int8 encoder does not "
-                         f"run in bfloat16; set cpu_bf16 = false (int8 is the faster of the two for prediction)")
+                         f"run in bfloat16; set cpu_bf16 = false")
     scaler = dict(grad_scaler_config or {})
     # spacy-transformers enables the scaler with mixed_precision, and thinc's scaler refuses CPU tensors (autocast
     # is CUDA's only): a mixed-precision config must still train, and load, where the Ops are a CPU's
