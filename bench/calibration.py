@@ -85,6 +85,7 @@ def measure(model_dir: Path, test_path: Path, threads: Optional[int]) -> Dict[st
     for stage, t, b in (("before", 1.0, 0.0), ("after", temperature, bias)):
         scores, correct = scores_and_correctness(pipe, data, t, b)
         shown_scores = scored(pipe, scores)
+        kept = scores >= written if written is not None else None
         result[stage] = {
             # spancat: every (span, label) pair that a threshold of 0.1 would write; ner: every written entity
             "ece": expected_calibration_error(scores[shown_scores], correct[shown_scores], N_BINS),
@@ -93,9 +94,9 @@ def measure(model_dir: Path, test_path: Path, threads: Optional[int]) -> Dict[st
             "ece_all_candidates": expected_calibration_error(scores, correct, N_BINS) if pipe.normalize == "sigmoid"
             else None,
             # spancat: the pairs it writes at its own threshold (what doc.spans[key].attrs["scores"] holds)
-            "ece_written": expected_calibration_error(scores[scores >= written], correct[scores >= written], N_BINS)
-            if pipe.normalize == "sigmoid" and (scores >= written).any() else None,
-            "n_written": int((scores >= written).sum()) if pipe.normalize == "sigmoid" else None,
+            "ece_written": expected_calibration_error(scores[kept], correct[kept], N_BINS)
+            if kept is not None and kept.any() else None,
+            "n_written": int(kept.sum()) if kept is not None else None,
             # ner: "none" = every written entity; spancat has no such row (threshold 0 would write every candidate)
             "thresholds": [prf(scores, correct, data.n_gold, th)
                            for th in ([0.0] if pipe.normalize == "softmax" else []) + THRESHOLDS],

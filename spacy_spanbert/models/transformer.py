@@ -358,14 +358,13 @@ def _chunked(forward: Callable, model: Any, wordpieces: Any, is_train: bool) -> 
         return forward(model, wordpieces, is_train)
     width = int(wordpieces.input_ids.shape[1])
     lengths = _right_padded_lengths(model, wordpieces) if _plain_outputs(model) else None
+    groups = length_buckets(lengths, _token_budget(model)) if lengths is not None else []
     if is_train:
-        groups = length_buckets(lengths, _token_budget(model)) if lengths is not None else []
         if len(groups) <= 1:
             return forward(model, wordpieces, True)
         return _bucketed_training_forward(forward, model, wordpieces, groups, lengths)
     merged = None
     if lengths is not None:
-        groups = length_buckets(lengths, _token_budget(model))
         outputs = [forward(model, _select(wordpieces, g, max(1, lengths[g[0]])), False)[0] for g in groups]
         if all(isinstance(value, torch.Tensor) for value in outputs[0].values()):
             merged = _merge(outputs, groups, len(wordpieces), width)

@@ -22,7 +22,7 @@ def run_calibrate(model_dir: Path, dev_path: Path, output_dir: Path, component: 
     import spacy
     from spacy.training import Corpus
 
-    from .calibration import PLATT_FLOOR, calibrate, resolve_component
+    from .calibration import PLATT_FLOOR, calibrate, check_platt_floor, resolve_component
 
     if not (Path(model_dir) / "config.cfg").is_file():
         raise FileNotFoundError(f"{model_dir}: not a saved spaCy pipeline (no config.cfg); pass a trained pipeline "
@@ -33,8 +33,7 @@ def run_calibrate(model_dir: Path, dev_path: Path, output_dir: Path, component: 
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     platt_floor = PLATT_FLOOR if platt_floor is None else platt_floor
-    if not 0.0 < platt_floor < 1.0:
-        raise ValueError(f"--platt-floor must be a score in (0, 1), got {platt_floor}; e.g. {PLATT_FLOOR}")
+    check_platt_floor(platt_floor, "--platt-floor")
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     nlp = spacy.load(model_dir)

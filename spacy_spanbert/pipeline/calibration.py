@@ -158,6 +158,16 @@ def _softmax(logits: numpy.ndarray) -> numpy.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def _sigmoid(logits: numpy.ndarray) -> numpy.ndarray:
+    return 1.0 / (1.0 + numpy.exp(-numpy.clip(logits, -60.0, 60.0)))
+
+
+def check_platt_floor(floor: float, setting: str = "platt_floor") -> None:
+    """Raise the one-line error for a floor outside (0, 1), naming the `setting` the user passed."""
+    if not 0.0 < floor < 1.0:
+        raise ValueError(f"{setting} must be a score in (0, 1), got {floor}; e.g. {PLATT_FLOOR}")
+
+
 def _bce(p: numpy.ndarray, y: numpy.ndarray) -> float:
     p = numpy.clip(p, EPS, 1 - EPS)
     return float(-(y * numpy.log(p) + (1 - y) * numpy.log(1 - p)).mean()) if p.size else 0.0
@@ -208,7 +218,7 @@ def fit_platt(logits: numpy.ndarray, gold: numpy.ndarray, max_iter: int = 100) -
     a, b = 1.0, 0.0
     current = loss(a, b)
     for _ in range(max_iter):
-        p = 1.0 / (1.0 + numpy.exp(-numpy.clip(a * z + b, -60.0, 60.0)))
+        p = _sigmoid(a * z + b)
         residual, weight = p - target, p * (1 - p) + 1e-12
         grad = numpy.array([(residual * z).mean(), residual.mean()])
         hess = numpy.array([[(weight * z * z).mean(), (weight * z).mean()], [(weight * z).mean(), weight.mean()]])
@@ -278,7 +288,7 @@ def fit_label_platt(data: CalibrationData, floor: float = PLATT_FLOOR) -> Tuple[
 
 def platt_nll(logits: numpy.ndarray, gold: numpy.ndarray, a: float, b: float) -> float:
     """Mean binary cross-entropy of sigmoid(a * logits + b) against gold."""
-    return _bce(1.0 / (1.0 + numpy.exp(-numpy.clip(a * logits + b, -60.0, 60.0))), gold)
+    return _bce(_sigmoid(a * logits + b), gold)
 
 
 def expected_calibration_error(confidence: numpy.ndarray, correct: numpy.ndarray, n_bins: int = 15) -> float:
@@ -317,7 +327,7 @@ def scores_and_correctness(pipe: SpanBoundaryPipe, data: CalibrationData, temper
     n_labels = data.logits.shape[1]
     t = numpy.broadcast_to(numpy.asarray(temperature, dtype="float32"), (n_labels,))
     b = numpy.broadcast_to(numpy.asarray(bias, dtype="float32"), (n_labels,))
-    probs = 1.0 / (1.0 + numpy.exp(-numpy.clip(data.logits / t + b, -60.0, 60.0)))
+    probs = _sigmoid(data.logits / t + b)
     return probs.ravel(), data.gold_multi.ravel().astype(bool)
 
 
@@ -343,8 +353,7 @@ def calibrate(nlp: Language, examples: Iterable[Example], component: Optional[st
     `calibration_bias` = b per label, fitted on the pairs scoring >= `platt_floor` (see `platt_rows`).
     RETURNS (Dict[str, object]): component name, temperature, bias, the fitting loss and dev ECE before and after.
     """
-    if not 0.0 < platt_floor < 1.0:
-        raise ValueError(f"platt_floor must be a score in (0, 1), got {platt_floor}; e.g. {PLATT_FLOOR}")
+    check_platt_floor(platt_floor)
     pipe = resolve_component(nlp, component)
     data = collect(nlp, pipe.name, list(examples), batch_size)
     # rounded: the values read in cfg.json and meta.json
