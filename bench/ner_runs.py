@@ -6,12 +6,13 @@ budget, one warmup override) live here, once, beside the `spacy train` + `spacy 
 failed run instead of stopping the others.
 """
 import argparse
+import hashlib
 import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from bench.common import ROOT, RunResult, run_logged, short_error, spacy_cmd, summarize
+from bench.common import ROOT, RunResult, run_logged, short_error, spacy_cmd, summarize, write_json
 
 QUICK_DOCS = {"train": 40, "dev": 8, "test": 8}  # --quick: the first documents of each split
 
@@ -69,13 +70,23 @@ def train_and_evaluate(
     env: Optional[Dict[str, str]] = None,
     timeout: Optional[float] = None,
     label: str = "",
+    reuse: bool = False,
 ) -> Dict[str, Any]:
     """`spacy train` then `spacy evaluate` on the test split; a record with P/R/F, per-type scores and wall times.
 
-    A failure at either stage gives status "failed" with the stage, the last line and the tail of the output.
+    A failure at either stage gives status "failed" with the stage, the last line and the tail of the output. With
+    `reuse`, a finished run of the same inputs in `run_dir` (see `run_identity`) is returned instead of rerun, so a
+    long benchmark cut short resumes where it stopped.
     """
     run_dir = Path(run_dir).resolve()
     model_dir = run_dir / "model"
+    record_path = run_dir / "record.json"
+    identity = run_identity(config, corpus, seed=seed, max_steps=max_steps, eval_frequency=eval_frequency,
+                            gpu_id=gpu_id, init_model=init_model, overrides=overrides)
+    if reuse and record_path.exists():
+        saved = json.loads(record_path.read_text())
+        if saved.get("status") == "ok" and saved.get("identity") == identity:
+            return dict(saved, reused=True)
     args = [
         "--paths.train", corpus["train"], "--paths.dev", corpus["dev"],
         *budget_overrides(max_steps, eval_frequency), "--system.seed", seed,
@@ -99,8 +110,32 @@ def train_and_evaluate(
     if not evaluated.ok:
         return failed_record(record, "evaluate", evaluated)
     record.update(ner_scores(json.loads(metrics_path.read_text())))
-    record["model"] = str(best)
+    record.update(model=str(best), identity=identity)
+    write_json(record_path, record)
     return record
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def run_identity(config: Path, corpus: Dict[str, Path], *, seed: int, max_steps: int, eval_frequency: int,
+                 gpu_id: int, init_model: Optional[str], overrides: Sequence[str]) -> Dict[str, Any]:
+    """What a run's result depends on: the config and corpus contents, the budget, and the encoder's files.
+
+    Contents, not paths, for the data; a local encoder directory by its files' sizes and modification times, so an
+    encoder pretrained again under the same path makes its old fine-tunes stale.
+    """
+    encoder: Optional[str] = init_model
+    if init_model is not None and Path(init_model).is_dir():
+        files = sorted(f for f in Path(init_model).rglob("*") if f.is_file())
+        stamp = "".join(f"{f.relative_to(init_model)}:{f.stat().st_size}:{f.stat().st_mtime_ns};" for f in files)
+        encoder = hashlib.sha256(stamp.encode("utf8")).hexdigest()[:16]
+    return {
+        "config": file_digest(config), **{split: file_digest(p) for split, p in sorted(corpus.items())},
+        "seed": seed, "max_steps": max_steps, "eval_frequency": eval_frequency, "gpu_id": gpu_id,
+        "init_model": encoder, "overrides": [str(o) for o in overrides],
+    }
 
 
 def ner_scores(metrics: Dict[str, Any]) -> Dict[str, Any]:

@@ -27,7 +27,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -147,6 +147,16 @@ def size_key(percent: float) -> str:
 
 
 # ---------------------------------------------------------------- jobs
+
+
+def finetune_order(seeds: Sequence[int], n_seeds: Dict[str, int]) -> List[Tuple[int, str]]:
+    """(seed, size) fine-tunes to run: sizes with more seeds first, seed-major within them.
+
+    The goal is judged at the small sizes over seeds, so a deadline cuts the slow single-seed sizes first, and a run
+    cut short has whole seeds for every encoder.
+    """
+    return [(seed, size) for n in sorted(set(n_seeds.values()), reverse=True)
+            for i, seed in enumerate(seeds) for size in n_seeds if n_seeds[size] == n and i < n]
 
 
 def pretrain_command(args: argparse.Namespace, name: str, text: Path, encoder: str) -> List[str]:
@@ -287,7 +297,7 @@ def finetune_job(args: argparse.Namespace, encoder_dir: str, size: Dict[str, Any
     overrides = ["--training.optimizer.learn_rate.warmup_steps", str(max(1, steps // 10))]
     return train_and_evaluate(args.ner_config, run_dir, corpus, seed=seed, max_steps=steps, eval_frequency=steps,
                               init_model=encoder_dir, overrides=overrides, env=env, timeout=args.timeout, label=label,
-                              gpu_id=args.gpu_id)
+                              gpu_id=args.gpu_id, reuse=args.reuse)
 
 
 
@@ -333,7 +343,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--threads-per-job", type=int, default=1)
     p.add_argument("--deadline", default=None, help="HH:MM UTC: start no job that would end later")
     p.add_argument("--timeout", type=float, default=None, help="seconds per subprocess")
-    p.add_argument("--reuse", action="store_true", help="keep a finished pretraining run of the same command")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep finished pretraining and fine-tuning runs of the same inputs; resume interrupted pretraining")
     p.add_argument("--work-dir", type=Path, default=BENCH / "work" / "pretraining_payoff")
     p.add_argument("--output", type=Path, default=BENCH / "results" / "pretraining_payoff.json")
     args = p.parse_args(argv)
@@ -422,19 +433,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             return max(r["train_wall_s"] / steps[k] * steps[size] + r.get("eval_wall_s", 0.0) for k, r in done)
         return est
 
-    for i, seed in enumerate(args.seeds):  # seed-major, so a cut-short run has whole seeds for every encoder
-        for size, sub in subsets.items():
-            if i >= n_seeds[size]:
-                continue
-            for enc, spec in ENCODERS.items():
-                enc_dir = str(args.work_dir / enc / "pretrain" / "encoder") if spec else encoder
-                run_dir = args.work_dir / enc / f"ner_{sub['percent']:g}pct_seed{seed}"
-                jobs.append(Job(
-                    f"ner:{enc}:{size}:{seed}",
-                    lambda d=enc_dir, sub=sub, size=size, seed=seed, rd=run_dir, enc=enc: finetune_job(
-                        args, d, sub, steps[size], seed, rd, env, f"{enc} {size} seed {seed}"),
-                    lambda rec, enc=enc, size=size: result["runs"][size][enc].append(rec),
-                    deps=(f"pretrain:{enc}",) if spec else (), estimate_s=estimate(size)))
+    for seed, size in finetune_order(args.seeds, n_seeds):
+        sub = subsets[size]
+        for enc, spec in ENCODERS.items():
+            enc_dir = str(args.work_dir / enc / "pretrain" / "encoder") if spec else encoder
+            run_dir = args.work_dir / enc / f"ner_{sub['percent']:g}pct_seed{seed}"
+            jobs.append(Job(
+                f"ner:{enc}:{size}:{seed}",
+                lambda d=enc_dir, sub=sub, size=size, seed=seed, rd=run_dir, enc=enc: finetune_job(
+                    args, d, sub, steps[size], seed, rd, env, f"{enc} {size} seed {seed}"),
+                lambda rec, enc=enc, size=size: result["runs"][size][enc].append(rec),
+                deps=(f"pretrain:{enc}",) if spec else (), estimate_s=estimate(size)))
 
     def skipped(job: Job, why: str) -> None:
         result["not_run"].append(f"{job.key} ({why})")

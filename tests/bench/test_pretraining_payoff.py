@@ -195,3 +195,9 @@ def test_redraw_rewrites_table_and_plot_from_the_json(tmp_path):
     assert path.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(FileNotFoundError, match="run bench/pretraining_payoff.py"):
         report.redraw(tmp_path / "missing.json")
+
+
+def test_finetunes_run_the_seeded_small_sizes_before_the_single_seed_size():
+    order = bench.finetune_order([1, 2, 3], {"2%": 3, "10%": 3, "100%": 1})
+    assert order == [(1, "2%"), (1, "10%"), (2, "2%"), (2, "10%"), (3, "2%"), (3, "10%"), (1, "100%")]
+    assert bench.finetune_order([1, 2], {"2%": 2}) == [(1, "2%"), (2, "2%")]
