@@ -12,7 +12,7 @@ import warnings
 from functools import partial
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set, Union
 
 import srsly
 from spacy.tokens import Doc, Span
@@ -337,6 +337,16 @@ def chunked_forward(forward: Callable, model: Any, wordpieces: Any, is_train: bo
     return output, backprop
 
 
+def cpu_has_bf16() -> bool:
+    """True when this CPU has native bfloat16 instructions (AVX512-BF16 or AMX), where bf16 autocast pays off.
+
+    torch's own probes (private, so a torch without them counts as no)."""
+    import torch
+
+    probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(bool(probe()) for probe in probes if probe is not None)
+
+
 def _encoder_device_type(model: Any) -> str:
     return getattr(getattr(_hf_encoder(model), "device", None), "type", "cpu")
 
@@ -406,16 +416,18 @@ def create_spanbert_transformer_v2(
     mixed_precision: bool = False,
     grad_scaler_config: Optional[Dict[str, Any]] = None,
     quantize: Optional[str] = None,
-    cpu_bf16: bool = False,
+    cpu_bf16: Union[bool, str] = False,
 ) -> TransformerModel:
     """`spacy-spanbert.SpanBERT.v2`: SpanBERT.v1 plus `quantize`, for int8 CPU inference, and `cpu_bf16`.
 
     quantize (Optional[str]): None (fp32, as v1), "int8" (a weight scale per output row) or "int8_per_tensor" (one
         per matrix): the encoder's Linear layers become dynamic int8 as soon as the model is built or loaded, and
         are saved as int8. Prediction only, on a CPU. `spacy spanbert-quantize IN OUT` sets it on a trained pipeline.
-    cpu_bf16 (bool): on a CPU, run the encoder under bfloat16 autocast (weights and gradients stay float32): faster
-        on a CPU with bfloat16 instructions (AVX512-BF16 / AMX), slower on one without (`bench/profile_train.py
-        --cpu-bf16` measures it). Ignored on a GPU, where `mixed_precision` applies. Not with `quantize`.
+    cpu_bf16 (Union[bool, str]): on a CPU, run the encoder under bfloat16 autocast (weights and gradients stay
+        float32): faster on a CPU with bfloat16 instructions (AVX512-BF16 / AMX), slower on one without
+        (`bench/profile_train.py --cpu-bf16` measures it). "auto": on where this CPU has them, decided each time the
+        pipeline is built or loaded, so a pipeline moves between machines. Ignored on a GPU, where
+        `mixed_precision` applies. Not with `quantize` ("auto" then means off).
     Other arguments: see SpanBERT.v1 (`create_spanbert_transformer`).
     """
     from thinc.api import get_current_ops
@@ -426,6 +438,10 @@ def create_spanbert_transformer_v2(
         raise ValueError("create_spanbert_transformer needs get_spans, e.g. spacy-transformers.strided_spans.v1")
     check_scheme(quantize)
     check_cpu(quantize, getattr(get_current_ops(), "device_type", "cpu"))
+    if cpu_bf16 not in (True, False, "auto"):
+        raise ValueError(f"SpanBERT.v2 cpu_bf16 = {cpu_bf16!r} is not a setting: use true, false or \"auto\"")
+    if cpu_bf16 == "auto":
+        cpu_bf16 = quantize is None and cpu_has_bf16()
     if quantize is not None and cpu_bf16:
         raise ValueError(f"SpanBERT.v2 has both quantize = {quantize!r} and cpu_bf16 = true: an int8 encoder does not "
                          f"run in bfloat16; set cpu_bf16 = false")

@@ -272,3 +272,22 @@ def test_cpu_bf16_with_int8_is_one_clear_error_and_quantizing_a_bf16_config_turn
     block = {"@architectures": "spacy-spanbert.SpanBERT.v2", "quantize": None, "cpu_bf16": True}
     overrides = quantize_overrides({"components": {"transformer": {"model": block}}}, "int8", tiny_bert_dir)
     assert overrides["components.transformer.model.cpu_bf16"] is False
+
+
+def test_cpu_bf16_auto_follows_the_cpu_and_is_off_with_int8(tiny_bert_dir, monkeypatch):
+    """"auto" turns bf16 on only where the CPU has bfloat16 instructions (decided when the model is built, so a
+    pipeline moved to another machine decides again), never with int8, and a typo is one clear error."""
+    from spacy_spanbert.models import transformer as trf
+
+    def shim(**kw):
+        model = trf.create_spanbert_transformer_v2(str(tiny_bert_dir), configure_strided_spans(32, 24), **kw)
+        return model.layers[0].shims[0]
+
+    for has_bf16 in (True, False):
+        monkeypatch.setattr(trf, "cpu_has_bf16", lambda has_bf16=has_bf16: has_bf16)
+        assert shim(cpu_bf16="auto").cpu_bf16 is has_bf16
+        assert shim(cpu_bf16="auto", quantize="int8").cpu_bf16 is False
+    with pytest.raises(ValueError, match="use true, false or \"auto\"") as err:
+        shim(cpu_bf16="yes")
+    assert "\n" not in str(err.value)
+    assert isinstance(trf.cpu_has_bf16(), bool)
