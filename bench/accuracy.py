@@ -21,8 +21,8 @@ if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_cli, run_logged, shown, thread_env,
-    write_json,
+    CPU_BF16, ROOT, cli_overrides, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_cli,
+    run_logged, shown, thread_env, write_json,
 )
 from bench.ner_runs import (  # noqa: E402
     failed_record, ner_scores, prepare_corpus, resolve_encoder, set_budget, summarize_runs, train_and_evaluate,
@@ -42,8 +42,7 @@ SYSTEMS: Dict[str, Dict[str, Any]] = {
                                                         "--components.spanbert_ner.model.mixed_precision", "true"]},
     # ours with the encoder under bfloat16 autocast on a CPU (SpanBERT.v2 cpu_bf16)
     "spanbert_ner_cpu_bf16": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, cpu_bf16", "encoder": True,
-                              "overrides": ["--components.transformer.model.@architectures", "spacy-spanbert.SpanBERT.v2",
-                                            "--components.transformer.model.cpu_bf16", "true"]},
+                              "overrides": cli_overrides(CPU_BF16)},
     "trf_ner": {"config": BENCH / "configs" / "trf_ner.cfg", "label": "spacy-transformers + ner", "encoder": True},
     "span_marker": {"config": None, "label": "SpanMarker", "encoder": True},
     "cnn_ner": {"config": BENCH / "configs" / "cnn_ner.cfg", "label": "spaCy CNN tok2vec + ner", "encoder": False},

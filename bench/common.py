@@ -22,6 +22,15 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 PACKAGES = ("torch", "spacy", "thinc", "transformers", "spacy-transformers", "spacy-spanbert", "span-marker")
+# spanbert_ner's transformer under bfloat16 autocast on the CPU (SpanBERT.v2 cpu_bf16), as config overrides
+CPU_BF16 = {"components.transformer.model.@architectures": "spacy-spanbert.SpanBERT.v2",
+            "components.transformer.model.cpu_bf16": True}
+
+
+def cli_overrides(overrides: Dict[str, Any]) -> List[str]:
+    """Config overrides as `spacy train` arguments (`--a.b value`; booleans as true/false)."""
+    return [arg for key, value in overrides.items()
+            for arg in (f"--{key}", str(value).lower() if isinstance(value, bool) else str(value))]
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 

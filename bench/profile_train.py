@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS_DIR, ROOT, machine_info, machine_line, markdown_table, write_json, write_text  # noqa: E402
+from bench.common import CPU_BF16, RESULTS_DIR, ROOT, machine_info, machine_line, markdown_table, write_json, write_text  # noqa: E402
 from bench.ner_runs import corpus_paths, resolve_encoder  # noqa: E402
 
 CONFIGS = {"spanbert_ner": ROOT / "configs" / "ner.cfg", "trf_ner": ROOT / "bench" / "configs" / "trf_ner.cfg"}
@@ -103,10 +103,6 @@ class TimedOptimizer:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._optimizer, name)
-
-
-CPU_BF16 = {"components.transformer.model.@architectures": "spacy-spanbert.SpanBERT.v2",
-            "components.transformer.model.quantize": None, "components.transformer.model.cpu_bf16": True}
 
 
 def prepare(system: str, corpus: Dict[str, Path], encoder: str, steps: int, warmup: int, seed: int,

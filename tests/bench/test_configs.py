@@ -58,3 +58,13 @@ def test_cnn_floor_shares_the_training_budget():
     assert cnn_lr.pop("initial_rate") == 0.001  # the CNN's own default peak rate; the schedule is the same
     ours_lr.pop("initial_rate")
     assert cnn_lr == ours_lr
+
+
+def test_the_cpu_bf16_overrides_reach_the_transformer_through_the_cli():
+    """bench/accuracy.py passes CPU_BF16 as `spacy train` arguments: they must parse back to SpanBERT.v2 + bf16."""
+    from bench.common import CPU_BF16, cli_overrides
+
+    overrides = parse_config_overrides(cli_overrides(CPU_BF16))
+    assert overrides == CPU_BF16
+    block = _load(NER_CFG, **overrides)["components"]["transformer"]["model"]
+    assert block["@architectures"] == "spacy-spanbert.SpanBERT.v2" and block["cpu_bf16"] is True
