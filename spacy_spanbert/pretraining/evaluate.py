@@ -1,7 +1,7 @@
 """Held-out masked-LM (and SBO) loss of a pretrained encoder: the yardstick of the masking ablations."""
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Union
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 from .masking import MaskingConfig
 
@@ -22,26 +22,11 @@ def heldout_mlm_loss(
     scheme / masking: how the held-out text is masked; keep it the same across the models you compare.
     RETURNS (dict): mlm_loss, sbo_loss (token-weighted means), n_mlm_targets, n_sbo_targets, n_blocks.
     """
-    from transformers import AutoModel, AutoTokenizer
-
     from .collator import SpanMaskingCollator
     from .data import PackedBlocks, pack_corpus
-    from .model import HEADS_CONFIG, HEADS_FILE, SpanBertForPretraining
 
-    encoder_dir = Path(encoder_dir)
-    heads_dir = next((d for d in (encoder_dir, encoder_dir.parent) if (d / HEADS_FILE).exists()), None)
-    if heads_dir is None:
-        raise ValueError(f"{encoder_dir} has no {HEADS_FILE}: evaluate the encoder/ of a spanbert-pretrain run.")
-    import json
-
-    heads_cfg = json.loads((heads_dir / HEADS_CONFIG).read_text())
-    # the trained heads are loaded right below, so skip from_pretrained's "no MLM head" search and warning
-    model = SpanBertForPretraining(AutoModel.from_pretrained(str(encoder_dir)),
-                                   max_sbo_targets=heads_cfg["max_sbo_targets"],
-                                   sbo_position_size=heads_cfg["sbo_position_size"])
-    model.load_heads(heads_dir)
+    model, tokenizer = load_trained(encoder_dir)
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir))
     masking = masking or MaskingConfig(scheme=scheme)
     collator = SpanMaskingCollator.from_tokenizer(tokenizer, masking=masking, seed=seed,
                                                   max_sbo_targets=model.sbo_head.max_targets)
@@ -51,6 +36,29 @@ def heldout_mlm_loss(
         batches = (collator([blocks[i] for i in range(start, min(start + batch_size, n))])
                    for start in range(0, n, batch_size))
         return {**heldout_losses(model, batches), "n_blocks": n}
+
+
+def load_trained(encoder_dir: Union[str, Path]) -> Tuple[Any, Any]:
+    """The encoder of a spanbert-pretrain run (OUTPUT_DIR/encoder or a checkpoint's) with its trained MLM and SBO
+    heads, and its tokenizer."""
+    import json
+
+    from transformers import AutoModel, AutoTokenizer
+
+    from .model import HEADS_CONFIG, HEADS_FILE, SpanBertForPretraining
+
+    encoder_dir = Path(encoder_dir)
+    heads_dir = next((d for d in (encoder_dir, encoder_dir.parent) if (d / HEADS_FILE).exists()), None)
+    if heads_dir is None:
+        raise ValueError(f"{encoder_dir} has no {HEADS_FILE}: evaluate the encoder/ of a spanbert-pretrain run.")
+    heads_cfg = json.loads((heads_dir / HEADS_CONFIG).read_text())
+    # the trained heads are loaded right below, so skip from_pretrained's "no MLM head" search and warning
+    model = SpanBertForPretraining(AutoModel.from_pretrained(str(encoder_dir)),
+                                   max_sbo_targets=heads_cfg["max_sbo_targets"],
+                                   sbo_position_size=heads_cfg["sbo_position_size"],
+                                   sbo_weight=heads_cfg.get("sbo_weight", 1.0))
+    model.load_heads(heads_dir)
+    return model, AutoTokenizer.from_pretrained(str(encoder_dir))
 
 
 def heldout_losses(model: Any, batches: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
