@@ -63,6 +63,44 @@ def verdict(checks: Sequence[Dict[str, Any]]) -> str:
     return " ".join(parts)
 
 
+CURVE_KEYS = ("step", "mlm_loss", "sbo_loss", "grad_norm", "grad_norm_max", "clipped_share", "lr")
+
+
+def training_curve(entries: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The logged training points of a pretraining run, one per step (a resumed run logs some steps twice: the
+    later entry wins)."""
+    by_step = {e["step"]: {k: e.get(k) for k in CURVE_KEYS} for e in entries if "mlm_loss" in e and "step" in e}
+    return [by_step[k] for k in sorted(by_step)]
+
+
+def clipping_summary(curve: Sequence[Dict[str, Any]], warmup: int, max_norm: float) -> Optional[Dict[str, Any]]:
+    """How often the clip fired over the whole run (each logged share weighted by the steps it covers) and the
+    pre-clip norm after warm-up (the last step of each logging window)."""
+    points = [c for c in curve if c.get("clipped_share") is not None]
+    if not points:
+        return None
+    covered = [c["step"] - prev for c, prev in zip(points, [0] + [c["step"] for c in points[:-1]])]
+    after = [c["grad_norm"] for c in points if c["step"] > warmup and c.get("grad_norm") is not None]
+    return {"max_grad_norm": max_norm, "steps": points[-1]["step"],
+            "clipped_share": sum(c["clipped_share"] * n for c, n in zip(points, covered)) / max(sum(covered), 1),
+            "norm_after_warmup": summarize(after),
+            "norm_after_warmup_range": [min(after), max(after)] if after else None}
+
+
+def clipping_lines(result: Dict[str, Any]) -> List[str]:
+    lines = []
+    for enc in ENCODERS:
+        c = ((result["encoders"].get(enc) or {}).get("pretrain") or {}).get("clipping")
+        if not c:
+            continue
+        norm = c["norm_after_warmup"] or {}
+        lo, hi = c["norm_after_warmup_range"] or (None, None)
+        lines.append(f"Clipping, {LABELS[enc]} (max_grad_norm {c['max_grad_norm']:g}): fired on "
+                     f"{100 * c['clipped_share']:.0f}% of {c['steps']:,} steps; pre-clip norm after warm-up "
+                     + (f"{norm['mean']:.2f} on average (logged steps, {lo:.2f}–{hi:.2f})." if norm else "not logged."))
+    return lines
+
+
 def render_markdown(result: Dict[str, Any]) -> str:
     """The results table (F per encoder per size, mean ± std over seeds), the pretraining facts and the verdict."""
     s = result["settings"]
@@ -109,6 +147,7 @@ def render_markdown(result: Dict[str, Any]) -> str:
         "", table, "",
         f"**Goal (issue 10): span + SBO ≥ 1.0 F above MiniLM as shipped at every small size, and ≥ subword MLM at "
         f"every size.** {result['verdict']}", "",
+        *clipping_lines(result), *([""] if clipping_lines(result) else []),
         *[f"Not run: {n}" for n in result.get("not_run", [])[:12]],
         *([f"... and {len(result['not_run']) - 12} more not run."] if len(result.get("not_run", [])) > 12 else []),
         f"Fine-tuning job (train + test evaluation): {fmt_duration((ft_time or {}).get('mean'))} on average over "
@@ -155,6 +194,52 @@ def plot(result: Dict[str, Any], png: Path) -> None:
     plt.close(fig)
 
 
+def plot_curves(result: Dict[str, Any], png: Path) -> bool:
+    """Training MLM / SBO loss and pre-clip gradient norm against steps, per pretrained encoder; False when no run
+    logged a curve."""
+    runs = [(enc, ((result["encoders"].get(enc) or {}).get("pretrain") or {}).get("curve")) for enc in ENCODERS]
+    runs = [(enc, curve) for enc, curve in runs if curve]
+    if not runs:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, norm_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    clip = None
+    for enc, curve in runs:
+        j = list(ENCODERS).index(enc)
+        steps = [c["step"] for c in curve]
+        loss_ax.plot(steps, [c["mlm_loss"] for c in curve], color=f"C{j}", label=f"{LABELS[enc]}: MLM")
+        if ENCODERS[enc][1]:  # type: ignore[index]  # the SBO loss only means something where it is trained
+            loss_ax.plot(steps, [c["sbo_loss"] for c in curve], color=f"C{j}", ls="--", label=f"{LABELS[enc]}: SBO")
+        norm_ax.plot(steps, [c["grad_norm_max"] for c in curve], color=f"C{j}", lw=0.8, alpha=0.5)
+        norm_ax.plot(steps, [c["grad_norm"] for c in curve], color=f"C{j}", label=f"{LABELS[enc]} (max per window, faint)")
+        clip = (result["encoders"][enc]["pretrain"].get("clipping") or {}).get("max_grad_norm", clip)
+    if clip:
+        norm_ax.axhline(clip, color="k", ls="--", lw=1, label=f"clip ({clip:g})")
+    loss_ax.set_xlabel("step")
+    loss_ax.set_ylabel("training loss (per-token cross-entropy)")
+    loss_ax.set_title("training loss")
+    norm_ax.set_yscale("log")
+    norm_ax.set_xlabel("step")
+    norm_ax.set_ylabel("pre-clip gradient norm")
+    norm_ax.set_title("gradient norm before clipping")
+    for ax in (loss_ax, norm_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def curves_png(json_path: Path) -> Path:
+    return Path(json_path).with_name(Path(json_path).stem + "_curves.png")
+
+
 def redraw(json_path: Path) -> None:
     """Rewrite the Markdown and the PNG beside a results JSON from its contents."""
     if not Path(json_path).exists():
@@ -162,6 +247,7 @@ def redraw(json_path: Path) -> None:
     result = json.loads(Path(json_path).read_text(encoding="utf8"))
     Path(json_path).with_suffix(".md").write_text(render_markdown(result) + "\n", encoding="utf8")
     plot(result, Path(json_path).with_suffix(".png"))
+    plot_curves(result, curves_png(json_path))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ from bench.common import (  # noqa: E402
 from bench.jobs import Job, run_jobs  # noqa: E402
 from bench.ner_runs import corpus_paths, failed_record, resolve_encoder, train_and_evaluate  # noqa: E402
 from bench.payoff_report import (  # noqa: E402
-    ENCODERS, HELDOUT_SCHEMES, goal_checks, plot, render_markdown, summarize_grid, verdict,
+    ENCODERS, HELDOUT_SCHEMES, clipping_summary, curves_png, goal_checks, plot, plot_curves, render_markdown,
+    summarize_grid, training_curve, verdict,
 )
 
 BENCH = Path(__file__).resolve().parent
@@ -268,10 +269,22 @@ def pretrain_job(args: argparse.Namespace, name: str, text: Path, encoder: str, 
             return failed_record(record, "pretrain", done)
     entries = [e for e in log_entries(run_dir / "log.jsonl") if "mlm_loss" in e]
     tokens = args.pretrain_steps * args.pretrain_batch_size * args.pretrain_max_length
+    curve = training_curve(entries)
     record.update(steps=args.pretrain_steps, tokens=tokens,
                   last_log=entries[-1] if entries else None,
-                  tokens_per_s=summarize([e["tokens_per_s"] for e in entries if e.get("tokens_per_s")]))
+                  tokens_per_s=summarize([e["tokens_per_s"] for e in entries if e.get("tokens_per_s")]),
+                  curve=curve, clipping=clipping_summary(curve, schedule["warmup_steps"], run_max_grad_norm(run_dir)))
     return record
+
+
+def run_max_grad_norm(run_dir: Path) -> float:
+    """The clip a run used: its config.cfg's training.max_grad_norm, else the schema's default."""
+    from thinc.api import Config
+
+    from spacy_spanbert.pretraining.settings import TrainingSettings
+
+    training = Config().from_disk(run_dir / "config.cfg", interpolate=False).get("training", {})
+    return float(training.get("max_grad_norm", TrainingSettings().max_grad_norm))
 
 
 def heldout_job(args: argparse.Namespace, name: str, scheme: str, heldout: Path, env: Dict[str, str]) -> Dict[str, Any]:
@@ -406,6 +419,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             write_text(args.output.with_suffix(".md"), render_markdown(result))
             try:
                 plot(result, args.output.with_suffix(".png"))
+                plot_curves(result, curves_png(args.output))
             except Exception as err:  # the JSON and the table are what matter
                 print(f"warning: no plot written ({type(err).__name__}: {err})", file=sys.stderr)
 

@@ -201,3 +201,28 @@ def test_finetunes_run_the_seeded_small_sizes_before_the_single_seed_size():
     order = bench.finetune_order([1, 2, 3], {"2%": 3, "10%": 3, "100%": 1})
     assert order == [(1, "2%"), (1, "10%"), (2, "2%"), (2, "10%"), (3, "2%"), (3, "10%"), (1, "100%")]
     assert bench.finetune_order([1, 2], {"2%": 2}) == [(1, "2%"), (2, "2%")]
+
+
+def test_clipping_is_summarised_over_the_whole_run_and_plotted(tmp_path):
+    """The share of clipped steps weighs each logging window by the steps it covers; a step logged twice (a resumed
+    run) counts once, with its later entry."""
+    entries = [{"step": 1, "mlm_loss": 10.0, "sbo_loss": 11.0, "grad_norm": 30.0, "grad_norm_max": 30.0,
+                "clipped_share": 1.0},
+               {"step": 10, "mlm_loss": 9.0, "sbo_loss": 10.0, "grad_norm": 9.0, "grad_norm_max": 20.0,
+                "clipped_share": 1.0},
+               {"step": 20, "mlm_loss": 8.5, "sbo_loss": 9.0, "grad_norm": 9.9, "grad_norm_max": 9.9,
+                "clipped_share": 0.9},  # cut short here, resumed from step 10:
+               {"step": 20, "mlm_loss": 8.0, "sbo_loss": 9.0, "grad_norm": 0.8, "grad_norm_max": 1.5,
+                "clipped_share": 0.5},
+               {"step": 40, "mlm_loss": 7.0, "sbo_loss": 8.0, "grad_norm": 0.6, "grad_norm_max": 0.9,
+                "clipped_share": 0.0}, {"step": 40, "train_loss": 8.0}]
+    curve = report.training_curve(entries)
+    assert [c["step"] for c in curve] == [1, 10, 20, 40] and curve[2]["grad_norm"] == 0.8
+    clip = report.clipping_summary(curve, warmup=10, max_norm=1.0)
+    assert clip["clipped_share"] == pytest.approx((1 + 9 + 0.5 * 10 + 0) / 40)
+    assert clip["norm_after_warmup"]["mean"] == pytest.approx(0.7) and clip["norm_after_warmup_range"] == [0.6, 0.8]
+    result = _result()
+    result["encoders"]["subword_mlm"]["pretrain"].update(curve=curve, clipping=clip)
+    assert "Clipping, + subword MLM (max_grad_norm 1): fired on 38% of 40 steps" in report.render_markdown(result)
+    assert report.plot_curves(result, tmp_path / "c.png") and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert not report.plot_curves(_result(), tmp_path / "none.png")
