@@ -7,6 +7,8 @@ useful decides whether a short pretraining run can pay off at all. Variants, at 
   init_fix          BERT's head init (the reference's), old update
   after             BERT's head init and the reference's sample-size normalised update (the new default)
   after_head_lr_N   the new default with the heads at N x the learning rate (`head_lr_factor`)
+  ..._clip_X        any of the above with the gradient clipped at X instead of the reference's 1.0 (`clip_1e9`:
+                    never clipped), to see what the clip does to the loss at a CPU-sized update
 The held-out loss is measured on fixed, seeded masks of held-out news blocks every --eval-every steps.
 
     OMP_NUM_THREADS=1 python bench/pretrain_loss_curves.py --raw-text corpus/pretrain.txt \
@@ -26,6 +28,9 @@ if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench`
 from bench.common import RESULTS_DIR, ROOT, machine_info, machine_line, markdown_table, write_json, write_text  # noqa: E402
 
 from transformers import TrainerCallback  # noqa: E402
+
+
+TITLE = "Held-out MLM / SBO loss of a head-less checkpoint against steps (before vs after the head fixes)"
 
 
 def torch_default_heads(model) -> None:
@@ -72,6 +77,21 @@ def heldout_batches(tokenizer, heldout: Path, args, work: Path, max_sbo_targets:
     return batches
 
 
+def parse_variant(name: str) -> Dict[str, Any]:
+    """before | init_fix | after, then optionally _head_lr_N, then optionally _clip_X: what the run changes."""
+    base, has_clip, clip = name.partition("_clip_")
+    base, has_head_lr, head_lr = base.partition("_head_lr_")
+    try:
+        if base not in ("before", "init_fix", "after") or (has_head_lr and base != "after"):
+            raise ValueError
+        return {"torch_default_heads": base == "before", "normalization": "masked_tokens" if base == "after" else "mean",
+                "head_lr_factor": float(head_lr) if has_head_lr else 1.0,
+                "max_grad_norm": float(clip) if has_clip else 1.0}
+    except ValueError:
+        raise ValueError(f"unknown variant {name!r}: use before, init_fix, after or after_head_lr_N, each optionally "
+                         f"followed by _clip_X") from None
+
+
 def run_variant(name: str, args, tokenizer, dataset, heldout: List[Dict]) -> Dict[str, Any]:
     from transformers import TrainingArguments, set_seed
 
@@ -81,27 +101,29 @@ def run_variant(name: str, args, tokenizer, dataset, heldout: List[Dict]) -> Dic
 
     print(f"[{name}]", flush=True)
     set_seed(args.seed)
+    variant = parse_variant(name)
     model = SpanBertForPretraining.from_pretrained(args.init_model)
-    if name == "before":
+    if variant["torch_default_heads"]:
         torch_default_heads(model)
-    head_lr = float(name.rsplit("_", 1)[1]) if name.startswith("after_head_lr_") else 1.0
+    head_lr = variant["head_lr_factor"]
     collator = SpanMaskingCollator.from_tokenizer(tokenizer, seed=args.seed, max_sbo_targets=model.sbo_head.max_targets)
     out = args.work_dir / name
     targs = TrainingArguments(
         output_dir=str(out), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
         learning_rate=args.lr, weight_decay=0.01, warmup_steps=args.warmup, lr_scheduler_type="linear",
-        optim="adamw_torch", max_grad_norm=1.0, logging_steps=args.eval_every, save_strategy="no", seed=args.seed,
-        data_seed=args.seed, report_to=[], remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
+        optim="adamw_torch", max_grad_norm=variant["max_grad_norm"], logging_steps=args.eval_every,
+        save_strategy="no", seed=args.seed, data_seed=args.seed, report_to=[], remove_unused_columns=False,
+        use_cpu=True, disable_tqdm=True, bf16=args.precision == "bf16")
     curve = HeldoutCurve(heldout, args.eval_every)
     trainer = SpanBertTrainer(model=model, args=targs, train_dataset=dataset, data_collator=collator,
                               callbacks=[EpochCallback(collator), curve], run_dir=out, keep_checkpoints=1,
                               save_tokenizer=tokenizer, head_lr_factor=head_lr,
-                              grad_normalization="mean" if name in ("before", "init_fix") else "masked_tokens")
+                              grad_normalization=variant["normalization"])
     t0 = time.perf_counter()
     trainer.train()
     train_log = [{k: r[k] for k in ("step", "loss", "mlm_loss", "sbo_loss", "grad_norm", "grad_norm_max",
                                     "clipped_share") if k in r} for r in trainer.state.log_history if "loss" in r]
-    return {"variant": name, "head_lr_factor": head_lr, "curve": curve.points, "train_log": train_log,
+    return {"variant": name, **variant, "curve": curve.points, "train_log": train_log,
             "wall_s": round(time.perf_counter() - t0, 1)}
 
 
@@ -139,10 +161,10 @@ def render(result: Dict[str, Any]) -> str:
                     + [f"{sum(clipped) / max(len(clipped), 1):.0%}",
                        f"{min(norms):.3g}-{max(norms):.3g}" if norms else "-"])
     return "\n".join([
-        "### Held-out MLM / SBO loss of a head-less checkpoint against steps (before vs after the head fixes)", "",
+        f"### {result.get('title') or TITLE}", "",
         f"Command: `{result['command']}`", "",
         markdown_table(["variant"] + [f"step {s}" for s in steps] + ["steps clipped", "logged grad norm"], rows),
-        "", "![loss curves](pretrain_loss_curves.png)", "", machine_line(result["machine"]),
+        "", machine_line(result["machine"]),
     ]) + "\n"
 
 
@@ -160,6 +182,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--heldout-blocks", type=int, default=24)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast on the CPU")
+    p.add_argument("--title", default=TITLE, help="heading of the Markdown table")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work-dir", type=Path, default=ROOT / "bench" / "work" / "loss_curves")
     p.add_argument("--output", type=Path, default=RESULTS_DIR / "pretrain_loss_curves.json")
@@ -167,9 +191,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for path in (args.raw_text, args.heldout, Path(args.init_model)):
         if not path.exists():
             p.error(f"{path} does not exist: run `spacy project run fetch` and `corpus` first, or pass its path")
-    bad = [v for v in args.variants if v not in ("before", "init_fix", "after") and not v.startswith("after_head_lr_")]
-    if bad:
-        p.error(f"unknown variant(s) {', '.join(bad)}: use before, init_fix, after or after_head_lr_N")
+    for name in args.variants:
+        try:
+            parse_variant(name)
+        except ValueError as err:
+            p.error(str(err))
     torch.set_num_threads(args.threads)
     from transformers import AutoTokenizer
 
@@ -181,6 +207,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     result = {"command": "python bench/pretrain_loss_curves.py " + " ".join(argv or sys.argv[1:]),
               "machine": machine_info(threads=args.threads), "batch_size": args.batch_size,
               "max_length": args.max_length, "lr": args.lr, "warmup": args.warmup, "steps": args.steps,
+              "precision": args.precision, "title": args.title,
               "heldout_blocks": min(args.heldout_blocks, sum(len(b["input_ids"]) for b in heldout)),
               "runs": [run_variant(v, args, tokenizer, dataset, heldout) for v in args.variants]}
     write_json(args.output, result)
