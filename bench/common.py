@@ -13,11 +13,12 @@ import sys
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -27,11 +28,14 @@ CPU_BF16 = {"components.transformer.model.@architectures": "spacy-spanbert.SpanB
             "components.transformer.model.cpu_bf16": True}
 
 
-def cli_overrides(overrides: Dict[str, Any]) -> List[str]:
-    """Config overrides as `spacy train` arguments (`--a.b value`; booleans as true/false)."""
-    return [arg for key, value in overrides.items()
-            for arg in (f"--{key}", str(value).lower() if isinstance(value, bool) else str(value))]
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def cli_overrides(overrides: Dict[str, Any]) -> List[str]:
+    """Config overrides as `spacy train` arguments (`--a.b value`; other than strings, values as JSON, as spaCy's
+    CLI parses them: true, null, 0.5)."""
+    return [arg for key, value in overrides.items()
+            for arg in (f"--{key}", value if isinstance(value, str) else json.dumps(value))]
 
 
 # ---------------------------------------------------------------- machine
@@ -283,15 +287,45 @@ def short_error(tail: str, limit: int = 160) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf8")
+    write_text(path, json.dumps(data, indent=2, sort_keys=False))
 
 
 def write_text(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename, so a run killed mid-write never leaves a torn file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf8")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text if text.endswith("\n") else text + "\n", encoding="utf8")
+    os.replace(tmp, path)
+
+
+@contextmanager
+def work_dir_lock(work_dir: Path, fix: str = "wait for it to finish or pass another --work-dir") -> Iterator[None]:
+    """Hold WORK_DIR/run.pid while a benchmark writes there: a second run on the same directory would resume the
+    same checkpoints and train into the same model folders, so it stops with one line instead."""
+    lock = Path(work_dir) / "run.pid"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        other = int(lock.read_text().strip())
+    except (OSError, ValueError):
+        other = None
+    if other is not None and other != os.getpid() and _alive(other):
+        raise ValueError(f"{work_dir} is in use by another run (pid {other}): {fix}")
+    write_text(lock, str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def output_paths(json_path: Path) -> Dict[str, Path]:

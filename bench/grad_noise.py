@@ -1,12 +1,18 @@
-"""Gradient noise of span-masked pretraining: why the 1.0 clip fires on every step of a CPU-sized run.
+"""Gradient noise of span-masked pretraining: what the 1.0 clip does at a CPU-sized update, and at the reference's.
 
-The reference (facebookresearch/SpanBERT, pretraining/README.md) clips the gradient of the summed MLM + SBO losses
-divided by the update's masked tokens at 1.0, on updates of 32 GPUs x 4,096 tokens: about 19,700 masked tokens.
-A 2-core CPU run updates on a few hundred. For an update of n masked tokens, E|g_n|^2 = |G|^2 + tr(S)/n (G the
-true gradient, S the per-token gradient covariance; McCandlish et al. 2018, "An Empirical Model of Large-Batch
-Training", appendix A). Measuring |g_n|^2 at several n from one checkpoint, with the run's own masking and dropout,
-fits both terms, and so gives the expected pre-clip norm at any update size: ours, the reference's, and the size at
-which a clip of 1.0 stops firing. Nothing is updated: each draw is one forward and backward pass.
+Measured: the gradient at the mean loss's scale (the MLM and SBO cross-entropies summed over their targets,
+divided by the masked tokens: grad_normalization = "masked_tokens"), at several update sizes, from one checkpoint,
+with the run's own masking, dropout and precision. For an update of n masked tokens E|g_n|^2 = |G|^2 + tr(S)/n (G
+the full-data gradient, S the noise of one masked token's gradient: an effective figure, since tokens of one block
+are correlated; McCandlish et al. 2018, "An Empirical Model of Large-Batch Training", appendix A.1). The fit gives
+the root-mean-square pre-clip norm at any update size: the run's, and the size where a clip of 1.0 stops firing.
+
+The reference (facebookresearch/SpanBERT, pretraining/README.md: 32 GPUs x --max-tokens 4096, --clip-norm 1.0)
+clips a smaller gradient: its criterion returns each micro-batch's MLM mean + SBO mean, and its fairseq trainer
+(without --no-sample-size-normalization) multiplies the summed gradient by world size / the update's masked
+tokens, so its pre-clip norm is the mean-loss norm divided by a GPU's masked tokens (about 614). The table gives
+that norm too (grad_normalization = "reference" reproduces it). Nothing is updated: each draw is one forward and
+backward pass.
 
     python bench/grad_noise.py RUN_DIR[:LABEL] ... [--sizes 4 16 64] [--draws 8 4 2] [--threads 2]
 
@@ -26,31 +32,33 @@ from bench.common import (  # noqa: E402
     RESULTS_DIR, machine_info, machine_line, markdown_table, run_cli, write_json, write_text,
 )
 
-REFERENCE_TOKENS = 32 * 4096  # tokens per update in the reference command (world size 32, max-tokens 4096)
-MASK_RATIO = 0.15
+REFERENCE_GPUS, REFERENCE_GPU_TOKENS = 32, 4096  # the reference command: world size 32, --max-tokens 4096
 
 
 def fit_noise(masked: Sequence[float], sq_norms: Sequence[float]) -> Tuple[float, float]:
-    """Least-squares fit of |g_n|^2 = signal + noise / n over the draws: (signal, noise).
+    """Weighted least-squares fit of |g_n|^2 = signal + noise / n over the draws: (signal, noise).
 
-    signal estimates |G|^2 (can come out slightly negative when the noise swamps it; it is then clipped to 0 by the
-    callers that take square roots), noise estimates tr(S) in masked tokens."""
-    xs = [1.0 / n for n in masked]
-    n = len(xs)
-    if n < 2 or len(set(xs)) < 2:
+    Weights n^2: a draw's squared norm varies about as (noise / n)^2, so small draws would otherwise dominate.
+    signal estimates |G|^2 (it can come out negative when the noise swamps it; `rms_norm` then counts it as 0),
+    noise estimates tr(S) per masked token."""
+    if len(masked) < 2 or len(set(masked)) < 2:
         raise ValueError("fit_noise needs draws at two or more update sizes: pass --sizes with two values or more")
-    mx, my = sum(xs) / n, sum(sq_norms) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, sq_norms)) / sxx
+    xs, ws = [1.0 / n for n in masked], [float(n) ** 2 for n in masked]
+    total = sum(ws)
+    mx = sum(w * x for w, x in zip(ws, xs)) / total
+    my = sum(w * y for w, y in zip(ws, sq_norms)) / total
+    sxx = sum(w * (x - mx) ** 2 for w, x in zip(ws, xs))
+    slope = sum(w * (x - mx) * (y - my) for w, x, y in zip(ws, xs, sq_norms)) / sxx
     return my - slope * mx, slope
 
 
-def expected_norm(signal: float, noise: float, masked: float) -> float:
+def rms_norm(signal: float, noise: float, masked: float) -> float:
+    """Root-mean-square gradient norm of an update of `masked` masked tokens (an upper bound on its mean norm)."""
     return math.sqrt(max(signal, 0.0) + noise / masked)
 
 
 def clip_free_size(signal: float, noise: float, max_norm: float) -> Optional[float]:
-    """Masked tokens per update above which the expected norm falls below `max_norm` (None: never, on this fit)."""
+    """Masked tokens per update above which the RMS norm falls below `max_norm` (None: never, on this fit)."""
     room = max_norm ** 2 - max(signal, 0.0)
     return noise / room if room > 0 else None
 
@@ -67,8 +75,8 @@ def run_paths(path: Path) -> Tuple[Path, Path]:
 
 
 def update_grad_sq_norm(model: Any, batch: Dict[str, Any], precision: str) -> Tuple[float, int]:
-    """Squared norm of the reference's update gradient (summed losses / masked tokens) over every trainable
-    parameter, as the trainer clips it; and the masked tokens it averages over."""
+    """Squared norm, over every trainable parameter, of the gradient at the mean loss's scale (the summed MLM + SBO
+    losses / masked tokens: grad_normalization "masked_tokens"); and the masked tokens it averages over."""
     import torch
 
     batch = {k: v for k, v in batch.items() if k != "mask_stats"}
@@ -97,6 +105,9 @@ def measure(path: Path, label: str, sizes: Sequence[int], draws: Sequence[int], 
     cfg = load_config(run / "config.cfg", interpolate=True)
     masking = registry.resolve({"masking": cfg["masking"]})["masking"]
     training = training_settings(cfg)
+    if training.heads_warmup_steps:
+        raise ValueError(f"{run} trains with heads_warmup_steps = {training.heads_warmup_steps}: its clipped "
+                         f"gradient changes when the encoder thaws; measure a run without the heads warm-up")
     precision = "bf16" if precision_flags(training.precision, on_gpu=False)["bf16"] else "fp32"  # as on a CPU
     model, tokenizer = load_trained(encoder)
     model.train()  # dropout on, as in the steps the trainer clips
@@ -116,22 +127,31 @@ def measure(path: Path, label: str, sizes: Sequence[int], draws: Sequence[int], 
             start += size
             sq, masked = update_grad_sq_norm(model, batch, precision)
             rows.append({"blocks": size, "masked": masked, "grad_norm": math.sqrt(sq)})
-            print(f"[{label}] {size} blocks, {masked} masked tokens: pre-clip norm {math.sqrt(sq):.3f}", flush=True)
+            print(f"[{label}] {size} blocks, {masked} masked tokens: norm {math.sqrt(sq):.3f}", flush=True)
     signal, noise = fit_noise([r["masked"] for r in rows], [r["grad_norm"] ** 2 for r in rows])
-    ours = training.batch_size * training.grad_accum_steps * training.max_length * MASK_RATIO
-    reference = REFERENCE_TOKENS * MASK_RATIO
+    per_block = sum(r["masked"] for r in rows) / sum(r["blocks"] for r in rows)
+    micro = per_block * training.batch_size  # masked tokens of one micro-batch on one process
+    run_update = micro * training.grad_accum_steps
+    run_norm = rms_norm(signal, noise, run_update)
+    if training.grad_normalization == "reference":  # the mean losses' gradient over the update's masked tokens
+        run_norm /= micro
+    ref_gpu = REFERENCE_GPU_TOKENS * masking.mask_ratio
+    ref_update = REFERENCE_GPUS * ref_gpu
     return {
         "label": label, "path": str(path), "precision": precision, "max_grad_norm": training.max_grad_norm,
-        "step": _step(path), "draws": rows, "signal_sq": signal, "noise": noise,
-        "run_update_masked": ours, "reference_update_masked": reference,
-        "norm_at_run_update": expected_norm(signal, noise, ours),
-        "norm_at_reference_update": expected_norm(signal, noise, reference),
+        "grad_normalization": training.grad_normalization, "step": _step(path), "draws": rows,
+        "signal_sq": signal, "noise": noise, "masked_per_block": per_block,
+        "run_update_masked": run_update, "run_pre_clip_rms": run_norm,
+        "reference_update_masked": ref_update, "reference_gpu_masked": ref_gpu,
+        "mean_scale_rms_at_reference_update": rms_norm(signal, noise, ref_update),
+        "reference_pre_clip_rms": rms_norm(signal, noise, ref_update) / ref_gpu,
         "clip_free_masked": clip_free_size(signal, noise, training.max_grad_norm),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
 
 
 def _step(path: Path) -> Optional[int]:
+    """The step of a checkpoint, or of a run's latest checkpoint (its encoder/ when the run finished)."""
     import json
 
     state = Path(path) / "trainer_state.json"
@@ -145,25 +165,29 @@ def render_markdown(result: Dict[str, Any]) -> str:
     rows = []
     for r in result["runs"]:
         free = r["clip_free_masked"]
+        signal = f"{r['signal_sq'] ** 0.5:.2f}" if r["signal_sq"] > 0 else "0 (fit below 0)"
         rows.append([
-            r["label"], r["step"] if r["step"] is not None else "?", len(r["draws"]),
-            f"{max(r['signal_sq'], 0.0) ** 0.5:.2f}", f"{r['noise']:,.0f}",
-            f"{r['norm_at_run_update']:.2f} ({r['run_update_masked']:,.0f})",
-            f"{r['norm_at_reference_update']:.2f} ({r['reference_update_masked']:,.0f})",
+            r["label"], r["step"] if r["step"] is not None else "?", len(r["draws"]), signal, f"{r['noise']:,.0f}",
+            f"{r['run_pre_clip_rms']:.3g} ({r['grad_normalization']}, {r['run_update_masked']:,.0f})",
+            f"{r['mean_scale_rms_at_reference_update']:.2f}", f"{r['reference_pre_clip_rms']:.2g}",
             f"{free:,.0f}" if free is not None else "never",
         ])
-    table = markdown_table(["run", "step", "draws", "|G| (signal)", "tr(S) (noise)",
-                            "expected norm at the run's update (masked tokens)",
-                            "at the reference's update (masked tokens)",
-                            f"masked tokens per update where the clip stops firing"], rows)
+    table = markdown_table(["run", "step", "draws", "|G|", "tr(S) per masked token",
+                            "RMS pre-clip norm of the run's update (its normalisation, masked tokens)",
+                            "mean-loss-scale RMS norm at the reference's update",
+                            "the reference's RMS pre-clip norm (÷ a GPU's masked tokens)",
+                            "masked tokens per update where a mean-loss-scale clip of 1.0 stops firing"], rows)
     s = result["settings"]
+    first = result["runs"][0] if result["runs"] else {}
     return "\n".join([
-        "### Gradient noise: the pre-clip norm against the update size (why the clip fires on CPU-sized steps)", "",
-        f"Each draw is one forward and backward pass on {', '.join(map(str, s['sizes']))} packed blocks "
-        f"({', '.join(map(str, s['draws']))} draws), with the run's own masking, dropout and precision, from the "
-        "run's checkpoint; nothing is updated. The squared norm of the reference's update gradient (summed MLM + SBO "
-        "losses / masked tokens) is fitted as |G|² + tr(S)/n over the draws' masked tokens n. The reference's update: "
-        "32 GPUs × 4,096 tokens × 15%.", "",
+        "### Gradient noise: the pre-clip norm against the update size", "",
+        f"Each draw is one forward and backward pass on {' / '.join(map(str, s['sizes']))} packed blocks "
+        f"({' / '.join(map(str, s['draws']))} draws), with the run's own masking, dropout and precision, from its "
+        "checkpoint; nothing is updated. The squared norm of the gradient at the mean loss's scale (summed MLM + SBO "
+        "losses / masked tokens) is fitted as |G|² + tr(S)/n over the draws' masked tokens n, weighted by n². The "
+        f"reference's update: 32 GPUs × 4,096 tokens × the mask ratio = {first.get('reference_update_masked', 0):,.0f}"
+        " masked tokens; its trainer divides the mean losses' gradient by the update's masked tokens times the world "
+        f"size, i.e. by a GPU's {first.get('reference_gpu_masked', 0):,.0f}, before its 1.0 clip.", "",
         table, "",
         machine_line(result["machine"]),
         f"Rerun: `{result['command']}`",
@@ -183,17 +207,18 @@ def plot(result: Dict[str, Any], png: Path) -> None:
     grid = np.geomspace(lo, hi, 200)
     for j, r in enumerate(result["runs"]):
         ax.scatter([d["masked"] for d in r["draws"]], [d["grad_norm"] for d in r["draws"]], s=12, color=f"C{j}")
-        ax.plot(grid, [expected_norm(r["signal_sq"], r["noise"], n) for n in grid], color=f"C{j}", label=r["label"])
+        ax.plot(grid, [rms_norm(r["signal_sq"], r["noise"], n) for n in grid], color=f"C{j}", label=r["label"])
     first = result["runs"][0]
     ax.axhline(first["max_grad_norm"], color="k", ls="--", lw=1, label=f"clip ({first['max_grad_norm']:g})")
-    ax.axvline(first["run_update_masked"], color="grey", ls=":", lw=1)
-    ax.axvline(first["reference_update_masked"], color="grey", ls="-.", lw=1)
-    ax.text(first["run_update_masked"], ax.get_ylim()[1] * 0.9, " this run's update", fontsize=8)
-    ax.text(first["reference_update_masked"], ax.get_ylim()[1] * 0.9, " reference", fontsize=8)
+    for x, text, style in ((first["run_update_masked"], " this run's update", ":"),
+                           (first["reference_update_masked"], " reference's update", "-.")):
+        ax.axvline(x, color="grey", ls=style, lw=1)
+        ax.text(x, ax.get_ylim()[1] * 0.8, text, fontsize=8)
+    ax.set_title("gradient norm at the mean loss's scale")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("masked tokens per update")
-    ax.set_ylabel("pre-clip gradient norm")
+    ax.set_ylabel("gradient norm (RMS fit; dots: draws)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()

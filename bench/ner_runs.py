@@ -83,10 +83,10 @@ def train_and_evaluate(
     record_path = run_dir / "record.json"
     identity = run_identity(config, corpus, seed=seed, max_steps=max_steps, eval_frequency=eval_frequency,
                             gpu_id=gpu_id, init_model=init_model, overrides=overrides)
-    if reuse and record_path.exists():
-        saved = json.loads(record_path.read_text())
-        if saved.get("status") == "ok" and saved.get("identity") == identity:
-            return dict(saved, reused=True)
+    saved = reusable_record(run_dir, identity) if reuse else None
+    if saved is not None:
+        return dict(saved, reused=True)
+    record_path.unlink(missing_ok=True)  # a run that starts over leaves no stale result behind if it fails
     args = [
         "--paths.train", corpus["train"], "--paths.dev", corpus["dev"],
         *budget_overrides(max_steps, eval_frequency), "--system.seed", seed,
@@ -115,6 +115,15 @@ def train_and_evaluate(
     return record
 
 
+def reusable_record(run_dir: Path, identity: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The saved record of a finished run in `run_dir` with this identity, or None (none, failed, torn, other)."""
+    try:
+        saved = json.loads((Path(run_dir) / "record.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if saved.get("status") == "ok" and saved.get("identity") == identity else None
+
+
 def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
@@ -124,7 +133,8 @@ def run_identity(config: Path, corpus: Dict[str, Path], *, seed: int, max_steps:
     """What a run's result depends on: the config and corpus contents, the budget, and the encoder's files.
 
     Contents, not paths, for the data; a local encoder directory by its files' sizes and modification times, so an
-    encoder pretrained again under the same path makes its old fine-tunes stale.
+    encoder pretrained again under the same path makes its old fine-tunes stale. The code is not part of it: after
+    changing spacy_spanbert, start a benchmark in a fresh work directory (or without reuse).
     """
     encoder: Optional[str] = init_model
     if init_model is not None and Path(init_model).is_dir():

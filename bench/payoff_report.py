@@ -215,7 +215,7 @@ def plot_curves(result: Dict[str, Any], png: Path) -> bool:
         if ENCODERS[enc][1]:  # type: ignore[index]  # the SBO loss only means something where it is trained
             loss_ax.plot(steps, [c["sbo_loss"] for c in curve], color=f"C{j}", ls="--", label=f"{LABELS[enc]}: SBO")
         norm_ax.plot(steps, [c["grad_norm_max"] for c in curve], color=f"C{j}", lw=0.8, alpha=0.5)
-        norm_ax.plot(steps, [c["grad_norm"] for c in curve], color=f"C{j}", label=f"{LABELS[enc]} (max per window, faint)")
+        norm_ax.plot(steps, [c["grad_norm"] for c in curve], color=f"C{j}", label=LABELS[enc])
         clip = (result["encoders"][enc]["pretrain"].get("clipping") or {}).get("max_grad_norm", clip)
     if clip:
         norm_ax.axhline(clip, color="k", ls="--", lw=1, label=f"clip ({clip:g})")
@@ -225,7 +225,7 @@ def plot_curves(result: Dict[str, Any], png: Path) -> bool:
     norm_ax.set_yscale("log")
     norm_ax.set_xlabel("step")
     norm_ax.set_ylabel("pre-clip gradient norm")
-    norm_ax.set_title("gradient norm before clipping")
+    norm_ax.set_title("pre-clip gradient norm (line: each logged step; faint: window maximum)", fontsize=9)
     for ax in (loss_ax, norm_ax):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

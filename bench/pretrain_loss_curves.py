@@ -7,8 +7,9 @@ useful decides whether a short pretraining run can pay off at all. Variants, at 
   init_fix          BERT's head init (the reference's), old update
   after             BERT's head init and the reference's sample-size normalised update (the new default)
   after_head_lr_N   the new default with the heads at N x the learning rate (`head_lr_factor`)
-  ..._clip_X        any of the above with the gradient clipped at X instead of the reference's 1.0 (`clip_1e9`:
-                    never clipped), to see what the clip does to the loss at a CPU-sized update
+  reference[_head_lr_N]  BERT's head init and SpanBERT's own update (grad_normalization = "reference": the mean
+                    losses' gradient over the masked tokens, which the 1.0 clip leaves alone)
+  ..._clip_X        any of the above with the gradient clipped at X instead of 1.0 (`clip_1e9`: never clipped)
 The held-out loss is measured on fixed, seeded masks of held-out news blocks every --eval-every steps.
 
     OMP_NUM_THREADS=1 python bench/pretrain_loss_curves.py --raw-text corpus/pretrain.txt \
@@ -78,18 +79,20 @@ def heldout_batches(tokenizer, heldout: Path, args, work: Path, max_sbo_targets:
 
 
 def parse_variant(name: str) -> Dict[str, Any]:
-    """before | init_fix | after, then optionally _head_lr_N, then optionally _clip_X: what the run changes."""
+    """before | init_fix | after | reference, then optionally _head_lr_N, then optionally _clip_X: what the run
+    changes."""
     base, has_clip, clip = name.partition("_clip_")
     base, has_head_lr, head_lr = base.partition("_head_lr_")
     try:
-        if base not in ("before", "init_fix", "after") or (has_head_lr and base != "after"):
+        if base not in ("before", "init_fix", "after", "reference") or (has_head_lr and base in ("before", "init_fix")):
             raise ValueError
-        return {"torch_default_heads": base == "before", "normalization": "masked_tokens" if base == "after" else "mean",
+        normalization = {"after": "masked_tokens", "reference": "reference"}.get(base, "mean")
+        return {"torch_default_heads": base == "before", "normalization": normalization,
                 "head_lr_factor": float(head_lr) if has_head_lr else 1.0,
                 "max_grad_norm": float(clip) if has_clip else 1.0}
     except ValueError:
-        raise ValueError(f"unknown variant {name!r}: use before, init_fix, after or after_head_lr_N, each optionally "
-                         f"followed by _clip_X") from None
+        raise ValueError(f"unknown variant {name!r}: use before, init_fix, after, reference, after_head_lr_N or "
+                         f"reference_head_lr_N, each optionally followed by _clip_X") from None
 
 
 def run_variant(name: str, args, tokenizer, dataset, heldout: List[Dict]) -> Dict[str, Any]:

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -33,10 +34,13 @@ if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    ROOT, machine_info, run_cli, run_logged, short_error, spacy_cmd, summarize, thread_env, write_json, write_text,
+    ROOT, machine_info, run_cli, run_logged, short_error, spacy_cmd, summarize, thread_env, work_dir_lock, write_json,
+    write_text,
 )
 from bench.jobs import Job, run_jobs  # noqa: E402
-from bench.ner_runs import corpus_paths, failed_record, resolve_encoder, train_and_evaluate  # noqa: E402
+from bench.ner_runs import (  # noqa: E402
+    corpus_paths, failed_record, resolve_encoder, reusable_record, run_identity, train_and_evaluate,
+)
 from bench.payoff_report import (  # noqa: E402
     ENCODERS, HELDOUT_SCHEMES, clipping_summary, curves_png, goal_checks, plot, plot_curves, render_markdown,
     summarize_grid, training_curve, verdict,
@@ -303,14 +307,27 @@ def heldout_job(args: argparse.Namespace, name: str, scheme: str, heldout: Path,
     return record
 
 
+def finetune_inputs(args: argparse.Namespace, encoder_dir: str, size: Dict[str, Any], steps: int,
+                    seed: int) -> Dict[str, Any]:
+    """What one fine-tune runs on: spanbert_ner on one train subset, a fixed step budget, warmup a tenth of it, dev
+    evaluated at the end only."""
+    return {"config": args.ner_config, "corpus": dict(args.corpus, train=Path(size["path"])), "seed": seed,
+            "max_steps": steps, "eval_frequency": steps, "gpu_id": args.gpu_id, "init_model": encoder_dir,
+            "overrides": ["--training.optimizer.learn_rate.warmup_steps", str(max(1, steps // 10))]}
+
+
 def finetune_job(args: argparse.Namespace, encoder_dir: str, size: Dict[str, Any], steps: int, seed: int,
                  run_dir: Path, env: Dict[str, str], label: str) -> Dict[str, Any]:
-    """spanbert_ner on one train subset: a fixed step budget, warmup a tenth of it, dev evaluated at the end only."""
-    corpus = dict(args.corpus, train=Path(size["path"]))
-    overrides = ["--training.optimizer.learn_rate.warmup_steps", str(max(1, steps // 10))]
-    return train_and_evaluate(args.ner_config, run_dir, corpus, seed=seed, max_steps=steps, eval_frequency=steps,
-                              init_model=encoder_dir, overrides=overrides, env=env, timeout=args.timeout, label=label,
-                              gpu_id=args.gpu_id, reuse=args.reuse)
+    inputs = finetune_inputs(args, encoder_dir, size, steps, seed)
+    return train_and_evaluate(run_dir=run_dir, env=env, timeout=args.timeout, label=label, reuse=args.reuse,
+                              **inputs)
+
+
+def finetune_is_done(args: argparse.Namespace, encoder_dir: str, size: Dict[str, Any], steps: int, seed: int,
+                     run_dir: Path) -> bool:
+    """True when --reuse will take this fine-tune's saved result (so the deadline need not budget for it)."""
+    return args.reuse and reusable_record(run_dir, run_identity(**finetune_inputs(args, encoder_dir, size, steps,
+                                                                                   seed))) is not None
 
 
 
@@ -387,6 +404,11 @@ def check_inputs(args: argparse.Namespace) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     args = parse_args(argv)
     check_inputs(args)
+    with work_dir_lock(args.work_dir):
+        return run(args, argv)
+
+
+def run(args: argparse.Namespace, argv: Optional[Sequence[str]]) -> Dict[str, Any]:
     started = time.perf_counter()
     encoder = resolve_encoder(args.encoder)
     env = thread_env(args.threads_per_job)
@@ -437,9 +459,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                             lambda rec, enc=enc, sc=scheme: result["encoders"][enc]["heldout"].update({sc: rec}),
                             deps=(f"pretrain:{enc}",)))
 
-    def estimate(size: str) -> Callable[[], Optional[float]]:
-        """The slowest finished run's seconds per step times this size's steps, plus its evaluation time."""
+    def estimate(size: str, done_check: Callable[[], bool]) -> Callable[[], Optional[float]]:
+        """The slowest finished run's seconds per step times this size's steps, plus its evaluation time (0 for a
+        run that --reuse takes as it is)."""
         def est() -> Optional[float]:
+            if done_check():
+                return 0.0
             done = [(k, r) for k, by_enc in result["runs"].items() for rs in by_enc.values() for r in rs
                     if r.get("status") == "ok"]
             if not done:
@@ -457,7 +482,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 lambda d=enc_dir, sub=sub, size=size, seed=seed, rd=run_dir, enc=enc: finetune_job(
                     args, d, sub, steps[size], seed, rd, env, f"{enc} {size} seed {seed}"),
                 lambda rec, enc=enc, size=size: result["runs"][size][enc].append(rec),
-                deps=(f"pretrain:{enc}",) if spec else (), estimate_s=estimate(size)))
+                deps=(f"pretrain:{enc}",) if spec else (),
+                estimate_s=estimate(size, partial(finetune_is_done, args, enc_dir, sub, steps[size], seed, run_dir))))
 
     def skipped(job: Job, why: str) -> None:
         result["not_run"].append(f"{job.key} ({why})")

@@ -35,9 +35,10 @@ class TrainingSettings(_Section):
     warmup_steps: int = Field(100, ge=0)
     heads_warmup_steps: int = Field(0, ge=0)  # encoder frozen while the fresh heads settle
     max_grad_norm: float = Field(1.0, gt=0)
-    # masked_tokens: the summed MLM + SBO losses' gradient divided by the update's masked tokens, then clipped (the
-    # reference); mean: the per-token mean losses' gradient
-    grad_normalization: Literal["masked_tokens", "mean"] = "masked_tokens"
+    # reference: the micro-batches' mean losses' gradient divided by the update's masked tokens (SpanBERT's fairseq
+    # trainer), then clipped; masked_tokens: the summed losses' gradient divided by them; mean: the mean losses'
+    # gradient (see SpanBertTrainer)
+    grad_normalization: Literal["reference", "masked_tokens", "mean"] = "masked_tokens"
     # the fresh MLM/SBO heads learn at learning_rate * factor (10: lowest held-out loss, pretrain_loss_curves.md)
     head_lr_factor: float = Field(10.0, gt=0)
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "auto"

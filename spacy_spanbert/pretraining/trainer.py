@@ -18,16 +18,19 @@ from . import checkpoint_io as ckpt
 from .model import SpanBertForPretraining
 
 
-GRAD_NORMALIZATIONS = ("masked_tokens", "mean")
+GRAD_NORMALIZATIONS = ("reference", "masked_tokens", "mean")
 
 
 class SpanBertTrainer(Trainer):
     """Trainer whose checkpoints are OUTPUT_DIR/checkpoints/step-N, published atomically, keeping the last K.
 
-    grad_normalization: "masked_tokens" (the reference: its criterion sums the MLM and SBO cross-entropies over
-        their targets and its fairseq trainer divides the gradient by the update's masked tokens, all micro-batches
-        and all ranks, before clipping): micro-batches of different sizes weigh by their masked tokens. "mean": the
-        gradient of each micro-batch's per-token mean loss (MLM mean + SBO mean), averaged.
+    grad_normalization: "reference" (facebookresearch/SpanBERT: its criterion returns each micro-batch's MLM mean
+        + SBO mean, and its fairseq trainer, without --no-sample-size-normalization, multiplies the summed gradient
+        by world size / the update's masked tokens before the clip): the mean-loss gradient divided by about the
+        masked tokens of a micro-batch, so the 1.0 clip fires only on spikes hundreds of times the usual norm.
+        "masked_tokens": the MLM and SBO cross-entropies summed over their targets, divided by the update's masked
+        tokens: the gradient at the mean loss's scale, which the 1.0 clip cuts on every step of a small update
+        (bench/grad_noise.py). "mean": the gradient of each micro-batch's mean loss, averaged.
     head_lr_factor: the fresh MLM/SBO heads learn at learning_rate * factor (the encoder at learning_rate).
     Random replacements are drawn by corpus frequency when the dataset exposes its token stream (`ids`).
     """
@@ -92,11 +95,12 @@ class SpanBertTrainer(Trainer):
         """Also count the update's masked tokens (all micro-batches, all ranks): the reference's sample size."""
         batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
         self._grad_scale = None
-        if self.grad_normalization == "masked_tokens" and batch_samples:
+        if self.grad_normalization in ("reference", "masked_tokens") and batch_samples:
             local = sum((b["labels"] != -100).sum() for b in batch_samples).to(self.args.device)
             total = self.accelerator.gather(local.reshape(1)).sum() if self.args.world_size > 1 else local
             # Trainer divides each micro-batch loss by the accumulation steps and DDP averages over ranks: undo
-            # both, so the summed gradient is grad(sum of the update's summed losses) / masked tokens.
+            # both, so the update's gradient is the sum over its micro-batches (and ranks) of grad(loss) / masked
+            # tokens, loss being the summed losses ("masked_tokens") or the mean losses ("reference").
             self._grad_scale = self.args.world_size * self.args.gradient_accumulation_steps / total.clamp(min=1)
         return batch_samples, num_items
 
@@ -114,7 +118,7 @@ class SpanBertTrainer(Trainer):
             if mask_stats is not None:
                 self._stats["mask"] = self._stats["mask"] + mask_stats
             if self._grad_scale is not None:
-                loss = outputs["loss_sum"] * self._grad_scale
+                loss = outputs["loss_sum" if self.grad_normalization == "masked_tokens" else "loss"] * self._grad_scale
         return (loss, outputs) if return_outputs else loss
 
     def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):

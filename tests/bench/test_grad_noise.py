@@ -1,4 +1,4 @@
-"""bench/grad_noise.py: the noise fit, the reference's update gradient, and a measurement on a tiny run."""
+"""bench/grad_noise.py: the noise fit, the gradient it measures (the mean loss's scale), and a run on a tiny model."""
 import math
 import sys
 from pathlib import Path
@@ -15,7 +15,8 @@ def test_the_fit_recovers_signal_and_noise_and_the_clip_free_size():
     masked = [80, 80, 300, 300, 1200]
     signal, noise = grad_noise.fit_noise(masked, [0.25 + 9000.0 / n for n in masked])
     assert signal == pytest.approx(0.25) and noise == pytest.approx(9000.0)
-    assert grad_noise.expected_norm(signal, noise, 300) == pytest.approx(math.sqrt(30.25))
+    assert grad_noise.rms_norm(signal, noise, 300) == pytest.approx(math.sqrt(30.25))
+    assert grad_noise.rms_norm(-0.1, noise, 300) == pytest.approx(math.sqrt(30.0))  # a negative signal counts as 0
     assert grad_noise.clip_free_size(signal, noise, 1.0) == pytest.approx(9000.0 / 0.75)
     assert grad_noise.clip_free_size(4.0, noise, 1.0) is None  # the true gradient alone exceeds the clip
     with pytest.raises(ValueError, match="two or more update sizes"):
@@ -34,9 +35,9 @@ def tiny_run(tiny_bert_dir, tiny_text_corpus, tmp_path_factory):
     return out
 
 
-def test_the_measured_gradient_is_the_reference_update_the_trainer_clips(tiny_run):
-    """Summed losses / masked tokens: with the SBO off that is exactly the MLM mean loss's gradient."""
-    import torch
+def test_the_measured_gradient_is_the_summed_losses_over_the_masked_tokens(tiny_run):
+    """The mean loss's scale the 1.0 clip sees under grad_normalization "masked_tokens": (MLM mean x MLM targets +
+    SBO mean x SBO targets) / masked tokens, with the SBO on (so it is not simply the mean loss)."""
     from spacy.util import load_config, registry
 
     from spacy_spanbert.pretraining.collator import SpanMaskingCollator
@@ -45,18 +46,26 @@ def test_the_measured_gradient_is_the_reference_update_the_trainer_clips(tiny_ru
 
     model, tokenizer = load_trained(tiny_run / "encoder")
     model.eval()
-    model.sbo_weight = 0.0
+    assert model.sbo_weight == 1.0
     masking = registry.resolve({"masking": load_config(tiny_run / "config.cfg")["masking"]})["masking"]
     collator = SpanMaskingCollator.from_tokenizer(tokenizer, masking=masking, seed=0, max_sbo_targets=15)
     blocks = PackedBlocks(tiny_run / "data")
     batch = collator([blocks[i] for i in range(4)])
     sq, masked = grad_noise.update_grad_sq_norm(model, batch, "fp32")
-    assert masked == int((batch["labels"] != -100).sum()) > 0
-    model.zero_grad()
-    out = model(**{k: v for k, v in batch.items() if k != "mask_stats"})
-    out["loss"].backward()
-    manual = sum(float(p.grad.pow(2).sum()) for p in model.parameters() if p.grad is not None)
-    assert sq == pytest.approx(manual, rel=1e-4)
+    inputs = {k: v for k, v in batch.items() if k != "mask_stats"}
+    n_sbo = int(batch["sbo_labels"].numel())
+    assert n_sbo > 0 and masked == int((batch["labels"] != -100).sum())
+
+    def grad_sq(sbo_weight):  # norm² of grad(MLM mean + sbo_weight x SBO mean), through the model's own loss
+        model.zero_grad(set_to_none=True)
+        model.sbo_weight = sbo_weight
+        model(**inputs)["loss"].backward()
+        return sum(float(p.grad.pow(2).sum()) for p in model.parameters() if p.grad is not None)
+
+    # (MLM mean x masked + SBO mean x SBO targets) / masked = MLM mean + (SBO targets / masked) x SBO mean
+    assert sq == pytest.approx(grad_sq(n_sbo / masked), rel=1e-4)
+    if n_sbo != masked:
+        assert sq != pytest.approx(grad_sq(1.0), rel=1e-3)  # not the plain mean loss
 
 
 def test_measure_writes_the_table_and_plot_and_refuses_a_non_run(tiny_run, tmp_path):
@@ -64,7 +73,11 @@ def test_measure_writes_the_table_and_plot_and_refuses_a_non_run(tiny_run, tmp_p
                               "--output", str(tmp_path / "gn.json")])
     run = result["runs"][0]
     assert [d["blocks"] for d in run["draws"]] == [2, 2, 4] and all(d["grad_norm"] > 0 for d in run["draws"])
-    assert run["step"] == 4 and run["run_update_masked"] == pytest.approx(4 * 32 * 0.15)
+    assert run["step"] == 4 and run["masked_per_block"] == pytest.approx(
+        sum(d["masked"] for d in run["draws"]) / 8)
+    assert run["run_update_masked"] == pytest.approx(4 * run["masked_per_block"])  # batch 4, no accumulation
+    assert run["reference_gpu_masked"] == pytest.approx(4096 * 0.15)
+    assert run["reference_pre_clip_rms"] == pytest.approx(run["mean_scale_rms_at_reference_update"] / 614.4)
     assert "| tiny | 4 | 3 |" in (tmp_path / "gn.md").read_text()
     assert (tmp_path / "gn.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(FileNotFoundError, match="spanbert-pretrain output directory"):

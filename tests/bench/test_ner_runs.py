@@ -23,7 +23,8 @@ def _fake_cli(calls):
     return run_logged
 
 
-def test_a_finished_run_is_reused_only_for_the_same_inputs(tmp_path, monkeypatch):
+def _inputs(tmp_path, monkeypatch):
+    """The CLI stood in for (its calls recorded), a config and train/dev/test files with distinct contents."""
     calls = []
     monkeypatch.setattr(ner_runs, "run_logged", _fake_cli(calls))
     config = tmp_path / "ner.cfg"
@@ -31,6 +32,11 @@ def test_a_finished_run_is_reused_only_for_the_same_inputs(tmp_path, monkeypatch
     corpus = {s: tmp_path / f"{s}.spacy" for s in ("train", "dev", "test")}
     for i, path in enumerate(corpus.values()):
         path.write_bytes(bytes([i]))
+    return calls, config, corpus
+
+
+def test_a_finished_run_is_reused_only_for_the_same_inputs(tmp_path, monkeypatch):
+    calls, config, corpus = _inputs(tmp_path, monkeypatch)
     encoder = tmp_path / "encoder"
     encoder.mkdir()
     (encoder / "model.safetensors").write_bytes(b"v1")
@@ -48,3 +54,13 @@ def test_a_finished_run_is_reused_only_for_the_same_inputs(tmp_path, monkeypatch
     assert not run(seed=2).get("reused") and len(calls) == 8  # a re-pretrained encoder makes the old run stale
     corpus["train"].write_bytes(b"another subset")
     assert not run(seed=2).get("reused") and len(calls) == 10
+
+
+def test_a_torn_or_failed_record_means_run_again(tmp_path, monkeypatch):
+    calls, config, corpus = _inputs(tmp_path, monkeypatch)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "record.json").write_text('{"status": "ok", "iden')  # killed mid-write by an older version
+    record = ner_runs.train_and_evaluate(config, run, corpus, seed=1, max_steps=10, eval_frequency=10, reuse=True)
+    assert record["status"] == "ok" and not record.get("reused") and len(calls) == 2
+    assert ner_runs.reusable_record(run, record["identity"]) is not None

@@ -15,6 +15,7 @@ def test_variant_names_parse_into_the_settings_they_change():
                                                                "normalization": "masked_tokens",
                                                                "head_lr_factor": 10.0, "max_grad_norm": 8.0}
     assert curves.parse_variant("init_fix_clip_1e9")["max_grad_norm"] == 1e9
+    assert curves.parse_variant("reference_head_lr_10")["normalization"] == "reference"
     for bad in ("after_head_lr_x", "middle", "before_head_lr_10", "after_clip_"):
         with pytest.raises(ValueError, match="unknown variant"):
             curves.parse_variant(bad)

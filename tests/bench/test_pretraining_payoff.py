@@ -226,3 +226,47 @@ def test_clipping_is_summarised_over_the_whole_run_and_plotted(tmp_path):
     assert "Clipping, + subword MLM (max_grad_norm 1): fired on 38% of 40 steps" in report.render_markdown(result)
     assert report.plot_curves(result, tmp_path / "c.png") and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert not report.plot_curves(_result(), tmp_path / "none.png")
+
+
+def test_a_work_dir_in_use_is_refused_in_one_line(tmp_path):
+    import os
+    import subprocess
+
+    from bench.common import work_dir_lock
+
+    with work_dir_lock(tmp_path):
+        assert (tmp_path / "run.pid").read_text().strip() == str(os.getpid())
+    assert not (tmp_path / "run.pid").exists()
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / "run.pid").write_text(str(other.pid))
+        with pytest.raises(ValueError, match=f"in use by another run \\(pid {other.pid}\\)") as err:
+            with work_dir_lock(tmp_path):
+                pass
+        assert "\n" not in str(err.value)
+    finally:
+        other.kill()
+        other.wait()
+    with work_dir_lock(tmp_path):  # a lock left by a process that is gone does not block
+        pass
+
+
+def test_a_finished_fine_tune_costs_no_deadline_time_under_reuse(tmp_path, monkeypatch):
+    import argparse
+
+    from bench import ner_runs
+    from test_ner_runs import _fake_cli
+
+    monkeypatch.setattr(ner_runs, "run_logged", _fake_cli([]))
+    corpus = {s: tmp_path / f"{s}.spacy" for s in ("train", "dev", "test")}
+    for path in corpus.values():
+        path.write_bytes(b"x")
+    (tmp_path / "ner.cfg").write_text("[x]\n")
+    args = argparse.Namespace(ner_config=tmp_path / "ner.cfg", corpus=corpus, gpu_id=-1, reuse=True, timeout=None)
+    size = {"path": str(corpus["train"])}
+    run = tmp_path / "run"
+    assert not bench.finetune_is_done(args, "enc", size, 120, 1, run)
+    bench.finetune_job(args, "enc", size, 120, 1, run, {}, "test")
+    assert bench.finetune_is_done(args, "enc", size, 120, 1, run)
+    assert not bench.finetune_is_done(args, "enc", size, 200, 1, run)  # another budget is another run
+    assert not bench.finetune_is_done(argparse.Namespace(**{**vars(args), "reuse": False}), "enc", size, 120, 1, run)

@@ -347,6 +347,32 @@ def test_gradient_is_the_references_sample_size_normalised_gradient(tiny_bert_di
     assert 2.0 < row["loss"] < 20.0
 
 
+def test_reference_update_is_the_mean_losses_gradient_over_the_masked_tokens(tiny_bert_dir, tmp_path):
+    # SpanBERT's criterion returns each micro-batch's MLM mean + SBO mean (sample size = its masked tokens), and its
+    # fairseq trainer multiplies the summed gradient by world size / the update's masked tokens before the clip
+    import torch
+
+    trainer, start, collator = _direct_trainer(tiny_bert_dir, tmp_path, _items(tiny_bert_dir),
+                                               grad_normalization="reference")
+    recorder = BatchRecorder(collator)
+    trainer.data_collator = recorder
+    capture = GradCapture()
+    trainer.add_callback(capture)
+    trainer.train()
+    n_masked = sum(int((b["labels"] != -100).sum()) for b in recorder.batches)
+    start.train()
+    for batch in recorder.batches:
+        out = start(**{k: v for k, v in batch.items() if k != "mask_stats"})
+        out["loss"].backward()
+    expected = {n: p.grad / n_masked for n, p in start.named_parameters() if p.grad is not None}
+    norm = torch.sqrt(sum((g ** 2).sum() for g in expected.values())).item()
+    assert norm < trainer.args.max_grad_norm  # a healthy step: the clip leaves it alone
+    for name, grad in expected.items():
+        torch.testing.assert_close(capture.grads[name], grad, rtol=1e-4, atol=1e-8)
+    assert trainer.state.log_history[0]["grad_norm"] == pytest.approx(norm, rel=1e-4)
+    assert trainer.state.log_history[0]["clipped_share"] == 0.0
+
+
 def test_head_lr_factor_speeds_up_only_the_heads(tiny_bert_dir, tmp_path):
     trainer, _, _ = _direct_trainer(tiny_bert_dir, tmp_path, _items(tiny_bert_dir), head_lr_factor=10.0)
     optimizer = trainer.create_optimizer()
