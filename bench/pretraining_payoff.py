@@ -294,17 +294,33 @@ def run_max_grad_norm(run_dir: Path) -> float:
 def heldout_job(args: argparse.Namespace, name: str, scheme: str, heldout: Path, env: Dict[str, str]) -> Dict[str, Any]:
     """scripts/pretrain_heldout_loss.py on one pretrained encoder, with its run's masking and `scheme`'s spans."""
     out = args.work_dir / name / f"heldout_{scheme}.json"
-    cmd = [sys.executable, ROOT / "scripts" / "pretrain_heldout_loss.py", args.work_dir / name / "pretrain" / "encoder",
+    encoder = args.work_dir / name / "pretrain" / "encoder"
+    cmd = [sys.executable, ROOT / "scripts" / "pretrain_heldout_loss.py", encoder,
            heldout, "--output", out, "--scheme", scheme, "--max-length", args.pretrain_max_length,
            "--max-blocks", args.heldout_blocks, "--seed", 0]
-    done = run_logged(cmd, args.work_dir / name / f"heldout_{scheme}.log", env=env, timeout=args.timeout,
-                      prefix=f"[{name} held-out {scheme}] ")
-    record = {"status": "ok", "command": " ".join(map(str, cmd)), "wall_s": done.wall_s}
-    if not done.ok or not out.exists():
-        return failed_record(record, "heldout", done)
+    record: Dict[str, Any] = {"status": "ok", "command": " ".join(map(str, cmd))}
+    if args.reuse and same_heldout(out, cmd, encoder):
+        record["reused"] = True
+    else:
+        done = run_logged(cmd, args.work_dir / name / f"heldout_{scheme}.log", env=env, timeout=args.timeout,
+                          prefix=f"[{name} held-out {scheme}] ")
+        record["wall_s"] = done.wall_s
+        if not done.ok or not out.exists():
+            return failed_record(record, "heldout", done)
+        write_json(out.with_suffix(".command.json"), {"command": record["command"]})
     scores = json.loads(out.read_text())
     record.update({k: scores.get(k) for k in ("mlm_loss", "sbo_loss", "n_blocks")})
     return record
+
+
+def same_heldout(out: Path, cmd: Sequence[Any], encoder: Path) -> bool:
+    """True when `out` holds the held-out scores of this command, written after the encoder's weights were."""
+    try:
+        saved = json.loads(out.with_suffix(".command.json").read_text())["command"]
+        weights = (encoder / "model.safetensors").stat().st_mtime
+        return saved == " ".join(map(str, cmd)) and out.stat().st_mtime >= weights
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def finetune_inputs(args: argparse.Namespace, encoder_dir: str, size: Dict[str, Any], steps: int,

@@ -270,3 +270,22 @@ def test_a_finished_fine_tune_costs_no_deadline_time_under_reuse(tmp_path, monke
     assert bench.finetune_is_done(args, "enc", size, 120, 1, run)
     assert not bench.finetune_is_done(args, "enc", size, 200, 1, run)  # another budget is another run
     assert not bench.finetune_is_done(argparse.Namespace(**{**vars(args), "reuse": False}), "enc", size, 120, 1, run)
+
+
+def test_held_out_scores_are_reused_only_for_the_same_command_and_encoder(tmp_path):
+    import json
+    import os
+
+    encoder = tmp_path / "encoder"
+    encoder.mkdir()
+    (encoder / "model.safetensors").write_bytes(b"w")
+    out = tmp_path / "heldout_span.json"
+    cmd = ["python", "score.py", str(encoder), "--scheme", "span"]
+    assert not bench.same_heldout(out, cmd, encoder)  # nothing scored yet
+    out.write_text(json.dumps({"mlm_loss": 5.0}))
+    out.with_suffix(".command.json").write_text(json.dumps({"command": " ".join(cmd)}))
+    assert bench.same_heldout(out, cmd, encoder)
+    assert not bench.same_heldout(out, cmd[:-1] + ["subword"], encoder)
+    later = out.stat().st_mtime + 10
+    os.utime(encoder / "model.safetensors", (later, later))  # pretrained again after the scores were written
+    assert not bench.same_heldout(out, cmd, encoder)
