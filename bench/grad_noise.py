@@ -21,6 +21,7 @@ one of its checkpoints/step-N (then the run is two levels up).
 """
 import argparse
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -253,7 +254,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         import torch
 
         torch.set_num_threads(args.threads)
-    result = {"benchmark": "grad_noise", "command": "python bench/grad_noise.py " + " ".join(
+    result = {"benchmark": "grad_noise", "command": "python bench/grad_noise.py " + shlex.join(
         sys.argv[1:] if argv is None else argv), "settings": {"sizes": args.sizes, "draws": args.draws,
                                                               "seed": args.seed},
               "machine": machine_info(-1, args.threads), "runs": []}
