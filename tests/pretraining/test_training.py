@@ -314,12 +314,13 @@ class BatchRecorder:
         return batch
 
 
-def test_gradient_is_the_references_sample_size_normalised_gradient(tiny_bert_dir, tmp_path):
-    # the reference sums the MLM and SBO cross-entropies over their targets and fairseq divides the gradient by
-    # the update's masked tokens, then clips at 1.0: our update must be the same one (2 micro-batches here)
+def test_masked_tokens_update_is_the_summed_losses_gradient_over_the_masked_tokens(tiny_bert_dir, tmp_path):
+    # "masked_tokens": the MLM and SBO cross-entropies summed over their targets, the gradient divided by the
+    # update's masked tokens (2 micro-batches here), then clipped at 1.0
     import torch
 
-    trainer, start, collator = _direct_trainer(tiny_bert_dir, tmp_path, _items(tiny_bert_dir))
+    trainer, start, collator = _direct_trainer(tiny_bert_dir, tmp_path, _items(tiny_bert_dir),
+                                               grad_normalization="masked_tokens")
     recorder = BatchRecorder(collator)
     trainer.data_collator = recorder
     capture = GradCapture()
