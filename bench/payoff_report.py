@@ -128,7 +128,8 @@ def render_markdown(result: Dict[str, Any]) -> str:
                         f"entities, {s['steps'][k]} steps" for k, v in result["subsets"].items())
     ft = [r for by_enc in result["runs"].values() for rs in by_enc.values() for r in rs if r.get("status") == "ok"]
     ft_time = summarize([r["train_wall_s"] + r.get("eval_wall_s", 0.0) for r in ft])
-    title = "Does pretraining help? spanbert_ner on small CoNLL-2003 subsets from three encoders"
+    title = (f"Does pretraining help? spanbert_ner on CoNLL-2003 train subsets from three encoders, "
+             f"{s['pretrain_tokens']:,} tokens of continued pretraining")
     title += "" if result.get("finished") else " (in progress)"
     text = result["text"]
     lines = [
