@@ -124,6 +124,8 @@ def run_variant(name: str, args, tokenizer, dataset, heldout: List[Dict]) -> Dic
                               grad_normalization=variant["normalization"])
     t0 = time.perf_counter()
     trainer.train()
+    if args.save_encoders:  # for fine-tuning from each variant afterwards (`--paths.init_model DIR`)
+        model.save_encoder(out / "encoder", tokenizer)
     train_log = [{k: r[k] for k in ("step", "loss", "mlm_loss", "sbo_loss", "grad_norm", "grad_norm_max",
                                     "clipped_share") if k in r} for r in trainer.state.log_history if "loss" in r]
     return {"variant": name, **variant, "curve": curve.points, "train_log": train_log,
@@ -187,6 +189,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast on the CPU")
     p.add_argument("--title", default=TITLE, help="heading of the Markdown table")
+    p.add_argument("--save-encoders", action="store_true", help="save each variant's encoder to WORK_DIR/VARIANT/encoder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work-dir", type=Path, default=ROOT / "bench" / "work" / "loss_curves")
     p.add_argument("--output", type=Path, default=RESULTS_DIR / "pretrain_loss_curves.json")
