@@ -211,6 +211,15 @@ def finished_run(run_dir: Path, steps: int, expected: Dict[str, Any]) -> bool:
     return json.loads(state.read_text()).get("global_step") == steps
 
 
+def last_start_resumed(log: Path) -> bool:
+    """True when the pretraining command logged at the top of `log` (its last start) was a --resume."""
+    try:
+        with open(log, encoding="utf8") as f:
+            return f.readline().rstrip().endswith(" --resume")
+    except OSError:
+        return False
+
+
 def same_schedule(run_dir: Path, schedule: Dict[str, Any]) -> bool:
     """True when the run's config.cfg [training] has these values (steps, learning rate, warmup, precision, head
     factor: the run identity leaves them out, and a run resumed or reused under another schedule is another run)."""
@@ -249,8 +258,10 @@ def pretrain_job(args: argparse.Namespace, name: str, text: Path, encoder: str, 
                 "seed": args.pretrain_seed}
     schedule = pretrain_schedule(args)
     if args.reuse and finished_run(run_dir, args.pretrain_steps, identity) and same_schedule(run_dir, schedule):
-        # started by hand with this command: wall time from the run's files (config.cfg at start, weights at end)
-        record.update(reused=True, wall_s=round(weights.stat().st_mtime - (run_dir / "config.cfg").stat().st_mtime, 1))
+        # wall time from the run's files (config.cfg, rewritten at each (re)start, and the weights at the end): for a
+        # run last started with --resume (its logged command says so) that is the resumed part only
+        record.update(reused=True, resumed=last_start_resumed(args.work_dir / name / "pretrain.log"),
+                      wall_s=round(weights.stat().st_mtime - (run_dir / "config.cfg").stat().st_mtime, 1))
     elif args.reuse and resumable_run(run_dir, identity, schedule):  # interrupted: continue from its latest checkpoint
         done = run_logged(cmd + ["--resume"], args.work_dir / name / "pretrain.log", env=env, timeout=args.timeout,
                           prefix=f"[{name}] ")

@@ -289,3 +289,12 @@ def test_held_out_scores_are_reused_only_for_the_same_command_and_encoder(tmp_pa
     later = out.stat().st_mtime + 10
     os.utime(encoder / "model.safetensors", (later, later))  # pretrained again after the scores were written
     assert not bench.same_heldout(out, cmd, encoder)
+
+
+def test_a_resumed_run_is_recognised_from_its_logged_command(tmp_path):
+    log = tmp_path / "pretrain.log"
+    assert not bench.last_start_resumed(log)
+    log.write_text("$ python -m spacy spanbert-pretrain cfg out --system.seed 0 --resume\n[step 410] ...\n")
+    assert bench.last_start_resumed(log)
+    log.write_text("$ python -m spacy spanbert-pretrain cfg out --system.seed 0\n--resume\n")
+    assert not bench.last_start_resumed(log)
