@@ -128,6 +128,8 @@ def render_markdown(result: Dict[str, Any]) -> str:
                         f"entities, {s['steps'][k]} steps" for k, v in result["subsets"].items())
     ft = [r for by_enc in result["runs"].values() for rs in by_enc.values() for r in rs if r.get("status") == "ok"]
     ft_time = summarize([r["train_wall_s"] + r.get("eval_wall_s", 0.0) for r in ft])
+    n_reused = sum(1 for r in ft if r.get("reused")) + sum(
+        1 for info in result["encoders"].values() if (info.get("pretrain") or {}).get("reused"))
     title = (f"Does pretraining help? spanbert_ner on CoNLL-2003 train subsets from three encoders, "
              f"{s['pretrain_tokens']:,} tokens of continued pretraining")
     title += "" if result.get("finished") else " (in progress)"
@@ -152,7 +154,9 @@ def render_markdown(result: Dict[str, Any]) -> str:
         *[f"Not run: {n}" for n in result.get("not_run", [])[:12]],
         *([f"... and {len(result['not_run']) - 12} more not run."] if len(result.get("not_run", [])) > 12 else []),
         f"Fine-tuning job (train + test evaluation): {fmt_duration((ft_time or {}).get('mean'))} on average over "
-        f"{len(ft)} runs. Total wall time {fmt_duration(result['wall_s'])}. {machine_line(result['machine'])}",
+        f"{len(ft)} runs. Wall time of this invocation {fmt_duration(result['wall_s'])}"
+        + (f" ({n_reused} runs reused from earlier invocations with --reuse, with their own times)" if n_reused else "")
+        + f". {machine_line(result['machine'])}",
         f"Rerun: `{shown(result['command'])}`",
     ]
     return "\n".join(lines)
