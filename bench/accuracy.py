@@ -12,6 +12,7 @@ import argparse
 import importlib.util
 import json
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -67,6 +68,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a few dozen docs, a handful of steps: a sanity check")
     p.add_argument("--work-dir", type=Path, default=None, help="models and logs (default bench/work/accuracy[-quick])")
     p.add_argument("--output", type=Path, default=None, help="JSON (default bench/results/accuracy[-quick].json)")
+    p.add_argument("--title", default=None, help="heading of the Markdown table (default: names the step budget)")
     p.add_argument("--span-marker-job", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     suffix = "-quick" if args.quick else ""
@@ -234,12 +236,12 @@ def render_markdown(result: Dict[str, Any]) -> str:
         ])
     s = result["settings"]
     table = markdown_table(["system", "P", "R", "F", *[f"F {t}" for t in types], "train time", "seeds", "status"], rows)
-    title = f"CoNLL-2003 test accuracy, {s['max_steps']} training steps"
+    title = s.get("title") or f"CoNLL-2003 test accuracy, {s['max_steps']} training steps"
     title += " (QUICK sanity run: tiny subset, not a result)" if s["quick"] else ""
     title += "" if result.get("finished", True) else " (in progress: seeds and systems not listed have not run yet)"
     return "\n".join([
         f"### {title}", "",
-        f"Encoder `{Path(s['encoder']).name}`; {s['max_steps']} training steps per run"
+        f"Encoder `{'/'.join(Path(s['encoder']).parts[-2:])}`; {s['max_steps']} training steps per run"
         f"{'' if s.get('warmup_steps') is None else ', warmup ' + str(s['warmup_steps']) + ' steps for every system'}; "
         f"seeds {s['seeds']}; "
         f"corpus `{Path(s['corpus_dir']).name}`{' (first docs only)' if s['quick'] else ''}. "
@@ -260,11 +262,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     corpus = prepare_corpus(args)
     result: Dict[str, Any] = {
         "benchmark": "accuracy",
-        "command": "python bench/accuracy.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python bench/accuracy.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "settings": {
             "quick": args.quick, "encoder": encoder, "corpus_dir": str(args.corpus_dir), "seeds": args.seeds,
             "max_steps": args.max_steps, "eval_frequency": args.eval_frequency, "warmup_steps": args.warmup_steps,
-            "gpu_id": args.gpu_id,
+            "gpu_id": args.gpu_id, "title": args.title,
             "corpus": {k: str(v) for k, v in corpus.items()},
         },
         "machine": machine_info(args.gpu_id, args.threads),

@@ -86,7 +86,7 @@ $PY bench/grad_noise.py "$W/subword_mlm/pretrain:+ subword MLM" "$W/span_sbo/pre
 OMP_NUM_THREADS=1 $PY bench/pretrain_loss_curves.py --raw-text $W/text/pretrain.txt --heldout $W/text/heldout.txt \
     --init-model "$MODEL" --variants after_head_lr_10 reference_head_lr_10 --steps 320 --eval-every 80 \
     --batch-size 16 --max-length 128 --lr 1e-4 --warmup 32 --heldout-blocks 200 --threads 1 --precision bf16 \
-    --work-dir bench/work/clip_ab --output bench/results/clip_ab.json \
+    --work-dir bench/work/clip_ab --output bench/results/clip_ab.json --save-encoders \
     --title "The update at a CPU-sized batch: masked_tokens (clipped on every step) against SpanBERT's own (reference)"
 # issue 9 (on a GPU machine): bash bench/gpu_check.sh
 $PY bench/report.py
