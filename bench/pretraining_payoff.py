@@ -233,10 +233,17 @@ def same_schedule(run_dir: Path, schedule: Dict[str, Any]) -> bool:
 
 
 def pretrain_schedule(args: argparse.Namespace) -> Dict[str, Any]:
-    """The [training] values `pretrain_command` sets that define the run beyond its identity."""
+    """The [training] values that define the run beyond its identity: those `pretrain_command` sets, and the update
+    the config chooses (its clip and normalisation)."""
+    from thinc.api import Config
+
+    from spacy_spanbert.pretraining.settings import TrainingSettings
+
+    config = Config().from_disk(args.pretrain_config, interpolate=False).get("training", {})
+    update = {k: config.get(k, getattr(TrainingSettings(), k)) for k in ("max_grad_norm", "grad_normalization")}
     steps = args.pretrain_steps
     return {"max_steps": steps, "learning_rate": args.pretrain_lr, "warmup_steps": max(1, steps // 10),
-            "precision": args.precision, "head_lr_factor": float(args.head_lr_factor)}
+            "precision": args.precision, "head_lr_factor": float(args.head_lr_factor), **update}
 
 
 def resumable_run(run_dir: Path, expected: Dict[str, Any], schedule: Dict[str, Any]) -> bool:

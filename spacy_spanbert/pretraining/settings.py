@@ -34,7 +34,9 @@ class TrainingSettings(_Section):
     weight_decay: float = Field(0.01, ge=0)
     warmup_steps: int = Field(100, ge=0)
     heads_warmup_steps: int = Field(0, ge=0)  # encoder frozen while the fresh heads settle
-    max_grad_norm: float = Field(1.0, gt=0)
+    # 8, not the reference's 1.0: our update is at the mean loss's scale, where a CPU-sized batch's noise alone is
+    # about 6; at 8 the clip fires only while fresh heads settle (6% of steps), at no cost (bench/results/clip_ab*)
+    max_grad_norm: float = Field(8.0, gt=0)
     # reference: the micro-batches' mean losses' gradient divided by the update's masked tokens (SpanBERT's fairseq
     # trainer), then clipped; masked_tokens: the summed losses' gradient divided by them; mean: the mean losses'
     # gradient (see SpanBertTrainer)

@@ -169,8 +169,9 @@ def test_an_interrupted_run_of_the_same_command_is_resumed_not_deleted(tmp_path)
             "init_model": "/m", "seed": 0}
     run.mkdir()
     (run / "meta.json").write_text(json.dumps({"identity": ident}))
-    (run / "config.cfg").write_text("[training]\nmax_steps = 1465\nlearning_rate = 0.0001\nwarmup_steps = 146\n"
-                                    "precision = \"bf16\"\nhead_lr_factor = 10.0\n")
+    saved = ("[training]\nmax_steps = 1465\nlearning_rate = 0.0001\nwarmup_steps = 146\nprecision = \"bf16\"\n"
+             "head_lr_factor = 10.0\nmax_grad_norm = 8.0\ngrad_normalization = \"masked_tokens\"\n")
+    (run / "config.cfg").write_text(saved)
     args = bench.parse_args(["--pretrain-steps", "1465", "--pretrain-lr", "0.0001", "--precision", "bf16",
                              "--head-lr-factor", "10"])
     schedule = bench.pretrain_schedule(args)
@@ -181,6 +182,8 @@ def test_an_interrupted_run_of_the_same_command_is_resumed_not_deleted(tmp_path)
     longer = bench.pretrain_schedule(bench.parse_args(["--pretrain-steps", "3000", "--precision", "bf16",
                                                        "--head-lr-factor", "10"]))
     assert not bench.resumable_run(run, want, longer)  # nor one of another schedule (steps, warmup)
+    (run / "config.cfg").write_text(saved.replace("max_grad_norm = 8.0", "max_grad_norm = 1.0"))
+    assert not bench.resumable_run(run, want, schedule)  # nor one of another update (the config's clip)
     with pytest.raises(SystemExit):
         bench.parse_args(["--pretrain-save-steps", "0"])
 

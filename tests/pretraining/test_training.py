@@ -62,10 +62,13 @@ def test_loss_drops_below_a_fifth(trained_run):
     assert rows[0]["step"] == 1 and rows[-1]["step"] == 600
     assert {"mlm_loss", "sbo_loss", "learning_rate", "tokens_per_s", "masked_ratio", "mean_span_len_words",
             "grad_norm"} <= set(rows[0])
-    # every logged window says how often the 1.0 clip fired, consistently with the largest pre-clip norm in it
+    # every logged window says how often the clip fired, consistently with the largest pre-clip norm in it
+    from spacy.util import load_config
+
+    clip = load_config(trained_run / "config.cfg")["training"]["max_grad_norm"]
     assert {"grad_norm_max", "clipped_share"} <= set(rows[1])
     for r in rows[1:]:
-        assert (r["clipped_share"] > 0) == (r["grad_norm_max"] > 1.0)
+        assert (r["clipped_share"] > 0) == (r["grad_norm_max"] > clip)
     end = (rows[-1]["loss"] + rows[-2]["loss"]) / 2
     assert end < 0.2 * rows[0]["loss"]
     assert (trained_run / "loss.png").stat().st_size > 1000
