@@ -17,6 +17,7 @@ The held-out loss is measured on fixed, seeded masks of held-out news blocks eve
 """
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -210,7 +211,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(args.init_model)
     dataset = PackedBlocks(pack_corpus(args.raw_text, tokenizer, args.max_length, args.work_dir / "data"))
     heldout = heldout_batches(tokenizer, args.heldout, args, args.work_dir, 15)
-    result = {"command": "python bench/pretrain_loss_curves.py " + " ".join(argv or sys.argv[1:]),
+    result = {"command": "python bench/pretrain_loss_curves.py " + shlex.join(argv or sys.argv[1:]),
               "machine": machine_info(threads=args.threads), "batch_size": args.batch_size,
               "max_length": args.max_length, "lr": args.lr, "warmup": args.warmup, "steps": args.steps,
               "precision": args.precision, "title": args.title,

@@ -88,5 +88,18 @@ OMP_NUM_THREADS=1 $PY bench/pretrain_loss_curves.py --raw-text $W/text/pretrain.
     --batch-size 16 --max-length 128 --lr 1e-4 --warmup 32 --heldout-blocks 200 --threads 1 --precision bf16 \
     --work-dir bench/work/clip_ab --output bench/results/clip_ab.json --save-encoders \
     --title "The update at a CPU-sized batch: masked_tokens (clipped on every step) against SpanBERT's own (reference)"
+$PY bench/pretrain_loss_curves.py --raw-text $W/text/pretrain.txt --heldout $W/text/heldout.txt --init-model "$MODEL" \
+    --variants after_head_lr_10_clip_8 --steps 320 --eval-every 80 --batch-size 16 --max-length 128 --lr 1e-4 \
+    --warmup 32 --heldout-blocks 200 --threads 2 --precision bf16 --work-dir bench/work/clip_ab \
+    --output bench/results/clip_ab_8.json \
+    --title "The update at a CPU-sized batch: masked_tokens clipped at 8 (about the noise level of a 280-token update)"
+# ... and spanbert_ner fine-tuned from the A/B's two encoders on the proof's 2% subset (bench/work/clip_ab/finetune.sh
+# links it with corpus/dev.spacy and corpus/test.spacy into bench/work/clip_ab/corpus_2pct)
+for v in after_head_lr_10 reference_head_lr_10; do
+  $PY bench/accuracy.py --corpus-dir bench/work/clip_ab/corpus_2pct --encoder bench/work/clip_ab/$v/encoder \
+      --systems spanbert_ner --seeds 1 2 3 --max-steps 120 --eval-frequency 120 --warmup-steps 12 --threads 1 \
+      --work-dir bench/work/clip_ab/finetune_$v --output bench/results/clip_ab_finetune_$v.json \
+      --title "spanbert_ner on 2% of CoNLL-2003 train from the clip A/B's $v encoder (320 pretraining steps)"
+done
 # issue 9 (on a GPU machine): bash bench/gpu_check.sh
 $PY bench/report.py
