@@ -235,12 +235,7 @@ def same_schedule(run_dir: Path, schedule: Dict[str, Any]) -> bool:
 def pretrain_schedule(args: argparse.Namespace) -> Dict[str, Any]:
     """The [training] values that define the run beyond its identity: those `pretrain_command` sets, and the update
     the config chooses (its clip and normalisation)."""
-    from thinc.api import Config
-
-    from spacy_spanbert.pretraining.settings import TrainingSettings
-
-    config = Config().from_disk(args.pretrain_config, interpolate=False).get("training", {})
-    update = {k: config.get(k, getattr(TrainingSettings(), k)) for k in ("max_grad_norm", "grad_normalization")}
+    update = {k: training_setting(args.pretrain_config, k) for k in ("max_grad_norm", "grad_normalization")}
     steps = args.pretrain_steps
     return {"max_steps": steps, "learning_rate": args.pretrain_lr, "warmup_steps": max(1, steps // 10),
             "precision": args.precision, "head_lr_factor": float(args.head_lr_factor), **update}
@@ -292,21 +287,22 @@ def pretrain_job(args: argparse.Namespace, name: str, text: Path, encoder: str, 
     entries = [e for e in log_entries(run_dir / "log.jsonl") if "mlm_loss" in e]
     tokens = args.pretrain_steps * args.pretrain_batch_size * args.pretrain_max_length
     curve = training_curve(entries)
+    clip = float(training_setting(run_dir / "config.cfg", "max_grad_norm"))
     record.update(steps=args.pretrain_steps, tokens=tokens,
                   last_log=entries[-1] if entries else None,
                   tokens_per_s=summarize([e["tokens_per_s"] for e in entries if e.get("tokens_per_s")]),
-                  curve=curve, clipping=clipping_summary(curve, schedule["warmup_steps"], run_max_grad_norm(run_dir)))
+                  curve=curve, clipping=clipping_summary(curve, schedule["warmup_steps"], clip))
     return record
 
 
-def run_max_grad_norm(run_dir: Path) -> float:
-    """The clip a run used: its config.cfg's training.max_grad_norm, else the schema's default."""
+def training_setting(config: Path, key: str) -> Any:
+    """A pretraining config's training.KEY, else the schema's default (the one place defaults live)."""
     from thinc.api import Config
 
     from spacy_spanbert.pretraining.settings import TrainingSettings
 
-    training = Config().from_disk(run_dir / "config.cfg", interpolate=False).get("training", {})
-    return float(training.get("max_grad_norm", TrainingSettings().max_grad_norm))
+    training = Config().from_disk(config, interpolate=False).get("training", {})
+    return training.get(key, getattr(TrainingSettings(), key))
 
 
 def heldout_job(args: argparse.Namespace, name: str, scheme: str, heldout: Path, env: Dict[str, str]) -> Dict[str, Any]:

@@ -317,22 +317,29 @@ class BatchRecorder:
         return batch
 
 
-def test_masked_tokens_update_is_the_summed_losses_gradient_over_the_masked_tokens(tiny_bert_dir, tmp_path):
-    # "masked_tokens": the MLM and SBO cross-entropies summed over their targets, the gradient divided by the
-    # update's masked tokens (2 micro-batches here), then clipped at 1.0
-    import torch
-
+def _one_update(tiny_bert_dir, tmp_path, grad_normalization):
+    """One optimizer step of 2 micro-batches: the trainer, the untouched start model (in train mode), the batches
+    it saw, the gradients it applied and the update's masked tokens."""
     trainer, start, collator = _direct_trainer(tiny_bert_dir, tmp_path, _items(tiny_bert_dir),
-                                               grad_normalization="masked_tokens")
+                                               grad_normalization=grad_normalization)
     recorder = BatchRecorder(collator)
     trainer.data_collator = recorder
     capture = GradCapture()
     trainer.add_callback(capture)
     trainer.train()
-    assert len(recorder.batches) == 2
     n_masked = sum(int((b["labels"] != -100).sum()) for b in recorder.batches)
     start.train()
-    for batch in recorder.batches:
+    return trainer, start, recorder.batches, capture, n_masked
+
+
+def test_masked_tokens_update_is_the_summed_losses_gradient_over_the_masked_tokens(tiny_bert_dir, tmp_path):
+    # "masked_tokens": the MLM and SBO cross-entropies summed over their targets, the gradient divided by the
+    # update's masked tokens (2 micro-batches here), then clipped at 1.0
+    import torch
+
+    trainer, start, batches, capture, n_masked = _one_update(tiny_bert_dir, tmp_path, "masked_tokens")
+    assert len(batches) == 2
+    for batch in batches:
         batch = {k: v for k, v in batch.items() if k != "mask_stats"}
         out = start(**batch)
         n_sbo = batch["sbo_labels"].numel()
@@ -356,16 +363,8 @@ def test_reference_update_is_the_mean_losses_gradient_over_the_masked_tokens(tin
     # fairseq trainer multiplies the summed gradient by world size / the update's masked tokens before the clip
     import torch
 
-    trainer, start, collator = _direct_trainer(tiny_bert_dir, tmp_path, _items(tiny_bert_dir),
-                                               grad_normalization="reference")
-    recorder = BatchRecorder(collator)
-    trainer.data_collator = recorder
-    capture = GradCapture()
-    trainer.add_callback(capture)
-    trainer.train()
-    n_masked = sum(int((b["labels"] != -100).sum()) for b in recorder.batches)
-    start.train()
-    for batch in recorder.batches:
+    trainer, start, batches, capture, n_masked = _one_update(tiny_bert_dir, tmp_path, "reference")
+    for batch in batches:
         out = start(**{k: v for k, v in batch.items() if k != "mask_stats"})
         out["loss"].backward()
     expected = {n: p.grad / n_masked for n, p in start.named_parameters() if p.grad is not None}
