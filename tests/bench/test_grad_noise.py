@@ -82,3 +82,17 @@ def test_measure_writes_the_table_and_plot_and_refuses_a_non_run(tiny_run, tmp_p
     assert (tmp_path / "gn.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(FileNotFoundError, match="spanbert-pretrain output directory"):
         grad_noise.main([str(tmp_path), "--output", str(tmp_path / "x.json")])
+
+
+def test_a_heads_warmup_run_or_too_few_blocks_is_one_clear_error(tiny_run, tmp_path):
+    import shutil
+
+    with pytest.raises(ValueError, match="lower --sizes/--draws") as err:
+        grad_noise.measure(tiny_run, "tiny", [2, 100000], [1, 1], seed=0)
+    assert "\n" not in str(err.value)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    cfg = run / "config.cfg"
+    cfg.write_text(cfg.read_text().replace("heads_warmup_steps = 0", "heads_warmup_steps = 5"))
+    with pytest.raises(ValueError, match="measure a run without the heads warm-up"):
+        grad_noise.measure(run, "tiny", [2, 4], [1, 1], seed=0)
