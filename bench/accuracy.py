@@ -62,6 +62,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--eval-frequency", type=int, default=None, help="dev evaluation every N steps")
     p.add_argument("--warmup-steps", type=int, default=None,
                    help="learning-rate warmup of every system (default: each config's own; quick: a fifth of steps)")
+    p.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), dest="config_set",
+                   help="a config override for every spaCy system (repeatable), e.g. --set "
+                        "training.optimizer.learn_rate.initial_rate 2e-4")
     p.add_argument("--gpu-id", type=int, default=-1)
     p.add_argument("--threads", type=int, default=None, help="pin OMP/MKL threads of every run")
     p.add_argument("--timeout", type=float, default=None, help="seconds per train or evaluate call")
@@ -71,6 +74,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--title", default=None, help="heading of the Markdown table (default: names the step budget)")
     p.add_argument("--span-marker-job", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.config_set and "span_marker" in args.systems:
+        p.error("--set overrides spaCy configs, and span_marker has none: run it without --set")
     suffix = "-quick" if args.quick else ""
     args.seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
     set_budget(args)
@@ -107,7 +112,7 @@ def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], enc
                 spec["config"], run_dir, corpus, seed=seed, max_steps=args.max_steps,
                 eval_frequency=args.eval_frequency, gpu_id=args.gpu_id,
                 init_model=encoder if spec["encoder"] else None, env=env, timeout=args.timeout, label=label,
-                overrides=[*result["overrides"], *warmup_overrides(args)],
+                overrides=[*result["overrides"], *warmup_overrides(args), *set_overrides(args)],
             )
         result["runs"].append(run)
         result["summary"] = summarize_runs(result["runs"])
@@ -118,6 +123,11 @@ def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], enc
         if on_run is not None:
             on_run(result)
     return result
+
+
+def set_overrides(args: argparse.Namespace) -> List[str]:
+    """--set KEY VALUE pairs as `spacy train` arguments (spaCy parses VALUE as its CLI does: JSON, else a string)."""
+    return [arg for key, value in args.config_set for arg in (f"--{key.lstrip('-')}", value)]
 
 
 def span_marker_budget(args: argparse.Namespace) -> Dict[str, Any]:
@@ -244,6 +254,7 @@ def render_markdown(result: Dict[str, Any]) -> str:
         f"Encoder `{'/'.join(Path(s['encoder']).parts[-2:])}`; {s['max_steps']} training steps per run"
         f"{'' if s.get('warmup_steps') is None else ', warmup ' + str(s['warmup_steps']) + ' steps for every system'}; "
         f"seeds {s['seeds']}; "
+        f"{''.join(f'`{k} = {v}`, ' for k, v in s.get('config_set', []))}"
         f"corpus `{Path(s['corpus_dir']).name}`{' (first docs only)' if s['quick'] else ''}. "
         "Scores in %, mean ± sample standard deviation over seeds; train time is the mean wall time of one run.",
         "", table, "",
@@ -266,7 +277,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "settings": {
             "quick": args.quick, "encoder": encoder, "corpus_dir": str(args.corpus_dir), "seeds": args.seeds,
             "max_steps": args.max_steps, "eval_frequency": args.eval_frequency, "warmup_steps": args.warmup_steps,
-            "gpu_id": args.gpu_id, "title": args.title,
+            "gpu_id": args.gpu_id, "title": args.title, "config_set": [list(pair) for pair in args.config_set],
             "corpus": {k: str(v) for k, v in corpus.items()},
         },
         "machine": machine_info(args.gpu_id, args.threads),

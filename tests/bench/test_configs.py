@@ -68,3 +68,19 @@ def test_the_cpu_bf16_overrides_reach_the_transformer_through_the_cli():
     assert overrides == CPU_BF16
     block = _load(NER_CFG, **overrides)["components"]["transformer"]["model"]
     assert block["@architectures"] == "spacy-spanbert.SpanBERT.v2" and block["cpu_bf16"] is True
+
+
+def test_accuracy_set_overrides_reach_the_config_and_refuse_span_marker(capsys):
+    """`bench/accuracy.py --set KEY VALUE` is how the README's training-setting comparisons are rerun: each pair must
+    land in the config as spaCy's CLI would parse it, and span_marker (no spaCy config) is refused up front."""
+    from bench import accuracy
+
+    args = accuracy.parse_args(["--systems", "spanbert_ner", "--set", "training.optimizer.learn_rate.initial_rate",
+                                "2e-4", "--set", "components.transformer.model.get_spans.window", "192"])
+    overrides = parse_config_overrides(accuracy.set_overrides(args))
+    config = _load(NER_CFG, **overrides)
+    assert config["training"]["optimizer"]["learn_rate"]["initial_rate"] == 2e-4
+    assert config["components"]["transformer"]["model"]["get_spans"]["window"] == 192
+    with pytest.raises(SystemExit):
+        accuracy.parse_args(["--systems", "span_marker", "--set", "training.dropout", "0.2"])
+    assert "span_marker has none" in capsys.readouterr().err
