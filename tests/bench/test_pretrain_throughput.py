@@ -36,3 +36,8 @@ def test_quick_run_with_loader_workers_reports_mfu(tmp_path, monkeypatch):
     assert {r["impl"] for r in result["rows"]} == set(bench.IMPLS)
     assert all(r["mfu"] is not None and 0 < r["mfu"] < 1 for r in result["rows"])
     assert "MFU" in (tmp_path / "pretrain_throughput_quick.md").read_text()
+    # the FLOP bound: HF's full MLM projects every token onto the vocabulary, so it does more work than ours; the
+    # masked-only loop does less (ours projects the SBO targets as well)
+    gflop = {r["impl"]: r["step_gflop"] for r in result["rows"]}
+    assert gflop["hf_full"] > gflop["spanbert"] > gflop["hf_masked_only"] > 0
+    assert "FLOP bound" in (tmp_path / "pretrain_throughput_quick.md").read_text()
