@@ -68,6 +68,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--gpu-id", type=int, default=-1)
     p.add_argument("--threads", type=int, default=None, help="pin OMP/MKL threads of every run")
     p.add_argument("--timeout", type=float, default=None, help="seconds per train or evaluate call")
+    p.add_argument("--reuse", action="store_true",
+                   help="take finished runs of the same inputs from --work-dir instead of training them again")
     p.add_argument("--quick", action="store_true", help="a few dozen docs, a handful of steps: a sanity check")
     p.add_argument("--work-dir", type=Path, default=None, help="models and logs (default bench/work/accuracy[-quick])")
     p.add_argument("--output", type=Path, default=None, help="JSON (default bench/results/accuracy[-quick].json)")
@@ -110,7 +112,7 @@ def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], enc
         else:
             run = train_and_evaluate(
                 spec["config"], run_dir, corpus, seed=seed, max_steps=args.max_steps,
-                eval_frequency=args.eval_frequency, gpu_id=args.gpu_id,
+                eval_frequency=args.eval_frequency, gpu_id=args.gpu_id, reuse=args.reuse,
                 init_model=encoder if spec["encoder"] else None, env=env, timeout=args.timeout, label=label,
                 overrides=[*result["overrides"], *warmup_overrides(args), *set_overrides(args)],
             )
@@ -258,9 +260,15 @@ def render_markdown(result: Dict[str, Any]) -> str:
         f"corpus `{Path(s['corpus_dir']).name}`{' (first docs only)' if s['quick'] else ''}. "
         "Scores in %, mean ± sample standard deviation over seeds; train time is the mean wall time of one run.",
         "", table, "",
-        f"Total wall time {fmt_duration(result['wall_s'])}. {machine_line(result['machine'])}",
+        f"Total wall time {fmt_duration(result['wall_s'])}{_reused_note(result)}. {machine_line(result['machine'])}",
         f"Rerun: `{shown(result['command'])}`",
     ])
+
+
+def _reused_note(result: Dict[str, Any]) -> str:
+    """With --reuse, the total wall time leaves out the runs taken from earlier invocations: say how many."""
+    n = sum(bool(run.get("reused")) for system in result["systems"].values() for run in system.get("runs", []))
+    return f" ({n} run(s) reused from earlier invocations, with their own train times)" if n else ""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:

@@ -61,6 +61,14 @@ def test_accuracy_markdown_reports_every_system_with_its_status():
     assert "| F LOC | F PER |" in md
     assert "failed: boom \\| bad" in md and "not run: span-marker not installed" in md
     assert "Test CPU" in md and "QUICK" not in md
+    assert "reused" not in md
+
+
+def test_accuracy_markdown_says_how_many_runs_were_reused():
+    """With --reuse the total wall time covers only this invocation's runs: the table must say so."""
+    result = _accuracy_result()
+    result["systems"]["spanbert_ner"]["runs"][0]["reused"] = True
+    assert "(1 run(s) reused from earlier invocations" in accuracy.render_markdown(result)
 
 
 def test_ablation_statement_is_computed_from_the_numbers():
