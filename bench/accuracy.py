@@ -63,21 +63,25 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--warmup-steps", type=int, default=None,
                    help="learning-rate warmup of every system (default: each config's own; quick: a fifth of steps)")
     p.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), dest="config_set",
-                   help="a config override for every spaCy system (repeatable), e.g. --set "
-                        "training.optimizer.learn_rate.initial_rate 2e-4")
+                   help="a config override for every selected spaCy system (repeatable; each config must have the "
+                        "key), e.g. --set training.optimizer.learn_rate.initial_rate 2e-4 (negative numbers as -0.1)")
     p.add_argument("--gpu-id", type=int, default=-1)
     p.add_argument("--threads", type=int, default=None, help="pin OMP/MKL threads of every run")
     p.add_argument("--timeout", type=float, default=None, help="seconds per train or evaluate call")
     p.add_argument("--reuse", action="store_true",
-                   help="take finished runs of the same inputs from --work-dir instead of training them again")
+                   help="take finished runs of the same inputs from --work-dir instead of training them again (same "
+                        "config and corpus contents, budget, seed, overrides and encoder files; not the code or the "
+                        "thread count; span_marker always runs)")
     p.add_argument("--quick", action="store_true", help="a few dozen docs, a handful of steps: a sanity check")
     p.add_argument("--work-dir", type=Path, default=None, help="models and logs (default bench/work/accuracy[-quick])")
     p.add_argument("--output", type=Path, default=None, help="JSON (default bench/results/accuracy[-quick].json)")
     p.add_argument("--title", default=None, help="heading of the Markdown table (default: names the step budget)")
     p.add_argument("--span-marker-job", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.config_set and "span_marker" in args.systems:
-        p.error("--set overrides spaCy configs, and span_marker has none: run it without --set")
+    if args.config_set:
+        problem = set_problem(args)
+        if problem:
+            p.error(problem)
     suffix = "-quick" if args.quick else ""
     args.seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
     set_budget(args)
@@ -125,6 +129,25 @@ def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], enc
         if on_run is not None:
             on_run(result)
     return result
+
+
+def set_problem(args: argparse.Namespace) -> Optional[str]:
+    """Why --set cannot apply to every selected system (a config without the key, or span_marker), else None: checked
+    before any training starts, not found by a failed run."""
+    from spacy.cli._util import parse_config_overrides
+    from spacy.util import load_config
+
+    if "span_marker" in args.systems:
+        return "--set overrides spaCy configs and span_marker has none: leave span_marker out of --systems"
+    for name in args.systems:
+        spec = SYSTEMS[name]
+        overrides = parse_config_overrides([*spec.get("overrides", []), *set_overrides(args)])
+        try:
+            load_config(spec["config"], overrides=overrides, interpolate=False)
+        except Exception as err:  # spaCy's ConfigValidationError and thinc's config errors alike
+            detail = " ".join(str(err).split())[:200]
+            return f"--set does not apply to {name} ({Path(spec['config']).name}): {detail}"
+    return None
 
 
 def set_overrides(args: argparse.Namespace) -> List[str]:

@@ -219,7 +219,7 @@ def bench(args) -> dict:
                              "collate_share": round(sum(t[1] for t in times[impl]) / sum(t[0] for t in times[impl]), 4),
                              "peak_mem_mb": round(max(t[2] for t in times[impl]), 1),
                              "last_loss": round(times[impl][-1][3], 4), "model_tflops": round(tflops, 2),
-                             "step_gflop": round(statistics.median(t[4] for t in times[impl]) / 1e9, 3),
+                             "step_flops": int(statistics.median(t[4] for t in times[impl])),
                              "mfu": round(tflops / peak, 4) if peak else None})
                 print(json.dumps(rows[-1]), flush=True)
     return {"model": args.model, "device": args.device, "device_name": device_name, "threads": torch.get_num_threads(),
@@ -257,9 +257,9 @@ def markdown(result: dict) -> str:
 
 def _flop_bound(other: dict, ours: dict) -> str:
     """other's FLOPs per step / ours (rows from before the FLOP count have none: n/a)."""
-    if not other.get("step_gflop") or not ours.get("step_gflop"):
+    if not other.get("step_flops") or not ours.get("step_flops"):
         return "n/a"
-    return f"{other['step_gflop'] / ours['step_gflop']:.2f}x"
+    return f"{other['step_flops'] / ours['step_flops']:.2f}x"
 
 
 def _pct(value) -> str:

@@ -21,7 +21,7 @@ from bench.common import RESULTS_DIR, ROOT, output_paths, write_json, write_text
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
 # the other benchmarks follow alphabetically
-ORDER = ("workflow", "accuracy_lr_2e4", "accuracy_lr_1e4", "accuracy", "accuracy_bucketed", "accuracy_cpu_bf16",
+ORDER = ("workflow", "accuracy", "accuracy_bucketed", "accuracy_cpu_bf16", "accuracy_lr_2e4", "accuracy_lr_1e4",
          "accuracy_nocase", "accuracy_50steps", "ablation")
 
 

@@ -84,3 +84,21 @@ def test_accuracy_set_overrides_reach_the_config_and_refuse_span_marker(capsys):
     with pytest.raises(SystemExit):
         accuracy.parse_args(["--systems", "span_marker", "--set", "training.dropout", "0.2"])
     assert "span_marker has none" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a key the CNN baseline's config has no section for: refused before training
+        accuracy.parse_args(["--systems", "spanbert_ner", "cnn_ner", "--set", "components.transformer.model.window", "1"])
+    assert "does not apply to cnn_ner" in capsys.readouterr().err
+
+
+def test_accuracy_runs_get_the_set_overrides_and_reuse(monkeypatch, tmp_path):
+    """What each run of bench/accuracy.py receives: the system's own overrides, then --set, and --reuse."""
+    from bench import accuracy
+
+    seen = []
+    monkeypatch.setattr(accuracy, "train_and_evaluate",
+                        lambda *a, **kw: seen.append(kw) or {"seed": kw["seed"], "status": "failed", "error": "x"})
+    args = accuracy.parse_args(["--systems", "spanbert_ner_cpu_bf16", "--seeds", "4", "--max-steps", "10", "--reuse",
+                                "--set", "training.dropout", "0.2", "--work-dir", str(tmp_path)])
+    accuracy.run_system("spanbert_ner_cpu_bf16", args, {}, "encoder")
+    assert len(seen) == 1 and seen[0]["seed"] == 4 and seen[0]["reuse"] is True
+    assert seen[0]["overrides"][-2:] == ["--training.dropout", "0.2"]
+    assert seen[0]["overrides"][:4] == accuracy.SYSTEMS["spanbert_ner_cpu_bf16"]["overrides"]
