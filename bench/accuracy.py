@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench`
 
 from bench.common import (  # noqa: E402
     CPU_BF16, ROOT, cli_overrides, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_cli,
-    run_logged, shown, thread_env, write_json,
+    reused_note, run_logged, shown, thread_env, write_json,
 )
 from bench.ner_runs import (  # noqa: E402
     failed_record, ner_scores, prepare_corpus, resolve_encoder, set_budget, summarize_runs, train_and_evaluate,
@@ -290,8 +290,8 @@ def render_markdown(result: Dict[str, Any]) -> str:
 
 def _reused_note(result: Dict[str, Any]) -> str:
     """With --reuse, the total wall time leaves out the runs taken from earlier invocations: say how many."""
-    n = sum(bool(run.get("reused")) for system in result["systems"].values() for run in system.get("runs", []))
-    return f" ({n} run(s) reused from earlier invocations, with their own train times)" if n else ""
+    return reused_note(sum(bool(run.get("reused")) for system in result["systems"].values()
+                           for run in system.get("runs", [])))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:

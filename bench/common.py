@@ -252,6 +252,12 @@ def fmt_stat(stat: Optional[Dict[str, float]], scale: float = 100.0, digits: int
     return text
 
 
+def reused_note(n_reused: int) -> str:
+    """After a benchmark's total wall time: how many runs came from earlier invocations (--reuse), whose times that
+    total leaves out; empty when none did."""
+    return f" ({n_reused} run(s) reused from earlier invocations with --reuse, with their own times)" if n_reused else ""
+
+
 def fmt_duration(seconds: Optional[float]) -> str:
     if seconds is None:
         return "–"

@@ -13,7 +13,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fmt_duration, fmt_stat, machine_line, markdown_table, shown, summarize  # noqa: E402
+from bench.common import (  # noqa: E402
+    fmt_duration, fmt_stat, machine_line, markdown_table, reused_note, shown, summarize,
+)
 from bench.ner_runs import summarize_runs  # noqa: E402
 
 # encoder name -> (masking.scheme, objective.sbo_weight); None = MiniLM as shipped
@@ -155,7 +157,7 @@ def render_markdown(result: Dict[str, Any]) -> str:
         *([f"... and {len(result['not_run']) - 12} more not run."] if len(result.get("not_run", [])) > 12 else []),
         f"Fine-tuning job (train + test evaluation): {fmt_duration((ft_time or {}).get('mean'))} on average over "
         f"{len(ft)} runs. Wall time of this invocation {fmt_duration(result['wall_s'])}"
-        + (f" ({n_reused} runs reused from earlier invocations with --reuse, with their own times)" if n_reused else "")
+        + reused_note(n_reused)
         + f". {machine_line(result['machine'])}",
         f"Rerun: `{shown(result['command'])}`",
     ]

@@ -235,7 +235,8 @@ def same_schedule(run_dir: Path, schedule: Dict[str, Any]) -> bool:
 def pretrain_schedule(args: argparse.Namespace) -> Dict[str, Any]:
     """The [training] values that define the run beyond its identity: those `pretrain_command` sets, and the update
     the config chooses (its clip and normalisation)."""
-    update = {k: training_setting(args.pretrain_config, k) for k in ("max_grad_norm", "grad_normalization")}
+    training = config_training(args.pretrain_config)
+    update = {"max_grad_norm": training.max_grad_norm, "grad_normalization": training.grad_normalization}
     steps = args.pretrain_steps
     return {"max_steps": steps, "learning_rate": args.pretrain_lr, "warmup_steps": max(1, steps // 10),
             "precision": args.precision, "head_lr_factor": float(args.head_lr_factor), **update}
@@ -287,7 +288,7 @@ def pretrain_job(args: argparse.Namespace, name: str, text: Path, encoder: str, 
     entries = [e for e in log_entries(run_dir / "log.jsonl") if "mlm_loss" in e]
     tokens = args.pretrain_steps * args.pretrain_batch_size * args.pretrain_max_length
     curve = training_curve(entries)
-    clip = float(training_setting(run_dir / "config.cfg", "max_grad_norm"))
+    clip = config_training(run_dir / "config.cfg").max_grad_norm
     record.update(steps=args.pretrain_steps, tokens=tokens,
                   last_log=entries[-1] if entries else None,
                   tokens_per_s=summarize([e["tokens_per_s"] for e in entries if e.get("tokens_per_s")]),
@@ -295,14 +296,14 @@ def pretrain_job(args: argparse.Namespace, name: str, text: Path, encoder: str, 
     return record
 
 
-def training_setting(config: Path, key: str) -> Any:
-    """A pretraining config's training.KEY, else the schema's default (the one place defaults live)."""
+def config_training(config: Path):
+    """A pretraining config's validated [training] (`spacy_spanbert.pretraining.settings`: its values, else the
+    schema's defaults), read once for all the settings wanted from it."""
     from thinc.api import Config
 
-    from spacy_spanbert.pretraining.settings import TrainingSettings
+    from spacy_spanbert.pretraining.settings import training_settings
 
-    training = Config().from_disk(config, interpolate=False).get("training", {})
-    return training.get(key, getattr(TrainingSettings(), key))
+    return training_settings(Config().from_disk(config, interpolate=False))
 
 
 def heldout_job(args: argparse.Namespace, name: str, scheme: str, heldout: Path, env: Dict[str, str]) -> Dict[str, Any]:
