@@ -99,7 +99,7 @@ for s in 1 2 3; do
   $PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds $s --max-steps 1200 --eval-frequency 100 \
       --warmup-steps 120 --set training.optimizer.learn_rate.initial_rate 2e-4 --threads 1 \
       --work-dir bench/work/accuracy_1200steps --output bench/work/accuracy_1200steps_seed$s.json --title "seed $s" &
-  [ "$s" = 1 ] && wait
+  if [ "$s" = 1 ]; then wait; fi
 done
 wait
 $PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds 1 2 3 --max-steps 1200 --eval-frequency 100 \
