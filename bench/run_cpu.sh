@@ -75,25 +75,20 @@ $PY bench/workflow.py
 $PY bench/profile_train.py --steps 40 --warmup 3 --threads 2 --cpu-bf16
 $PY bench/accuracy.py --encoder "$MODEL" --systems spanbert_ner_cpu_bf16 --seeds 1 --max-steps "$STEPS" \
     --eval-frequency 100 --threads 2 --work-dir bench/work/accuracy_cpu_bf16 --output bench/results/accuracy_cpu_bf16.json
-# issue 14: the workflow's fine-tuning settings at its 600 steps (cpu_bf16, warmup 60) from MiniLM as shipped, peak
-# rates 1e-4 to 3e-4, two side by side at 1 thread each (4e-4: seed 1 only, below)
-for lr in 2e-4 1e-4; do
-  $PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds 1 2 3 --max-steps 600 --eval-frequency 100 \
-      --warmup-steps 60 --set training.optimizer.learn_rate.initial_rate $lr --threads 1 \
-      --work-dir bench/work/accuracy_lr_${lr/-/} --output bench/results/accuracy_lr_${lr/-/}.json \
-      --title "CoNLL-2003 test accuracy at the workflow's 600 steps, cpu_bf16, peak learning rate $lr" &
-done
-wait
-# ... then 3e-4 (3 seeds) beside 4e-4 (stopped after seed 1, clearly behind; its table from that run with --reuse)
-$PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds 1 2 3 --max-steps 600 --eval-frequency 100 \
-    --warmup-steps 60 --set training.optimizer.learn_rate.initial_rate 3e-4 --threads 1 \
-    --work-dir bench/work/accuracy_lr_3e4 --output bench/results/accuracy_lr_3e4.json \
-    --title "CoNLL-2003 test accuracy at the workflow's 600 steps, cpu_bf16, peak learning rate 3e-4" &
-$PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds 1 --max-steps 600 --eval-frequency 100 \
-    --warmup-steps 60 --set training.optimizer.learn_rate.initial_rate 4e-4 --threads 1 --reuse \
-    --work-dir bench/work/accuracy_lr_4e4 --output bench/results/accuracy_lr_4e4.json \
-    --title "CoNLL-2003 test accuracy at the workflow's 600 steps, cpu_bf16, peak learning rate 4e-4" &
-wait
+# issue 14: the workflow's fine-tuning settings at its 600 steps (cpu_bf16, warmup 60) from MiniLM as shipped, at
+# one peak rate LR per table: lr_accuracy LR "SEEDS" [more accuracy.py options]
+lr_accuracy() {
+  local lr=$1 seeds=$2
+  shift 2
+  $PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds $seeds --max-steps 600 --eval-frequency 100 \
+      --warmup-steps 60 --set training.optimizer.learn_rate.initial_rate "$lr" --threads 1 "$@" \
+      --work-dir "bench/work/accuracy_lr_${lr/-/}" --output "bench/results/accuracy_lr_${lr/-/}.json" \
+      --title "CoNLL-2003 test accuracy at the workflow's 600 steps, cpu_bf16, peak learning rate $lr"
+}
+# two side by side at 1 thread each: 2e-4 beside 1e-4, then 3e-4 beside 4e-4 (4e-4 stopped after seed 1, clearly
+# behind; its table from that run with --reuse)
+lr_accuracy 2e-4 "1 2 3" & lr_accuracy 1e-4 "1 2 3" & wait
+lr_accuracy 3e-4 "1 2 3" & lr_accuracy 4e-4 1 --reuse & wait
 # ... and twice the steps (1,200, warmup 120) at 2e-4: seeds 2 and 3 side by side after seed 1, then one table
 for s in 1 2 3; do
   $PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds $s --max-steps 1200 --eval-frequency 100 \
