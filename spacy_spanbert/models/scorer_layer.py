@@ -25,6 +25,7 @@ from thinc.shims import Shim
 from thinc.types import Floats2d, Ragged
 
 from ..nn.span_scorer import SpanScorer
+from .averaged_params import AveragedPyTorchShim
 
 SCORER_NAME = "spanbert_span_scorer"
 _REBUILD_KEYS = ("n_in", "n_out", "hidden_width", "max_width", "use_interior")
@@ -50,6 +51,7 @@ def build_span_scorer(
         serialize_model=serialize_scorer,
         deserialize_model=deserialize_scorer,
     )
+    wrapper.shims[0].__class__ = AveragedPyTorchShim  # parameter averages reach the scorer (averaged_params)
     return Model(
         SCORER_NAME,
         _scorer_forward,

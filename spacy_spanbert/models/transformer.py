@@ -21,6 +21,7 @@ from spacy_transformers.layers.transformer_model import TransformerModel
 from spacy_transformers.layers.transformer_model import init as _trf_init
 
 from ..hf import check_tokenizer_files, looks_cased
+from .averaged_params import use_averaged_params
 from .checkpoint_names import missing_package_hint
 
 DEFAULT_SPANBERT = "SpanBERT/spanbert-base-cased"
@@ -152,6 +153,10 @@ class SafetensorsHFShim(HFShim):
             self._model.load_state_dict(load(state), strict=True)
             self._quantize_loaded()
         return self
+
+    def use_params(self, params: Dict[Any, Any]) -> Any:
+        """Parameter averages under the optimizer's keys (HFShim's own lookup never finds them: averaged_params)."""
+        return use_averaged_params(self, params)
 
     def _quantize_loaded(self) -> None:
         """fp32 weights under a quantizing config (e.g. `spacy.load(fp32_dir, config=...)`): quantize them now."""
