@@ -17,8 +17,8 @@ from thinc.api import PyTorchShim, xp2torch
 def use_averaged_params(shim: PyTorchShim, params: Dict[Any, Any]) -> Iterator[None]:
     """Swap in the averages `params` holds for the shim's parameters (keyed `(shim.id, name)`), restore on exit.
 
-    Parameters are copied in place, so the module keeps its tensors (and optimizer-free code holding them still
-    sees the live ones after the block). Without such keys this is thinc's own `use_params` (string keys).
+    Parameters are copied in place, so whoever holds the module's tensors sees the averages inside the block and
+    the live weights after it. Without such keys this is thinc's own `use_params` (string keys).
     """
     named = dict(shim._model.named_parameters())
     found = {name: params[(shim.id, name)] for name in named if (shim.id, name) in params}
