@@ -5,14 +5,20 @@ better with document context, so sentences are grouped into their documents (sen
 `doc.sents`), long documents are optionally split into chunks of N sentences, and no `-DOCSTART-` token survives.
 Entity tags follow IOB2; an `I-` tag that does not continue an entity of the same type starts one (IOB1 style).
 
-Usage: python scripts/convert_conll.py INPUT.txt OUTPUT.spacy [--n-docs N] [--max-sents-per-doc N]
+CoNLL gives its sentences as input: headlines, bylines and datelines are sentences of their own. spaCy's corpus
+readers build the predicted Doc from the words alone, so `doc.sents` never reaches the pipeline. With
+`--line-breaks true` each sentence but a chunk's last ends in a "\n" token: the text keeps one sentence per line,
+and `sentence_ngram_suggester.v2` (`within_lines`) keeps candidates inside a line, in `spacy train`,
+`spacy evaluate` and on raw text alike. Spaces stay unknown either way, so the readers keep CoNLL's tokens.
+
+Usage: python scripts/convert_conll.py INPUT.txt OUTPUT.spacy [--n-docs N] [--max-sents-per-doc N] [--line-breaks true]
 """
 import argparse
 import sys
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
-from project_io import write_atomic
+from project_io import flag, write_atomic
 
 Token = Tuple[str, str]  # (word, NER tag)
 Sentence = List[Token]
@@ -92,15 +98,20 @@ def split_document(doc: Document, max_sents: int) -> List[Document]:
     return [doc[i : i + max_sents] for i in range(0, len(doc), max_sents)]
 
 
-def to_spacy_docs(documents: Sequence[Document], vocab) -> Iterator:
-    """Build spaCy Docs: words, sentence starts and entities (sentence-local spans, never across sentences)."""
+def to_spacy_docs(documents: Sequence[Document], vocab, line_breaks: bool = False) -> Iterator:
+    """Build spaCy Docs: words, sentence starts and entities (sentence-local spans, never across sentences).
+
+    Spaces are left unknown, so spaCy's corpus readers keep CoNLL's tokens instead of re-tokenizing the text.
+    line_breaks (bool): end every sentence but the last with a "\n" token (entity O), so that the text keeps one
+        sentence per line.
+    """
     from spacy.tokens import Doc
 
     for document in documents:
         words: List[str] = []
         sent_starts: List[bool] = []
         ents: List[str] = []
-        for sentence in document:
+        for i, sentence in enumerate(document):
             sent_tags = [tag for _, tag in sentence]
             words.extend(word for word, _ in sentence)
             sent_starts.extend([True] + [False] * (len(sentence) - 1))
@@ -108,15 +119,20 @@ def to_spacy_docs(documents: Sequence[Document], vocab) -> Iterator:
             for start, end, label in iob_to_spans(sent_tags):
                 iob[start : end] = [f"B-{label}"] + [f"I-{label}"] * (end - start - 1)
             ents.extend(iob)
+            if line_breaks and i < len(document) - 1:
+                words.append("\n")
+                sent_starts.append(False)
+                ents.append("O")
         yield Doc(vocab, words=words, sent_starts=sent_starts, ents=ents)
 
 
 def convert(input_path: Path, output_path: Path, n_docs: int = 0, max_sents_per_doc: int = 0,
-) -> Tuple[int, int, int, int]:
+            line_breaks: bool = False) -> Tuple[int, int, int, int]:
     """Convert one CoNLL file; the output is written atomically (temporary file, then rename).
 
     n_docs (int): keep only the first N `-DOCSTART-` documents (0 = all), applied before splitting.
     max_sents_per_doc (int): split longer documents into chunks of this many sentences (0 = never).
+    line_breaks (bool): one sentence per line of text (see the module docstring).
     RETURNS (Tuple[int, int, int, int]): source documents, output docs, sentences and entities written.
     """
     from spacy.tokens import DocBin
@@ -134,7 +150,7 @@ def convert(input_path: Path, output_path: Path, n_docs: int = 0, max_sents_per_
     chunks = [chunk for doc in documents for chunk in split_document(doc, max_sents_per_doc)]
     docbin = DocBin(attrs=["ORTH", "SENT_START", "ENT_IOB", "ENT_TYPE"], store_user_data=False)
     n_sents = n_ents = 0
-    for doc in to_spacy_docs(chunks, Vocab()):
+    for doc in to_spacy_docs(chunks, Vocab(), line_breaks):
         docbin.add(doc)
         n_sents += sum(1 for _ in doc.sents)
         n_ents += len(doc.ents)
@@ -148,9 +164,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("output", type=Path)
     parser.add_argument("--n-docs", type=int, default=0, help="first N documents only (0 = all)")
     parser.add_argument("--max-sents-per-doc", type=int, default=0, help="split documents into N-sentence chunks")
+    parser.add_argument("--line-breaks", type=flag, default=False, metavar="{true,false}",
+                        help="true: end each sentence with a line-break token (one sentence per line of text)")
     args = parser.parse_args(argv)
     try:
-        n_src, n_docs, n_sents, n_ents = convert(args.input, args.output, args.n_docs, args.max_sents_per_doc)
+        n_src, n_docs, n_sents, n_ents = convert(args.input, args.output, args.n_docs, args.max_sents_per_doc,
+                                                 args.line_breaks)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"convert_conll: {err}")
     print(f"{args.input} -> {args.output}: {n_src} documents ({n_docs} docs after splitting), "

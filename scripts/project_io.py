@@ -1,4 +1,5 @@
-"""Small file helpers shared by the project scripts."""
+"""Small file and argument helpers shared by the project scripts."""
+import argparse
 import os
 import tempfile
 from pathlib import Path
@@ -23,3 +24,12 @@ def write_atomic(path: Path, data: Union[bytes, str]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def flag(value: str) -> bool:
+    """An argparse type for project.yml booleans, which reach scripts as the words true and false."""
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")

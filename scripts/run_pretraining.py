@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from project_io import flag
+
 
 def move_aside(run_dir: Path) -> str:
     """Make room for a new run in `run_dir`. RETURNS a short description of what was done."""
@@ -34,19 +36,11 @@ def pretrain_command(config: Path, run_dir: Path, resume: bool, options: Sequenc
             *(["--resume"] if resume else []), *options]
 
 
-def _flag(value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("config", type=Path, help="pretraining config, e.g. configs/pretrain.cfg")
     parser.add_argument("run_dir", type=Path, help="the run directory (encoder/, checkpoints/, log.jsonl)")
-    parser.add_argument("--resume", type=_flag, required=True,
+    parser.add_argument("--resume", type=flag, required=True,
                         help="true: continue the run in RUN_DIR; false: move it aside and start a new one")
     args, options = parser.parse_known_args(argv)
     if not args.config.is_file():  # checked before anything is moved

@@ -71,7 +71,7 @@ class SpanBoundaryPipe(SpanCategorizer):
 
     @property
     def max_width(self) -> Optional[int]:
-        """Longest suggested span, when the suggester declares one (`spacy-spanbert.sentence_ngram_suggester.v1`)."""
+        """Longest suggested span, when the suggester declares one (`spacy-spanbert.sentence_ngram_suggester.v2`)."""
         return getattr(self.suggester, "max_width", None)
 
     def _probabilities(self, logits: Floats2d, calibrated: bool = True) -> Floats2d:
@@ -293,7 +293,8 @@ DEFAULT_SPAN_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 # The longest candidate span is set on the suggester alone; the span model's width embedding follows it.
 SHARED_DEFAULT_CONFIG: Dict[str, Any] = {
     "model": DEFAULT_SPAN_MODEL,
-    "suggester": {"@misc": "spacy-spanbert.sentence_ngram_suggester.v1", "max_width": DEFAULT_MAX_WIDTH},
+    "suggester": {"@misc": "spacy-spanbert.sentence_ngram_suggester.v2", "max_width": DEFAULT_MAX_WIDTH,
+                  "within_lines": True},
     "negative_weight": 1.0,
     "negative_sample_rate": 1.0,
     "seed": 0,

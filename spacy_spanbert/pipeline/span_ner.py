@@ -71,7 +71,7 @@ def make_spanbert_ner(
     """Create a span-boundary NER component.
 
     model (Model[Tuple[List[Doc], Ragged], Floats2d]): Span model returning one logit per label plus "no entity".
-    suggester (Suggester): Candidate spans, e.g. `spacy-spanbert.sentence_ngram_suggester.v1`.
+    suggester (Suggester): Candidate spans, e.g. `spacy-spanbert.sentence_ngram_suggester.v2`.
     spans_key (str): `doc.spans` key for the predicted entities with their scores (`attrs["scores"]`).
     overwrite_ents (bool): Replace existing `doc.ents` (True) or keep them and add only non-overlapping entities.
     threshold (Optional[float]): Minimum probability of the winning label for an entity to be written.

@@ -49,7 +49,7 @@ def make_spanbert_spancat(
     """Create a multi-label span categoriser writing `doc.spans[spans_key]`.
 
     model (Model[Tuple[List[Doc], Ragged], Floats2d]): Span model returning one logit per label.
-    suggester (Suggester): Candidate spans, e.g. `spacy-spanbert.sentence_ngram_suggester.v1`.
+    suggester (Suggester): Candidate spans, e.g. `spacy-spanbert.sentence_ngram_suggester.v2`.
     spans_key (str): `doc.spans` key read for gold spans and written with predictions.
     threshold (float): Minimum sigmoid probability for a label to be assigned.
     max_positive (Optional[int]): At most this many labels per span (None: no limit).

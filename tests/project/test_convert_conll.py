@@ -59,6 +59,34 @@ def test_n_docs_and_sentence_chunks(conll_sample, tmp_path):
     assert len(_docs(out)) == 1
 
 
+def test_line_breaks_put_one_sentence_per_line_and_keep_conll_tokens(conll_sample, tmp_path):
+    plain, lines = tmp_path / "plain.spacy", tmp_path / "lines.spacy"
+    assert convert(conll_sample, plain) == convert(conll_sample, lines, line_breaks=True)
+    for before, after in zip(_docs(plain), _docs(lines)):
+        assert [(e.text, e.label_) for e in after.ents] == [(e.text, e.label_) for e in before.ents]
+        assert [t.text for t in after if t.text != "\n"] == [t.text for t in before]
+        # one line per sentence, and no break after a chunk's last one
+        assert [line.strip() for line in after.text.split("\n")] == [s.text.strip() for s in before.sents]
+    # spaCy's corpus reader keeps the words as given (spaces unknown), line breaks included: the pipeline sees them
+    import spacy
+    from spacy.training import Corpus
+    nlp = spacy.blank("en")
+    example = next(iter(Corpus(str(lines))(nlp)))
+    assert [t.text for t in example.predicted] == [t.text for t in example.reference]
+    assert "\n" in [t.text for t in example.predicted]
+    assert not example.predicted.has_annotation("SENT_START")
+
+
+def test_line_breaks_flag_on_the_command_line(conll_sample, tmp_path):
+    out = tmp_path / "out.spacy"
+    main([str(conll_sample), str(out), "--line-breaks", "true"])
+    assert "\n" in _docs(out)[0].text
+    main([str(conll_sample), str(out), "--line-breaks", "false"])
+    assert "\n" not in _docs(out)[0].text
+    with pytest.raises(SystemExit):
+        main([str(conll_sample), str(out), "--line-breaks", "maybe"])
+
+
 def test_malformed_line_names_file_and_line_and_keeps_old_output(conll_sample, tmp_path, capsys):
     out = tmp_path / "out.spacy"
     convert(conll_sample, out)
