@@ -22,7 +22,7 @@ START = "<!-- results:start -->"
 END = "<!-- results:end -->"
 # the other benchmarks follow alphabetically
 ORDER = ("workflow", "accuracy", "accuracy_bucketed", "accuracy_cpu_bf16", "accuracy_lr_2e4", "accuracy_lr_1e4",
-         "accuracy_lr_3e4", "accuracy_lr_4e4", "accuracy_1200steps", "accuracy_averages", "accuracy_nocase",
+         "accuracy_lr_3e4", "accuracy_lr_4e4", "accuracy_1200steps", "accuracy_averages", "line_breaks", "accuracy_nocase",
          "accuracy_50steps", "ablation")
 
 

