@@ -76,7 +76,8 @@ def load_texts(path: Optional[Path], n_sents: int, unit: str, quick: bool) -> Li
     texts: List[str] = []
     n = 0
     for doc in docs:
-        sents = [s.text for s in doc.sents] if doc.has_annotation("SENT_START") else [doc.text]
+        # strip: with one CoNLL sentence per line (`convert_conll.py --line-breaks true`) a sentence ends in its "\n"
+        sents = [s.text.strip() for s in doc.sents] if doc.has_annotation("SENT_START") else [doc.text]
         texts.extend(sents if unit == "sentence" else [doc.text])
         n += len(sents)
         if n >= n_sents:
