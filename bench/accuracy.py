@@ -209,9 +209,18 @@ def span_marker_job(job_path: Path) -> None:
     vocab = Vocab()
 
     def sentences(doc) -> List:
-        if doc.has_annotation("SENT_START"):
-            return list(doc.sents)
-        return [doc[i : i + 100] for i in range(0, len(doc), 100)]
+        """Sentence spans without their trailing whitespace tokens: the line break `convert_conll.py --line-breaks
+        true` ends each sentence with has no wordpieces, so SpanMarker must not count it as a word."""
+        if not doc.has_annotation("SENT_START"):
+            return [doc[i : i + 100] for i in range(0, len(doc), 100)]
+        trimmed = []
+        for sent in doc.sents:
+            end = sent.end
+            while end > sent.start and doc[end - 1].is_space:
+                end -= 1
+            if end > sent.start:
+                trimmed.append(doc[sent.start : end])
+        return trimmed
 
     train_docs = list(DocBin().from_disk(job["train"]).get_docs(vocab))
     types = sorted({e.label_ for d in train_docs for e in d.ents})

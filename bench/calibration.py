@@ -8,7 +8,8 @@ Why: a user who sets `threshold` at load time (a precision-first app) needs to k
 (the same logits). A scalar temperature leaves spanbert_ner's entities unchanged, so its F is the same before and
 after; spancat's threshold cuts calibrated scores, so which pairs it writes changes.
 
-The commands behind bench/results/calibration.* (a 2-core CPU, no GPU):
+The commands behind bench/results/calibration.* (a 2-core CPU, no GPU), as run before the workflow converted with
+`--line-breaks true` (add it to each convert_conll.py line for the workflow's corpus of today):
 
     python scripts/fetch_assets.py assets --only conll2003 minilm
     python scripts/convert_conll.py assets/conll2003/train.txt corpus/train.spacy --max-sents-per-doc 10

@@ -18,6 +18,7 @@ Usage (repository root; the pipelines come from bench/run_cpu.sh's accuracy runs
         bench/work/accuracy_averages/spanbert_ner_cpu_bf16/seed{1,2,3}/model/model-best
 """
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -90,8 +91,11 @@ def to_markdown(result: Dict[str, Any]) -> str:
     if len(result["rows"]) > 1 and gains:
         means = [f"{stats[c]['mean'] * 100:.2f} ± {stats[c]['std'] * 100:.2f}" for c in CONDITIONS]
         rows.append(["**mean ± std**", "", *means, f"{gains['mean'] * 100:+.2f} ± {gains['std'] * 100:.2f}", ""])
+    suggesters = {r["suggester"] for r in result["rows"]}
+    trained = ("pipelines trained without them" if suggesters == {"spacy-spanbert.sentence_ngram_suggester.v1"}
+               else "pipelines as trained")
     lines = [
-        "### Line breaks as segment boundaries (CoNLL-2003 test F, pipelines trained without them)", "",
+        f"### Line breaks as segment boundaries (CoNLL-2003 test F, {trained})", "",
         f"Test split `{result['conll']}` in chunks of {result['max_sents_per_doc']} sentences. Columns: the split "
         "without line breaks and the pipeline's own suggester; the split with one sentence per line, same "
         "suggester; the same text with `sentence_ngram_suggester.v2` (`within_lines = true`). F in %.", "",
@@ -136,7 +140,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         rows.append(evaluate_model(model, corpora))
         print(f"{shown(str(model))}: " + ", ".join(f"{TITLES[c]} {rows[-1][c]['f'] * 100:.2f}" for c in CONDITIONS),
               flush=True)
-    command = " ".join(["python", "bench/line_breaks.py", *(shown(a) for a in (argv or sys.argv[1:]))])
+    command = shlex.join(["python", "bench/line_breaks.py", *(shown(a) for a in (argv or sys.argv[1:]))])
     result = {"machine": machine_info(threads=args.threads), "conll": shown(str(args.conll)),
               "max_sents_per_doc": args.max_sents_per_doc, "rows": rows, "wall_s": round(time.time() - started, 1),
               "command": command}

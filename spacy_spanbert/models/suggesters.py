@@ -10,6 +10,8 @@ from thinc.api import Ops, get_current_ops
 from thinc.types import Ragged
 
 DEFAULT_MAX_WIDTH = 10  # the longest candidate span, in tokens, unless a config says otherwise
+# what str.splitlines breaks on: "\n", "\r", vertical tab, form feed, file/group/record separators, NEL, LS, PS
+LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 def sentence_ngram_suggester(
@@ -38,8 +40,7 @@ def sentence_ngram_suggester(
         if within_lines:
             # the token after a line break starts a segment; the break itself, whitespace, is never a span's edge
             for i in numpy.flatnonzero(~boundary_ok[:-1]):
-                text = doc[int(i)].text
-                if "\n" in text or "\r" in text:
+                if not LINE_BREAKS.isdisjoint(doc[int(i)].text):
                     starts_segment[i + 1] = True
         segment = numpy.cumsum(starts_segment)
         doc_rows = []

@@ -53,7 +53,7 @@ def test_bad_max_width():
 
 def test_v2_keeps_spans_inside_lines_and_v1_lets_them_cross(vocab):
     # "Nadim Ladki" on one line, "AL-AIN" on the next: a line break of any kind ends a segment in v2
-    for brk in ("\n", "\n\n", "\r\n", " \n"):
+    for brk in ("\n", "\n\n", "\r\n", " \n", "\u2028", "\x0b"):
         doc = Doc(vocab, words=["Nadim", "Ladki", brk, "AL-AIN", ",", "UAE"],
                   spaces=[True, False, False, False, True, False])
         within = rows(build_sentence_ngram_suggester_v2(max_width=10)([doc]), 0)
