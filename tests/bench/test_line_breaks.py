@@ -44,7 +44,10 @@ def test_scores_each_pipeline_three_ways(tmp_path):
     assert "+ within_lines" in text and "Rerun: `python bench/line_breaks.py --models" in text
 
 
-def test_missing_pipeline_is_one_line_before_any_work(tmp_path):
+def test_missing_inputs_are_one_line_before_any_work(tmp_path):
     with pytest.raises(FileNotFoundError, match="no trained pipeline at"):
         line_breaks.main(["--models", str(tmp_path / "nope"), "--conll", __file__, "--work-dir", str(tmp_path)])
     assert not (tmp_path / "test.spacy").exists()
+    with pytest.raises(FileNotFoundError, match="CoNLL test file not found.*--conll FILE"):
+        line_breaks.main(["--models", str(tmp_path), "--conll", str(tmp_path / "missing.txt"),
+                          "--work-dir", str(tmp_path)])
