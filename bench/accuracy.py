@@ -44,6 +44,11 @@ SYSTEMS: Dict[str, Dict[str, Any]] = {
     # ours with the encoder under bfloat16 autocast on a CPU (SpanBERT.v2 cpu_bf16)
     "spanbert_ner_cpu_bf16": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, cpu_bf16", "encoder": True,
                               "overrides": cli_overrides(CPU_BF16)},
+    # ... and with capitalisation as token types inside the encoder (SpanBERT.v3 case_types; MiniLM is uncased)
+    "spanbert_ner_case_types": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, cpu_bf16, case types",
+                                "encoder": True, "overrides": cli_overrides({
+                                    **CPU_BF16, "components.transformer.model.@architectures": "spacy-spanbert.SpanBERT.v3",
+                                    "components.transformer.model.case_types": True})},
     "trf_ner": {"config": BENCH / "configs" / "trf_ner.cfg", "label": "spacy-transformers + ner", "encoder": True},
     "span_marker": {"config": None, "label": "SpanMarker", "encoder": True},
     "cnn_ner": {"config": BENCH / "configs" / "cnn_ner.cfg", "label": "spaCy CNN tok2vec + ner", "encoder": False},

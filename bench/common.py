@@ -23,8 +23,8 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 PACKAGES = ("torch", "spacy", "thinc", "transformers", "spacy-transformers", "spacy-spanbert", "span-marker")
-# spanbert_ner's transformer under bfloat16 autocast on the CPU (SpanBERT.v2 cpu_bf16), as config overrides
-CPU_BF16 = {"components.transformer.model.@architectures": "spacy-spanbert.SpanBERT.v2",
+# spanbert_ner's transformer under bfloat16 autocast on the CPU (cpu_bf16, SpanBERT.v2 and v3), as config overrides
+CPU_BF16 = {"components.transformer.model.@architectures": "spacy-spanbert.SpanBERT.v3",
             "components.transformer.model.cpu_bf16": True}
 
 

@@ -1,11 +1,11 @@
 """Inference speed and peak memory of `nlp.pipe`, side by side, each pipeline in its own subprocess.
 
 Pipelines (same encoder for the transformer ones):
-  spanbert_ner     shared `transformer` (spacy-spanbert.SpanBERT.v1) + `spanbert_ner` (configs/ner.cfg)
+  spanbert_ner     shared `transformer` (configs/ner.cfg's spacy-spanbert.SpanBERT) + `spanbert_ner` (configs/ner.cfg)
   trf_ner          the same `transformer` + spaCy's transition-based `ner` on a TransformerListener
   trf_only         the bare `transformer` component: the ceiling for any head on that encoder
   trf_only_stock   the same bare component on spacy-transformers' own `TransformerModel.v3` (which `trf_ner` was
-                   trained with): what SpanBERT.v1's length-sorted inference adds to the encoder alone
+                   trained with): what SpanBERT's length-sorted inference adds to the encoder alone
   cnn_ner          spaCy's CNN tok2vec + `ner` (the default `ner` model)
   span_marker      span-marker (PyPI `span-marker`) on the same encoder directory, only if `span_marker` is importable;
                    it reads the same spaCy tokens, batch size and threads
@@ -107,7 +107,10 @@ def build_pipeline(name: str, model: str, trained: Dict[str, str], window: int, 
             del config["components"]["spanbert_ner"]
             config["components"]["ner"] = {"factory": "ner", "model": TRF_NER_MODEL}
         if name in ("trf_ner", "trf_only_stock"):  # spacy-transformers' own encoder, as bench/configs/trf_ner.cfg
-            config["components"]["transformer"]["model"]["@architectures"] = "spacy-transformers.TransformerModel.v3"
+            block = config["components"]["transformer"]["model"]
+            block["@architectures"] = "spacy-transformers.TransformerModel.v3"
+            for key in ("quantize", "cpu_bf16", "case_types"):  # SpanBERT.v3's own settings
+                block.pop(key, None)
         nlp = spacy.util.load_model_from_config(config, auto_fill=True)
     doc = nlp.make_doc("John met Mary in London for Reuters .")
     example = Example.from_dict(doc, {"entities": [(0, 4, "PER"), (9, 13, "PER"), (17, 23, "LOC"), (28, 35, "ORG")]})

@@ -21,9 +21,10 @@ from bench.common import RESULTS_DIR, ROOT, output_paths, write_json, write_text
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
 # the other benchmarks follow alphabetically
-ORDER = ("workflow", "workflow_recipe", "workflow_recipe_averages", "accuracy", "accuracy_bucketed",
-         "accuracy_cpu_bf16", "accuracy_lr_2e4", "accuracy_lr_1e4", "accuracy_lr_3e4", "accuracy_lr_4e4",
-         "accuracy_1200steps", "accuracy_averages", "line_breaks", "accuracy_nocase", "accuracy_50steps", "ablation")
+ORDER = ("workflow", "workflow_recipe_case_types", "workflow_recipe", "workflow_recipe_averages", "accuracy",
+         "accuracy_bucketed", "accuracy_cpu_bf16", "accuracy_lr_2e4", "accuracy_lr_1e4", "accuracy_lr_3e4",
+         "accuracy_lr_4e4", "accuracy_1200steps", "accuracy_averages", "line_breaks", "accuracy_nocase",
+         "accuracy_50steps", "ablation")
 
 
 def _rank(path: Path) -> Tuple[int, str]:

@@ -1,7 +1,7 @@
 """A tiny trained `transformer` + `spanbert_ner` pipeline on bench/tiny_bert.py's random BERT, saved with its data.
 
 Why: the quantization and `spacy benchmark speed` checks need a real saved pipeline (configs/ner.cfg's layout: a
-shared SpanBERT.v1 transformer the span component listens to) and a .spacy file, in seconds and offline; the tests
+shared SpanBERT.v3 transformer with case types, which the span component listens to) and a .spacy file, in seconds and offline; the tests
 and `bench/quantize.py --quick` share this one builder.
 """
 from pathlib import Path
@@ -19,7 +19,7 @@ TEXTS: List[Tuple[str, List[Tuple[int, int, str]]]] = [
 
 def transformer_config(bert_dir: Path) -> Dict:
     """The shared transformer block of configs/ner.cfg, on the tiny BERT, with windows its 128 positions allow."""
-    return {"model": {"@architectures": "spacy-spanbert.SpanBERT.v1", "name": str(bert_dir),
+    return {"model": {"@architectures": "spacy-spanbert.SpanBERT.v3", "name": str(bert_dir), "case_types": True,
                       "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 32,
                                     "stride": 24}}}
 

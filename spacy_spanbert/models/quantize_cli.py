@@ -1,7 +1,7 @@
 """`python -m spacy spanbert-quantize IN_PIPELINE OUT_PIPELINE [--scheme int8|int8_per_tensor]`.
 
 Turns a trained pipeline's SpanBERT transformer(s) into int8 for CPU inference: every `spacy-spanbert.SpanBERT.v1`
-(or fp32 v2) model in the config becomes `SpanBERT.v2` with `quantize` set, the pipeline is loaded under that
+(or fp32 v2) model in the config becomes `SpanBERT.v2` with `quantize` set (a v3 model stays v3, case types kept), the pipeline is loaded under that
 config (the fp32 weights are quantized as they load) and saved with int8 weights. The result is an ordinary spaCy
 pipeline: `spacy.load`, `spacy package` and `spacy benchmark speed` take it as it is. Registered on spaCy's CLI
 through the `spacy_cli` entry point; torch and the pipeline load only when the command runs.
@@ -15,17 +15,17 @@ from wasabi import msg
 from ..pretraining.cli import _fail
 
 COMMAND = "spanbert-quantize"
-V1, V2 = "spacy-spanbert.SpanBERT.v1", "spacy-spanbert.SpanBERT.v2"
+V1, V2, V3 = "spacy-spanbert.SpanBERT.v1", "spacy-spanbert.SpanBERT.v2", "spacy-spanbert.SpanBERT.v3"
 
 
 def transformer_sections(config: Dict[str, Any], path: Tuple[str, ...] = ()) -> List[Tuple[str, ...]]:
-    """Dotted paths of every SpanBERT.v1/v2 model block in a (nested dict) config, e.g. components.transformer.model.
+    """Dotted paths of every SpanBERT.v1/v2/v3 model block in a (nested dict) config, e.g. components.transformer.model.
 
     Shared `transformer` components and span components with a transformer of their own are both found."""
     found = []
     for key, value in config.items():
         if isinstance(value, dict):
-            if value.get("@architectures") in (V1, V2):
+            if value.get("@architectures") in (V1, V2, V3):
                 found.append((*path, key))
             else:
                 found.extend(transformer_sections(value, (*path, key)))
@@ -48,7 +48,8 @@ def check_paths(in_dir: Path, out_dir: Path) -> None:
 
 
 def quantize_overrides(config: Dict[str, Any], scheme: str, in_dir: Path) -> Dict[str, str]:
-    """spacy.load config overrides that make every SpanBERT model in `config` an int8 SpanBERT.v2."""
+    """spacy.load config overrides that make every SpanBERT model in `config` int8 (v1 becomes v2, which has
+    `quantize`; v3 has it too)."""
     sections = transformer_sections(config.get("components", {}), ("components",))
     if not sections:
         raise ValueError(f"{in_dir} has no spacy-spanbert.SpanBERT transformer to quantize (its config uses none); "
@@ -62,7 +63,8 @@ def quantize_overrides(config: Dict[str, Any], scheme: str, in_dir: Path) -> Dic
         if block.get("quantize") is not None:
             raise ValueError(f"{in_dir} is already quantized ({dotted}.quantize = {block['quantize']!r}): pass the "
                              f"fp32 pipeline it was made from")
-        overrides[f"{dotted}.@architectures"] = V2
+        if block.get("@architectures") != V3:
+            overrides[f"{dotted}.@architectures"] = V2
         overrides[f"{dotted}.quantize"] = scheme
         if block.get("cpu_bf16"):  # trained under bf16 autocast: the int8 encoder runs without it
             overrides[f"{dotted}.cpu_bf16"] = False

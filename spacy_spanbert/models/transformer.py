@@ -5,6 +5,7 @@ leave `model_max_length` unset; this builder fills both in. It also loads the en
 writes (`OUTPUT_DIR/encoder/`), turns "offline and not found" into one error naming the setting to change, and
 stores the transformer weights as safetensors instead of pickles when the pipeline is saved.
 `spacy-spanbert.SpanBERT.v2` adds `quantize`: an int8 encoder for CPU inference (see `quantize.py`), saved as int8.
+`spacy-spanbert.SpanBERT.v3` adds `case_types`: capitalisation as token types for uncased encoders (`case_types.py`).
 """
 import json
 import os
@@ -74,6 +75,10 @@ def _checked_init(model: TransformerModel, X: Optional[List[Doc]] = None, Y: Any
             f"such as 'all-MiniLM-L6-v2'{missing_package_hint(name)}"
         ) from None
     model.layers[0].shims[0]._quantize_loaded()  # SpanBERT.v2 with quantize: int8 from the start
+    if model.attrs.get("case_types"):  # SpanBERT.v3: the checkpoint's token-type table gains the case rows
+        from .case_types import add_case_type_rows
+
+        add_case_type_rows(_hf_encoder(model.layers[0]))
 
 
 def _safetensors_metadata(data: bytes) -> Dict[str, str]:
@@ -137,7 +142,8 @@ class SafetensorsHFShim(HFShim):
             raise ValueError(
                 f"The saved transformer is int8 ({saved!r}) but its config builds "
                 f"{'an fp32' if self.quantize is None else repr(self.quantize)} one: set its model's @architectures = "
-                f"\"spacy-spanbert.SpanBERT.v2\" and quantize = \"{saved}\" (or re-run spanbert-quantize)")
+                f"\"spacy-spanbert.SpanBERT.v2\" (v3 also takes it) and quantize = \"{saved}\" (or re-run "
+                f"spanbert-quantize)")
         # Let HFShim rebuild config, tokenizer and an empty model from a weightless message, then load the
         # safetensors weights directly: no pickle is read and no extra copy of the weights is made.
         empty = BytesIO()
@@ -468,4 +474,32 @@ def create_spanbert_transformer_v2(
     shim.quantize = quantize
     shim.cpu_bf16 = bool(cpu_bf16)
     model.layers[0]._func = partial(chunked_forward, model.layers[0]._func)
+    return model
+
+
+def create_spanbert_transformer_v3(
+    name: str = DEFAULT_SPANBERT,
+    get_spans: Optional[Callable[[List[Doc]], List[List[Span]]]] = None,
+    tokenizer_config: Optional[Dict[str, Any]] = None,
+    transformer_config: Optional[Dict[str, Any]] = None,
+    mixed_precision: bool = False,
+    grad_scaler_config: Optional[Dict[str, Any]] = None,
+    quantize: Optional[str] = None,
+    cpu_bf16: Union[bool, str] = False,
+    case_types: bool = False,
+) -> TransformerModel:
+    """`spacy-spanbert.SpanBERT.v3`: SpanBERT.v2 plus `case_types`.
+
+    case_types (bool): give each wordpiece a token type for its word's capitalisation (none, title, upper, mixed),
+        through three rows appended to the checkpoint's token-type table (`case_types.py`). For uncased encoders,
+        whose tokenizer lower-cases the text; needs a fast tokenizer and a token-type table (BERT-family).
+    Other arguments: see SpanBERT.v2 (`create_spanbert_transformer_v2`).
+    """
+    from .case_types import case_typed_forward
+
+    model = create_spanbert_transformer_v2(name, get_spans, tokenizer_config, transformer_config, mixed_precision,
+                                           grad_scaler_config, quantize, cpu_bf16)
+    if case_types:
+        model.attrs["case_types"] = True
+        model._func = partial(case_typed_forward, model._func)
     return model

@@ -45,6 +45,8 @@ def test_trf_baseline_mirrors_the_spanbert_ner_config():
     base_trf = dict(base["components"]["transformer"]["model"])
     assert base_trf.pop("@architectures") == "spacy-transformers.TransformerModel.v3"
     ours_trf.pop("@architectures")
+    assert ours_trf.pop("case_types") is True  # ours only: capitalisation as token types (MiniLM is uncased)
+    assert ours_trf.pop("quantize") is None and ours_trf.pop("cpu_bf16") is False
     assert base_trf == ours_trf  # same encoder name, windows, tokenizer and precision settings
     assert base["nlp"]["batch_size"] == ours["nlp"]["batch_size"]
 
@@ -61,13 +63,13 @@ def test_cnn_floor_shares_the_training_budget():
 
 
 def test_the_cpu_bf16_overrides_reach_the_transformer_through_the_cli():
-    """bench/accuracy.py passes CPU_BF16 as `spacy train` arguments: they must parse back to SpanBERT.v2 + bf16."""
+    """bench/accuracy.py passes CPU_BF16 as `spacy train` arguments: they must parse back to SpanBERT.v3 + bf16."""
     from bench.common import CPU_BF16, cli_overrides
 
     overrides = parse_config_overrides(cli_overrides(CPU_BF16))
     assert overrides == CPU_BF16
     block = _load(NER_CFG, **overrides)["components"]["transformer"]["model"]
-    assert block["@architectures"] == "spacy-spanbert.SpanBERT.v2" and block["cpu_bf16"] is True
+    assert block["@architectures"] == "spacy-spanbert.SpanBERT.v3" and block["cpu_bf16"] is True
 
 
 def test_accuracy_set_overrides_reach_the_config_and_refuse_span_marker(capsys):

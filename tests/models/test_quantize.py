@@ -15,10 +15,10 @@ import srsly
 from bench.tiny_pipeline import build_tiny_ner_pipeline, transformer_config
 from spacy_spanbert.models.quantize import (check_cpu, load_quantized_state, quantize_encoder, quantized_scheme,
                                             quantized_state)
-from spacy_spanbert.models.quantize_cli import V2, dir_size, quantize_overrides, run_quantize
+from spacy_spanbert.models.quantize_cli import V2, V3, dir_size, quantize_overrides, run_quantize
 
 TEXTS = ["John saw the big dog in London .", "Mary liked Paris and Berlin with Anna Smith .", "The king ."]
-OVERRIDES = {"components.transformer.model.@architectures": V2, "components.transformer.model.quantize": "int8"}
+OVERRIDES = {"components.transformer.model.quantize": "int8"}  # the tiny pipeline's transformer is SpanBERT.v3
 
 # Loads a pipeline in a fresh interpreter and prints what the parent compares: entities, span scores, token vectors.
 CHILD = textwrap.dedent("""
@@ -93,8 +93,9 @@ def test_cli_saves_a_smaller_int8_pipeline_that_loads_packages_and_predicts_as_q
     assert "components.transformer.model: int8" in done.stdout
     assert dir_size(out / "transformer") < 0.8 * dir_size(tiny["pipeline"] / "transformer")
     config = spacy.util.load_config(out / "config.cfg", interpolate=False)
-    assert config["components"]["transformer"]["model"]["@architectures"] == V2
+    assert config["components"]["transformer"]["model"]["@architectures"] == V3  # v3 stays v3: case types kept
     assert config["components"]["transformer"]["model"]["quantize"] == "int8"
+    assert config["components"]["transformer"]["model"]["case_types"] is True
     shims = [s for node in srsly.msgpack_loads((out / "transformer" / "model").read_bytes())["shims"] for s in node]
     state = srsly.msgpack_loads(shims[0])["state"]
     assert state[8:10] == b'{"' and b'"spanbert_quantize":"int8"' in state[:20000]  # safetensors, not a pickle
@@ -136,6 +137,7 @@ def test_config_setting_quantizes_at_load_pickles_and_v1_refuses_int8_weights(ti
     v1["components"]["transformer"]["model"]["@architectures"] = "spacy-spanbert.SpanBERT.v1"
     del v1["components"]["transformer"]["model"]["quantize"]
     del v1["components"]["transformer"]["model"]["cpu_bf16"]  # v2's other setting (saved with its default)
+    del v1["components"]["transformer"]["model"]["case_types"]  # v3's
     v1.to_disk(tmp_path / "int8" / "config.cfg")
     with pytest.raises(ValueError, match=r"is int8 \('int8'\).*SpanBERT.v2.*quantize = \"int8\""):
         spacy.load(tmp_path / "int8")
@@ -186,7 +188,7 @@ def test_a_span_component_with_its_own_transformer_is_found(tiny):
     nlp.add_pipe("spanbert_ner")  # the standalone default: a SpanBERT.v1 transformer of its own
     overrides = quantize_overrides(nlp.config.interpolate(), "int8_per_tensor", "x")
     assert overrides == {
-        "components.transformer.model.@architectures": V2, "components.transformer.model.quantize": "int8_per_tensor",
+        "components.transformer.model.quantize": "int8_per_tensor",  # SpanBERT.v3 has `quantize` already
         "components.spanbert_ner.model.tok2vec.@architectures": V2,
         "components.spanbert_ner.model.tok2vec.quantize": "int8_per_tensor"}
 

@@ -78,12 +78,16 @@ def test_config_validates_and_initialises(name, tiny_corpus, tiny_bert_dir):
     nlp = init_nlp(config)
     component = nlp.get_pipe(nlp.pipe_names[-1])
     assert set(component.labels) >= {"PER", "LOC", "ORG"}
-    # shared configs: a SpanBERT.v1 transformer component the span model listens to; standalone: its own inside
+    # shared configs: a SpanBERT.v3 transformer component the span model listens to; standalone: its own inside.
+    # MiniLM is uncased, so each gives its encoder case types (its token-type table grows by the 3 case rows)
     shared = "transformer" in nlp.pipe_names
     assert nlp.pipe_names == (["transformer", component.name] if shared else [component.name])
     encoder = (nlp.config["components"]["transformer"]["model"] if shared
                else nlp.config["components"][component.name]["model"]["tok2vec"])
-    assert encoder["@architectures"] == "spacy-spanbert.SpanBERT.v1"
+    assert encoder["@architectures"] == "spacy-spanbert.SpanBERT.v3" and encoder["case_types"] is True
+    trf = nlp.get_pipe("transformer").model if shared else component.model.get_ref("tok2vec")
+    hf = next(node for node in trf.walk() if node.shims).shims[0]._model
+    assert hf.config.type_vocab_size == 2 + 3
 
 
 def test_ner_config_trains(tiny_corpus, tiny_bert_dir, tmp_path):

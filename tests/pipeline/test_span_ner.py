@@ -34,6 +34,22 @@ def test_overfitting_IO(blank_ner, tmp_path, tiny_bert_dir):
     assert_roundtrip(nlp, "spanbert_ner", tiny_bert_dir, texts, "spanbert_ents", ents, tmp_path)
 
 
+def test_learns_and_round_trips_on_a_transformer_with_case_types(tiny_bert_dir, tmp_path):
+    """SpanBERT.v3 `case_types` inside the component: trains, predicts and loads back with its larger type table."""
+    nlp = spacy.blank("en")
+    config = component_config(tiny_bert_dir)
+    config["model"]["tok2vec"].update({"@architectures": "spacy-spanbert.SpanBERT.v3", "case_types": True})
+    config["model"]["tok2vec"]["get_spans"]["@span_getters"] = "spacy-transformers.strided_spans.v1"
+    nlp.add_pipe("spanbert_ner", config=config)
+    losses = train(nlp, ner_examples(nlp), steps=80)
+    assert losses["spanbert_ner"] < 0.05
+    assert [ents(nlp(text)) for text, _ in NER_DATA] == [sorted(e) for _, e in NER_DATA]
+    nlp.to_disk(tmp_path / "pipe")
+    loaded = spacy.load(tmp_path / "pipe")
+    assert loaded.get_pipe("spanbert_ner").model.get_ref("tok2vec")  # built from the saved config
+    assert [ents(loaded(text)) for text, _ in NER_DATA] == [sorted(e) for _, e in NER_DATA]
+
+
 def test_weights_are_saved_without_pickles(blank_ner):
     nlp = blank_ner
     train(nlp, ner_examples(nlp), steps=1)

@@ -1,0 +1,107 @@
+"""SpanBERT.v3 `case_types`: capitalisation as token types for an uncased encoder."""
+import types
+
+import numpy
+import pytest
+import spacy
+import torch
+from spacy_transformers.span_getters import configure_strided_spans
+from transformers.modeling_outputs import BaseModelOutput
+
+from spacy_spanbert.models.case_types import (
+    CASE_MIXED, CASE_NONE, CASE_TITLE, CASE_UPPER, CONFIG_KEY, add_case_type_rows, case_type_ids, char_cases, word_case,
+)
+from spacy_spanbert.models.transformer import create_spanbert_transformer_v2, create_spanbert_transformer_v3
+
+TEXTS = ["Peter Blackburn said the U.S. and McDonald's deal in CHICAGO was OK .", "no capitals here , 1996 ."]
+
+
+def build(bert_dir, version=3, **kwargs):
+    create = create_spanbert_transformer_v3 if version == 3 else create_spanbert_transformer_v2
+    return create(str(bert_dir), configure_strided_spans(32, 24), transformer_config={"hidden_dropout_prob": 0.0,
+                  "attention_probs_dropout_prob": 0.0}, **kwargs)
+
+
+@pytest.mark.parametrize("word,case", [
+    ("said", CASE_NONE), ("1996", CASE_NONE), ("--", CASE_NONE), ("Chicago", CASE_TITLE), ("O'Neill", CASE_MIXED),
+    ("A", CASE_TITLE), ("(Reuters)", CASE_TITLE), ("USA", CASE_UPPER), ("U.S.", CASE_UPPER), ("1-UP", CASE_UPPER),
+    ("McDonald", CASE_MIXED), ("iPhone", CASE_MIXED), ("Élan", CASE_TITLE), ("ÉTÉ", CASE_UPPER),
+])
+def test_word_case_reads_only_the_cased_characters(word, case):
+    assert word_case(word) == case
+
+
+def test_every_wordpiece_gets_its_words_case_and_special_tokens_and_padding_type_0(tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    texts = ["Peter said U.S. chicago", "x"]
+    enc = tokenizer(texts, return_offsets_mapping=True, padding="longest", return_tensors="np")
+    ids = case_type_ids(texts, enc["offset_mapping"], offset=2)
+    pieces = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    for j, piece in enumerate(pieces):
+        start, end = enc["offset_mapping"][0][j]
+        if end <= start:  # [CLS], [SEP]
+            assert ids[0, j] == 0
+            continue
+        word = next(w for w in texts[0].split() if texts[0].find(w) <= start < texts[0].find(w) + len(w))
+        assert ids[0, j] == {CASE_NONE: 0, CASE_TITLE: 2, CASE_UPPER: 3, CASE_MIXED: 4}[word_case(word)], piece
+    assert (ids[1] == 0).all()  # lower case, special tokens and padding
+    assert list(char_cases("Ab cd")) == [CASE_TITLE, CASE_TITLE, CASE_NONE, CASE_NONE, CASE_NONE, CASE_NONE]
+
+
+def test_case_rows_start_as_the_checkpoint_and_then_carry_case_to_every_layer(tiny_bert_dir):
+    """Before fine-tuning, v3 with case types computes exactly what v2 does (the new rows copy row 0); once the rows
+    differ, text with capitals encodes differently and text without does not. The pipeline's tokenizer is untouched."""
+    nlp = spacy.blank("en")
+    docs = [nlp(text) for text in TEXTS]
+    plain, cased = build(tiny_bert_dir, version=2), build(tiny_bert_dir, case_types=True)
+    plain.initialize(X=docs)
+    cased.initialize(X=docs)
+    encoder = cased.layers[0].shims[0]._model
+    assert encoder.embeddings.token_type_embeddings.num_embeddings == 5 and encoder.config.type_vocab_size == 5
+    assert getattr(encoder.config, CONFIG_KEY) == 2
+    tokenizer = cased.tokenizer
+    before = cased.predict(docs)
+    assert cased.tokenizer is tokenizer and type(tokenizer).__name__ == "BertTokenizerFast"
+    assert before.wordpieces.token_type_ids[0].max() == 4 and before.wordpieces.token_type_ids[1].max() == 0
+    for a, b in zip(plain.predict(docs).tensors[0].numpy(), before.tensors[0].numpy()):
+        numpy.testing.assert_allclose(a, b, atol=1e-6)
+    with torch.no_grad():
+        encoder.embeddings.token_type_embeddings.weight[2:] += torch.randn(3, encoder.config.hidden_size)
+    after = cased.predict(docs)
+    first, second = (numpy.abs(after.tensors[0].numpy()[i] - before.tensors[0].numpy()[i]).max() for i in (0, 1))
+    assert first > 1e-2 and second < 1e-6
+
+
+def test_case_rows_train_save_and_load(tiny_bert_dir):
+    """The case rows get gradients, and a saved transformer is rebuilt with them and predicts the same."""
+    nlp = spacy.blank("en")
+    docs = [nlp(text) for text in TEXTS]
+    model = build(tiny_bert_dir, case_types=True)
+    model.initialize(X=docs)
+    output, backprop = model.begin_update(docs)
+    hidden = output.model_output.last_hidden_state
+    backprop(types.SimpleNamespace(model_output=BaseModelOutput(last_hidden_state=torch.ones_like(hidden))))
+    grad = model.layers[0].shims[0]._model.embeddings.token_type_embeddings.weight.grad
+    assert grad is not None and bool((grad[2:].abs().sum(dim=1) > 0).all())
+    loaded = build(tiny_bert_dir, case_types=True).from_bytes(model.to_bytes())
+    assert loaded.layers[0].shims[0]._model.config.type_vocab_size == 5
+    numpy.testing.assert_allclose(loaded.predict(docs).tensors[0].numpy(), model.predict(docs).tensors[0].numpy(),
+                                  atol=1e-6)
+
+
+def test_case_types_errors_are_one_line_and_name_the_fix(tiny_bert_dir):
+    no_table = types.SimpleNamespace(config=types.SimpleNamespace(), embeddings=types.SimpleNamespace())
+    with pytest.raises(ValueError, match="case_types = false") as err:
+        add_case_type_rows(no_table)
+    assert "\n" not in str(err.value)
+    nlp = spacy.blank("en")
+    docs = [nlp(TEXTS[0])]
+    plain = build(tiny_bert_dir, version=2)
+    plain.initialize(X=docs)
+    loaded = build(tiny_bert_dir, case_types=True).from_bytes(plain.to_bytes())  # saved without the case rows
+    with pytest.raises(ValueError, match="has no case rows.*case_types = false") as err:
+        loaded.predict(docs)
+    assert "\n" not in str(err.value)
+
