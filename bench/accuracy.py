@@ -34,21 +34,26 @@ from bench.report import publish  # noqa: E402
 BENCH = Path(__file__).resolve().parent
 SYSTEMS: Dict[str, Dict[str, Any]] = {
     "spanbert_ner": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner (ours)", "encoder": True},
-    # ours without the 5 case flags per token (MiniLM is uncased): what the span head alone gives on its encoder
+    # ours without any capitalisation (MiniLM is uncased): neither the 5 case flags per token nor case types
     "spanbert_ner_nocase": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, no case features",
-                            "encoder": True, "overrides": ["--components.spanbert_ner.model.case_features", "false"]},
+                            "encoder": True, "overrides": ["--components.spanbert_ner.model.case_features", "false",
+                                                           "--components.transformer.model.case_types", "false"]},
     # ours in mixed precision on a GPU: the transformer's and the span scorer's autocast (no-op on a CPU)
     "spanbert_ner_amp": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, mixed precision",
                          "encoder": True, "overrides": ["--components.transformer.model.mixed_precision", "true",
                                                         "--components.spanbert_ner.model.mixed_precision", "true"]},
-    # ours with the encoder under bfloat16 autocast on a CPU (SpanBERT.v2 cpu_bf16)
+    # ours with the encoder under bfloat16 autocast on a CPU (cpu_bf16)
     "spanbert_ner_cpu_bf16": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, cpu_bf16", "encoder": True,
                               "overrides": cli_overrides(CPU_BF16)},
-    # ... and with capitalisation as token types inside the encoder (SpanBERT.v3 case_types; MiniLM is uncased)
-    "spanbert_ner_case_types": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, cpu_bf16, case types",
-                                "encoder": True, "overrides": cli_overrides({
-                                    **CPU_BF16, "components.transformer.model.@architectures": "spacy-spanbert.SpanBERT.v3",
+    # ... with capitalisation as token types inside the encoder (SpanBERT.v3 case_types, as configs/ner.cfg has it
+    # since 0.3.0; MiniLM is uncased), and without them (the 0.2 configs)
+    "spanbert_ner_case_types": {
+        "config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, cpu_bf16, case types", "encoder": True,
+        "overrides": cli_overrides({**CPU_BF16, "components.transformer.model.@architectures": "spacy-spanbert.SpanBERT.v3",
                                     "components.transformer.model.case_types": True})},
+    "spanbert_ner_no_case_types": {
+        "config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, cpu_bf16, no case types", "encoder": True,
+        "overrides": cli_overrides({**CPU_BF16, "components.transformer.model.case_types": False})},
     "trf_ner": {"config": BENCH / "configs" / "trf_ner.cfg", "label": "spacy-transformers + ner", "encoder": True},
     "span_marker": {"config": None, "label": "SpanMarker", "encoder": True},
     "cnn_ner": {"config": BENCH / "configs" / "cnn_ner.cfg", "label": "spaCy CNN tok2vec + ner", "encoder": False},

@@ -5,7 +5,8 @@ Pipelines (same encoder for the transformer ones):
   trf_ner          the same `transformer` + spaCy's transition-based `ner` on a TransformerListener
   trf_only         the bare `transformer` component: the ceiling for any head on that encoder
   trf_only_stock   the same bare component on spacy-transformers' own `TransformerModel.v3` (which `trf_ner` was
-                   trained with): what SpanBERT's length-sorted inference adds to the encoder alone
+                   trained with): what SpanBERT's length-sorted inference adds to the encoder alone (less what
+                   configs/ner.cfg's case types cost at tokenization)
   cnn_ner          spaCy's CNN tok2vec + `ner` (the default `ner` model)
   span_marker      span-marker (PyPI `span-marker`) on the same encoder directory, only if `span_marker` is importable;
                    it reads the same spaCy tokens, batch size and threads
@@ -255,9 +256,10 @@ def to_markdown(result: Dict) -> str:
         in_pipe = r.get("peak_rss_during_pipe_mb")
         lines.append(f"| {r['pipeline']} | {r['words_per_s']:,.0f} | {rel} | {in_pipe or '-'} | "
                      f"{r['peak_rss_mb']:,.0f} | {r['wall_s']} | {r['trained']} |")
-    lines.append("\nRows: `spanbert_ner` = SpanBERT.v1 transformer + spanbert_ner; `trf_ner` = spacy-transformers' "
-                 "TransformerModel.v3 + `ner`; `trf_only` = the bare SpanBERT.v1 transformer (the ceiling for any head "
-                 "on it); `trf_only_stock` = the bare TransformerModel.v3 (what length-sorted inference adds); "
+    lines.append("\nRows: `spanbert_ner` = configs/ner.cfg's SpanBERT transformer + spanbert_ner; `trf_ner` = "
+                 "spacy-transformers' TransformerModel.v3 + `ner`; `trf_only` = the bare SpanBERT transformer (the "
+                 "ceiling for any head on it); `trf_only_stock` = the bare TransformerModel.v3 (what length-sorted "
+                 "inference adds, less what case types cost at tokenization); "
                  "`cnn_ner` = spaCy's CNN tok2vec + ner; `span_marker` = span-marker on the same encoder.")
     speed = {r["pipeline"]: r["words_per_s"] for r in rows}
     if "spanbert_ner" in speed:

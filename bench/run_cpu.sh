@@ -9,7 +9,8 @@
 # bench/line_breaks.py needs pipelines of the former kind (its heading says which kind it scored).
 # Tables recorded before the commit that added SpanBERT.v3 (version 0.3.0) trained without case types; rerun now,
 # the shipped configs give the encoder capitalisation as token types (`case_types = true`; to reproduce an older
-# table add `--set components.transformer.model.case_types false`).
+# table add `--set components.transformer.model.case_types false`; the workflow recipe's A/B without them is the
+# system spanbert_ner_no_case_types).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python

@@ -1,10 +1,11 @@
 """`python -m spacy spanbert-quantize IN_PIPELINE OUT_PIPELINE [--scheme int8|int8_per_tensor]`.
 
 Turns a trained pipeline's SpanBERT transformer(s) into int8 for CPU inference: every `spacy-spanbert.SpanBERT.v1`
-(or fp32 v2) model in the config becomes `SpanBERT.v2` with `quantize` set (a v3 model stays v3, case types kept), the pipeline is loaded under that
-config (the fp32 weights are quantized as they load) and saved with int8 weights. The result is an ordinary spaCy
-pipeline: `spacy.load`, `spacy package` and `spacy benchmark speed` take it as it is. Registered on spaCy's CLI
-through the `spacy_cli` entry point; torch and the pipeline load only when the command runs.
+(or fp32 v2) model in the config becomes `SpanBERT.v2` with `quantize` set (a v3 model stays v3, case types kept),
+the pipeline is loaded under that config (the fp32 weights are quantized as they load) and saved with int8 weights.
+The result is an ordinary spaCy pipeline: `spacy.load`, `spacy package` and `spacy benchmark speed` take it as it
+is. Registered on spaCy's CLI through the `spacy_cli` entry point; torch and the pipeline load only when the command
+runs.
 """
 from pathlib import Path
 from typing import Any, Dict, List, Tuple

@@ -24,6 +24,7 @@ from spacy_transformers.layers.transformer_model import init as _trf_init
 from ..hf import check_tokenizer_files, looks_cased
 from .averaged_params import use_averaged_params
 from .checkpoint_names import missing_package_hint
+from .listeners import replace_listener_cfg
 
 DEFAULT_SPANBERT = "SpanBERT/spanbert-base-cased"
 DEFAULT_MAX_LENGTH = 512
@@ -398,6 +399,19 @@ def _chunked(forward: Callable, model: Any, wordpieces: Any, is_train: bool) -> 
     return merged, _inference_only
 
 
+class SpanBERTTransformerModel(TransformerModel):
+    """spacy-transformers' TransformerModel whose `copy()` keeps what our builders set: the checked init, the
+    forward (SpanBERT.v3's case types) and every attr. spaCy's `replace_listeners` (a sourced component taking its
+    own copy of a shared transformer) copies the model, and spacy-transformers' copy rebuilds a stock one."""
+
+    def copy(self) -> "SpanBERTTransformerModel":
+        copied = super().copy()
+        copied.__class__ = type(self)
+        copied.init, copied._func = self.init, self._func
+        copied.attrs.update(self.attrs)
+        return copied
+
+
 def create_spanbert_transformer(
     name: str = DEFAULT_SPANBERT,
     get_spans: Optional[Callable[[List[Doc]], List[List[Span]]]] = None,
@@ -460,7 +474,7 @@ def create_spanbert_transformer_v2(
     # spacy-transformers enables the scaler with mixed_precision, and thinc's scaler refuses CPU tensors (autocast
     # is CUDA's only): a mixed-precision config must still train, and load, where the Ops are a CPU's
     scaler.setdefault("enabled", mixed_precision and getattr(get_current_ops(), "device_type", "cpu") == "gpu")
-    model = TransformerModel(
+    model = SpanBERTTransformerModel(
         str(name),
         get_spans,
         spanbert_tokenizer_config(str(name), dict(tokenizer_config or {})),
@@ -469,6 +483,7 @@ def create_spanbert_transformer_v2(
         scaler,
     )
     model.init = _checked_init
+    model.attrs["replace_listener_cfg"] = replace_listener_cfg
     shim = model.layers[0].shims[0]
     shim.__class__ = SafetensorsHFShim
     shim.quantize = quantize

@@ -105,3 +105,45 @@ def test_case_types_errors_are_one_line_and_name_the_fix(tiny_bert_dir):
         loaded.predict(docs)
     assert "\n" not in str(err.value)
 
+
+
+def test_a_sourced_component_keeps_case_types_through_replace_listeners(tmp_path):
+    """spaCy's replace_listeners gives the component its own copy of the shared transformer: the copy must still
+    type case (an encoder trained with the case rows would otherwise get zeros, silently), and the pipeline must save
+    and load (its listener's config becomes SpanBERTTok2Vec.v1, the shape the replaced model has in memory)."""
+    from bench.tiny_pipeline import build_tiny_ner_pipeline
+
+    texts = ["John saw the big dog in London .", "Mary liked Paris and Berlin ."]
+    nlp = spacy.load(build_tiny_ner_pipeline(tmp_path / "tiny", steps=30)["pipeline"])
+    before = [doc.spans["spanbert_ents"].attrs["scores"] for doc in nlp.pipe(texts)]
+    nlp.replace_listeners("transformer", "spanbert_ner", ["model.tok2vec"])
+    nlp.remove_pipe("transformer")
+    copied = next(node for node in nlp.get_pipe("spanbert_ner").model.walk() if node.attrs.get("case_types"))
+    assert copied.tokenizer is not None and getattr(copied.transformer.config, CONFIG_KEY) == 2
+    after = [doc.spans["spanbert_ents"].attrs["scores"] for doc in nlp.pipe(texts)]
+    for a, b in zip(before, after):
+        numpy.testing.assert_allclose(a, b, rtol=1e-5)
+    tok2vec = nlp.config["components"]["spanbert_ner"]["model"]["tok2vec"]
+    assert tok2vec["@architectures"] == "spacy-spanbert.SpanBERTTok2Vec.v1"
+    assert tok2vec["transformer"]["@architectures"] == "spacy-spanbert.SpanBERT.v3"
+    assert tok2vec["transformer"]["case_types"] is True
+    nlp.to_disk(tmp_path / "own")
+    loaded = [doc.spans["spanbert_ents"].attrs["scores"] for doc in spacy.load(tmp_path / "own").pipe(texts)]
+    for a, b in zip(before, loaded):
+        numpy.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_threads_sharing_a_pipeline_never_leave_the_case_typing_tokenizer_behind(tiny_bert_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    nlp = spacy.blank("en")
+    docs = [nlp(text) for text in TEXTS]
+    model = build(tiny_bert_dir, case_types=True)
+    model.initialize(X=docs)
+    tokenizer = model.tokenizer
+    expected = model.predict(docs).tensors[0].numpy()
+    with ThreadPoolExecutor(4) as pool:
+        outputs = list(pool.map(lambda _: model.predict(docs).tensors[0].numpy(), range(16)))
+    assert model.tokenizer is tokenizer
+    for output in outputs:
+        numpy.testing.assert_allclose(output, expected, atol=1e-6)
