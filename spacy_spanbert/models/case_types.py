@@ -12,8 +12,10 @@ computes exactly what it did without case types; fine-tuning then learns what ca
 config records the first case row under `CONFIG_KEY`, so a saved pipeline is rebuilt with the larger table.
 """
 import copy
+import os
 import re
 import threading
+import weakref
 from functools import lru_cache
 from typing import Any, Callable, Dict, List, Sequence
 
@@ -96,9 +98,30 @@ def add_case_type_rows(encoder: Any) -> int:
 
 
 _TYPED_CLASSES: Dict[type, type] = {}
-# One forward at a time swaps a tokenizer in: two threads calling one pipeline (a web server's pool) must not see, or
-# put back, each other's case-typing copy, which would then be saved (under a class name AutoTokenizer cannot load).
-_SWAP_LOCK = threading.RLock()
+# One forward per transformer at a time swaps a tokenizer in: two threads calling one pipeline (a web server's pool)
+# must not see, or put back, each other's case-typing copy, which would then be saved (under a class name
+# AutoTokenizer cannot load). A lock per shim, so different pipelines never wait on each other.
+_LOCKS: "weakref.WeakKeyDictionary[Any, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _swap_lock(shim: Any) -> threading.RLock:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(shim)
+        if lock is None:
+            lock = _LOCKS[shim] = threading.RLock()
+        return lock
+
+
+def _fresh_locks_in_child() -> None:
+    """A forked child (spaCy's `n_process`) inherits locks another thread may hold, and that thread does not exist in
+    the child: start it with free locks (a tokenizer left swapped in is put back by the next forward)."""
+    global _LOCKS, _LOCKS_GUARD
+    _LOCKS, _LOCKS_GUARD = weakref.WeakKeyDictionary(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_locks_in_child)
 
 
 def _case_typed_class(cls: type) -> type:
@@ -124,7 +147,8 @@ def case_typed_forward(forward: Callable, model: Any, docs: List[Any], is_train:
 
     The copy shares the tokenizer's backend; the pipeline's own tokenizer object is never changed, so it saves and
     loads as before. Module-level (bound with functools.partial) so that pipelines pickle."""
-    hf = model.layers[0].shims[0]._hfmodel
+    shim = model.layers[0].shims[0]
+    hf = shim._hfmodel
     if hf.transformer is None:
         raise ValueError("The transformer has no weights yet: call nlp.initialize() (or load a trained pipeline) "
                          "before using it")
@@ -132,11 +156,13 @@ def case_typed_forward(forward: Callable, model: Any, docs: List[Any], is_train:
     if offset is None:
         raise ValueError("This transformer's config sets case_types = true but its encoder has no case rows (saved "
                          "without them): set case_types = false, or train the pipeline again with case_types")
-    with _SWAP_LOCK:
-        tokenizer = hf.tokenizer
+    with _swap_lock(shim):
+        # a copy is only ever left in place by a fork in mid-forward: take the tokenizer it was made from
+        tokenizer = getattr(hf.tokenizer, "case_typed_original", hf.tokenizer)
         typed = copy.copy(tokenizer)
         typed.__class__ = _case_typed_class(type(tokenizer))
         typed.case_type_offset = int(offset)
+        typed.case_typed_original = tokenizer
         hf.tokenizer = typed
         try:
             return forward(model, docs, is_train)

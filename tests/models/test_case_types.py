@@ -1,4 +1,5 @@
 """SpanBERT.v3 `case_types`: capitalisation as token types for an uncased encoder."""
+import copy
 import types
 
 import numpy
@@ -147,3 +148,44 @@ def test_threads_sharing_a_pipeline_never_leave_the_case_typing_tokenizer_behind
     assert model.tokenizer is tokenizer
     for output in outputs:
         numpy.testing.assert_allclose(output, expected, atol=1e-6)
+
+
+def test_a_fork_in_mid_forward_leaves_the_child_a_working_transformer(tiny_bert_dir):
+    """A forked child (spaCy's n_process) can inherit the swap lock held by a thread it does not have, and the
+    case-typing tokenizer swapped in: its first forward must neither wait forever nor keep the copy."""
+    import threading
+
+    from spacy_spanbert.models import case_types
+
+    nlp = spacy.blank("en")
+    docs = [nlp(text) for text in TEXTS]
+    model = build(tiny_bert_dir, case_types=True)
+    model.initialize(X=docs)
+    shim, tokenizer = model.layers[0].shims[0], model.tokenizer
+    expected = model.predict(docs).tensors[0].numpy()
+    held, release = threading.Event(), threading.Event()
+
+    def hold():  # the parent's other thread, in mid-forward when the fork happens
+        with case_types._swap_lock(shim):
+            held.set()
+            release.wait(120)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(10)
+    left = copy.copy(tokenizer)
+    left.__class__ = case_types._case_typed_class(type(tokenizer))
+    left.case_type_offset, left.case_typed_original = 2, tokenizer
+    shim._hfmodel.tokenizer = left
+    case_types._fresh_locks_in_child()  # what os.register_at_fork runs in the child
+    try:
+        got = []
+        child = threading.Thread(target=lambda: got.append(model.predict(docs).tensors[0].numpy()), daemon=True)
+        child.start()
+        child.join(20)
+        assert got, "the forward waited on a lock held by a thread the child does not have"
+        numpy.testing.assert_allclose(got[0], expected, atol=1e-6)
+        assert model.tokenizer is tokenizer
+    finally:
+        release.set()
+        thread.join()
