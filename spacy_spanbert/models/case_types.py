@@ -46,7 +46,7 @@ def word_case(word: str) -> int:
 def char_cases(text: str) -> numpy.ndarray:
     """The case of the whitespace-delimited word each character belongs to (CASE_NONE for whitespace).
 
-    Words, not wordpieces: "chicago" splits into "chi ##cago" and both pieces are title case, and "U.S." (split on
+    Words, not wordpieces: "Chicago" becomes "chi ##cago" and both pieces are title case, and "U.S." (split on
     its dots by BERT's pre-tokenizer) stays upper case."""
     cases = numpy.zeros(len(text) + 1, dtype="int64")  # one spare slot for an offset at the very end
     for match in _WORD.finditer(text):
