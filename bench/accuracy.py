@@ -49,8 +49,7 @@ SYSTEMS: Dict[str, Dict[str, Any]] = {
     # since 0.3.0; MiniLM is uncased), and without them (the 0.2 configs)
     "spanbert_ner_case_types": {
         "config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, cpu_bf16, case types", "encoder": True,
-        "overrides": cli_overrides({**CPU_BF16, "components.transformer.model.@architectures": "spacy-spanbert.SpanBERT.v3",
-                                    "components.transformer.model.case_types": True})},
+        "overrides": cli_overrides({**CPU_BF16, "components.transformer.model.case_types": True})},
     "spanbert_ner_no_case_types": {
         "config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, cpu_bf16, no case types", "encoder": True,
         "overrides": cli_overrides({**CPU_BF16, "components.transformer.model.case_types": False})},

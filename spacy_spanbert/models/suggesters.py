@@ -88,7 +88,8 @@ def build_sentence_ngram_suggester_v2(max_width: int = DEFAULT_MAX_WIDTH, within
     Hard-wrapped text, where a name can run over a line break, wants `within_lines = false`.
 
     max_width (int): The longest candidate span in tokens. Longer gold spans can never be predicted.
-    within_lines (bool): Also end a segment after every whitespace token holding a line break ("\n" or "\r").
+    within_lines (bool): Also end a segment after every whitespace token holding a line break (any of
+        `LINE_BREAKS`, the characters str.splitlines breaks on).
     RETURNS (Suggester): `(docs, *, ops=None) -> Ragged`, as spaCy's spancat expects, with a `max_width` attribute.
     """
     if max_width < 1:

@@ -105,6 +105,14 @@ def test_case_types_errors_are_one_line_and_name_the_fix(tiny_bert_dir):
     with pytest.raises(ValueError, match="has no case rows.*case_types = false") as err:
         loaded.predict(docs)
     assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=r"no weights yet: call nlp.initialize\(\)") as err:
+        build(tiny_bert_dir, case_types=True).predict(docs)
+    assert "\n" not in str(err.value)
+    slow = build(tiny_bert_dir, case_types=True, tokenizer_config={"use_fast": False})
+    slow.initialize(X=docs)
+    with pytest.raises(ValueError, match="needs a fast tokenizer.*use_fast = true, or case_types = false") as err:
+        slow.predict(docs)
+    assert "\n" not in str(err.value)
 
 
 
