@@ -102,6 +102,7 @@ def machine_info(gpu_id: int = -1, threads: Optional[int] = None) -> Dict[str, A
     """Everything a reader needs to compare our numbers with theirs: CPU, cores, threads, GPU, versions."""
     return {
         "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch_threads(threads),
         "threads": threads if threads else {k: os.environ.get(k) for k in THREAD_VARS if os.environ.get(k)} or "default",
@@ -114,6 +115,26 @@ def machine_info(gpu_id: int = -1, threads: Optional[int] = None) -> Dict[str, A
     }
 
 
+def cpu_features() -> Dict[str, Any]:
+    """What decides CPU speed here: PyTorch's kernel level, native bf16 and int8 VNNI, and any emulation settings."""
+    try:
+        from spacy_spanbert import cpu
+    except ImportError:
+        return {}
+    return cpu.describe()
+
+
+def features_text(features: Dict[str, Any]) -> str:
+    """'AVX512, bf16 native, VNNI' style summary of `cpu_features` (empty for results recorded without it)."""
+    if not features:
+        return ""
+    parts = [str(features.get("kernel_capability")), "bf16 native" if features.get("native_bf16") else "no native bf16",
+             "int8 VNNI" if features.get("int8_vnni") else "no int8 VNNI"]
+    if features.get("emulation"):
+        parts.append("emulated: " + " ".join(f"{k}={v}" for k, v in features["emulation"].items()))
+    return ", ".join(parts)
+
+
 def machine_line(machine: Dict[str, Any]) -> str:
     """One Markdown line describing the machine, for the foot of each results table."""
     gpu = machine.get("gpu")
@@ -123,7 +144,8 @@ def machine_line(machine: Dict[str, Any]) -> str:
         threads = ", ".join(f"{k}={v}" for k, v in threads.items())
     vers = ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items() if v)
     return (
-        f"Machine: {machine.get('cpu')} ({machine.get('cpu_count')} logical cores, torch threads "
+        f"Machine: {machine.get('cpu')} [{features_text(machine.get('cpu_features') or {}) or 'CPU features not recorded'}] "
+        f"({machine.get('cpu_count')} logical cores, torch threads "
         f"{machine.get('torch_threads')}, env: {threads}); "
         f"device: {device}; Python {machine.get('python')}; {vers}; commit {machine.get('git_commit')}; "
         f"{machine.get('date')}."

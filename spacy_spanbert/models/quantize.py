@@ -6,7 +6,7 @@ activation on the fly, which fbgemm runs faster than fp32. Embeddings, LayerNorm
 
 Accuracy (bench/results/quantize.md, MiniLM-L6 on CoNLL-2003 dev): PyTorch's module quantizes activations to 7 bits
 on x86 (`reduce_range`), because fbgemm's int8 kernels saturate 16-bit sums on CPUs without VNNI; that cost 0.5-0.7 F
-here. Where the CPU has VNNI (AVX512-VNNI / AVX-VNNI: int8 products summed straight into int32, no saturation) our
+here. Where fbgemm runs AVX512-VNNI kernels (int8 products summed straight into int32, no saturation) our
 Linear keeps all 8 bits, and per-channel weight scales ("int8", the default) then lose nothing measurable. The saved
 weights are the same either way; only the runtime activation range differs (`activation_bits`;
 SPACY_SPANBERT_INT8_REDUCE_RANGE=1 forces PyTorch's 7 bits).
@@ -21,10 +21,11 @@ import os
 import warnings
 from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
 import torch
+
+from ..cpu import has_int8_vnni
 
 # "int8": one weight scale per output row (per-channel); "int8_per_tensor": one per matrix (the PyTorch tutorial's)
 SCHEMES = ("int8", "int8_per_tensor")
@@ -61,14 +62,10 @@ REDUCE_RANGE_ENV = "SPACY_SPANBERT_INT8_REDUCE_RANGE"  # "1": 7-bit activations 
 
 @lru_cache(maxsize=1)
 def _reduce_range() -> bool:
-    """True unless the CPU has VNNI (Linux flags) and REDUCE_RANGE_ENV is not "1"."""
+    """True unless fbgemm runs AVX512-VNNI kernels here (`cpu.has_int8_vnni`) and REDUCE_RANGE_ENV is not "1"."""
     if os.environ.get(REDUCE_RANGE_ENV, "0") == "1":
         return True
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:  # not Linux: keep PyTorch's safe 7-bit activations
-        return True
-    return not ("avx512_vnni" in flags or "avx_vnni" in flags)
+    return not has_int8_vnni()
 
 
 def activation_bits() -> int:

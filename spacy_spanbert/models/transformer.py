@@ -350,13 +350,19 @@ def chunked_forward(forward: Callable, model: Any, wordpieces: Any, is_train: bo
 
 
 def cpu_has_bf16() -> bool:
-    """True when this CPU has native bfloat16 instructions (AVX512-BF16 or AMX), where bf16 autocast pays off.
+    """True when this CPU runs bfloat16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off (`cpu.py`)."""
+    from ..cpu import has_native_bf16
 
-    torch's own probes (private, so a torch without them counts as no)."""
-    import torch
+    return has_native_bf16()
 
-    probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return any(bool(probe()) for probe in probes if probe is not None)
+
+def warn_if_emulated_bf16(setting: str) -> None:
+    """One warning line when bf16 is asked for explicitly on a CPU that would emulate it."""
+    if not cpu_has_bf16():
+        from ..cpu import kernel_capability
+
+        warnings.warn(f"{setting} on a CPU without native bfloat16 (kernels {kernel_capability()}, no AVX512-BF16/AMX): "
+                      f"it is emulated and many times slower than float32; set it to \"auto\" or false")
 
 
 def _encoder_device_type(model: Any) -> str:
@@ -467,6 +473,8 @@ def create_spanbert_transformer_v2(
         raise ValueError(f"SpanBERT.v2 cpu_bf16 = {cpu_bf16!r} is not a setting: use true, false or \"auto\"")
     if cpu_bf16 == "auto":
         cpu_bf16 = quantize is None and cpu_has_bf16()
+    elif cpu_bf16 and getattr(get_current_ops(), "device_type", "cpu") == "cpu":
+        warn_if_emulated_bf16("SpanBERT cpu_bf16 = true")
     if quantize is not None and cpu_bf16:
         raise ValueError(f"SpanBERT.v2 has both quantize = {quantize!r} and cpu_bf16 = true: an int8 encoder does not "
                          f"run in bfloat16; set cpu_bf16 = false")

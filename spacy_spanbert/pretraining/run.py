@@ -80,15 +80,35 @@ def max_positions(config) -> int:
     return n - 2 if config.model_type in ROBERTA_LIKE else n
 
 
-def precision_flags(precision: str, on_gpu: bool) -> Dict[str, bool]:
-    if precision == "auto":
-        import torch
+def resolve_precision(precision: str, on_gpu: bool) -> str:
+    """The precision a run uses: "auto" is bf16 (or fp16 where bf16 is missing) on a GPU, and on a CPU bf16 where it
+    runs natively (AVX512-BF16/AMX, `cpu.has_native_bf16`), fp32 elsewhere. bf16 asked for on a CPU that would
+    emulate it is kept, with one warning line."""
+    import torch
 
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "fp32"
-    if precision not in ("fp32", "bf16", "fp16"):
+    from ..cpu import has_native_bf16, precision_reason
+
+    if precision not in ("fp32", "bf16", "fp16", "auto"):
         raise ValueError(f"training.precision must be fp32, bf16, fp16 or auto, got {precision!r}.")
     if precision == "fp16" and not on_gpu:
-        raise ValueError("training.precision = fp16 needs a GPU: use bf16 or fp32 on CPU.")
+        raise ValueError("training.precision = fp16 needs a GPU: use auto, bf16 or fp32 on CPU.")
+    if on_gpu:
+        if precision == "auto":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return precision
+    native = has_native_bf16()
+    if precision == "auto":
+        precision = "bf16" if native else "fp32"
+        logger.info("Precision %s (auto): %s.", precision, precision_reason(native))
+    elif precision == "bf16" and not native:
+        logger.warning("training.precision = bf16 on a CPU without native bfloat16 (no AVX512-BF16/AMX): it is "
+                       "emulated and many times slower than fp32; set training.precision = auto (or fp32)")
+    return precision
+
+
+def precision_flags(precision: str, on_gpu: bool) -> Dict[str, bool]:
+    """TrainingArguments' bf16 / fp16 flags for `resolve_precision`'s choice."""
+    precision = resolve_precision(precision, on_gpu)
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 

@@ -133,11 +133,11 @@ def test_calibrate_stores_temperature_and_leaves_entities_unchanged(trained_ner,
 
     nlp.to_disk(tmp_path / "calibrated")
     loaded = spacy.load(tmp_path / "calibrated")
-    assert loaded.get_pipe("spanbert_ner").cfg["temperature"] == result["temperature"]
+    assert loaded.get_pipe("spanbert_ner").cfg["temperature"] == pytest.approx(result["temperature"], rel=1e-12)
     numpy.testing.assert_allclose(sum(_entities_and_scores(loaded)[1], []), sum(calibrated, []), rtol=1e-5)
     fresh = spacy.load(model_dir)
     fresh.from_bytes(nlp.to_bytes())
-    assert fresh.get_pipe("spanbert_ner").cfg["temperature"] == result["temperature"]
+    assert fresh.get_pipe("spanbert_ner").cfg["temperature"] == pytest.approx(result["temperature"], rel=1e-12)
     numpy.testing.assert_allclose(sum(_entities_and_scores(fresh)[1], []), sum(calibrated, []), rtol=1e-5)
 
 
@@ -235,7 +235,8 @@ def test_cli_writes_a_loadable_calibrated_pipeline(trained_ner, tmp_path):
     loaded = spacy.load(tmp_path / "out")
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     temperature = meta["spanbert_calibration"]["spanbert_ner"]["temperature"]
-    assert loaded.get_pipe("spanbert_ner").cfg["temperature"] == temperature != 1.0
+    # saved floats come back within a rounding of the JSON text, which depends on the fitted value (and the CPU)
+    assert loaded.get_pipe("spanbert_ner").cfg["temperature"] == pytest.approx(temperature, rel=1e-12) and temperature != 1.0
     # the saved pipeline writes the calibrated scores: the raw ones at T = 1 differ, the entities do not
     text = "Peter saw the dog in Paris ."
     calibrated = loaded(text)

@@ -10,11 +10,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from weasel.util import load_project_config
 
 from samples import write_conll_docs, write_news_corpus
+from spacy_spanbert.cpu import AVX2_EMULATION, has_native_bf16
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,9 +40,9 @@ VARS = {
 }
 
 
-def _run(project: Path, command: str, overrides: dict) -> str:
+def _run(project: Path, command: str, overrides: dict, extra_env: Optional[dict] = None) -> str:
     args = [f"--vars.{key}={value}" for key, value in overrides.items()]
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", **(extra_env or {}))
     result = subprocess.run([sys.executable, "-m", "spacy", "project", "run", command, str(project), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert result.returncode == 0, f"`spacy project run {command}` failed:\n{result.stdout[-4000:]}"
@@ -81,14 +83,24 @@ def test_every_dep_and_output_resolves_to_one_path(overrides):
 
 
 @pytest.mark.slow
-def test_workflow_runs_end_to_end_and_packages(project):
+@pytest.mark.parametrize("machine", ["this", "avx2"])
+def test_workflow_runs_end_to_end_and_packages(project, machine):
+    """The workflow with its default precision settings, on this CPU and on an emulated plain AVX2 one, where
+    both pretraining and training must choose float32 (bf16 is emulated there, many times slower)."""
     project_dir, overrides = project
+    extra_env = AVX2_EMULATION if machine == "avx2" else {}
     config = load_project_config(project_dir, overrides={f"vars.{k}": v for k, v in overrides.items()})
     commands = {cmd["name"]: cmd for cmd in config["commands"]}
     steps = [step for step in config["workflows"]["all"] if step != "fetch"]
-    assert steps == ["convert", "corpus", "pretrain", "train", "evaluate", "package", "report"]
+    assert steps == ["precision", "convert", "corpus", "pretrain", "train", "evaluate", "package", "report"]
     try:
-        outputs = {step: _run(project_dir, step, overrides) for step in steps}
+        outputs = {step: _run(project_dir, step, overrides, extra_env) for step in steps}
+        if machine == "avx2" or not has_native_bf16():
+            assert "pretrain: precision auto -> float32" in outputs["precision"]
+            assert "train: cpu_bf16 auto -> float32" in outputs["precision"]
+            assert "Precision fp32 (auto)" in outputs["pretrain"]
+        else:
+            assert "Precision bf16 (auto)" in outputs["pretrain"]
         for step in steps:
             for path in commands[step].get("outputs", []) + commands[step].get("outputs_no_cache", []):
                 assert (project_dir / path).exists(), f"'{step}' did not write its declared output {path}"
@@ -116,6 +128,6 @@ def test_workflow_runs_end_to_end_and_packages(project):
         assert loaded.returncode == 0 and "spanbert_ner" in loaded.stdout, loaded.stdout[-2000:]
         # deps and outputs are complete enough for weasel to skip up-to-date steps
         for step in ("convert", "corpus", "evaluate"):
-            assert f"Skipping '{step}': nothing changed" in _run(project_dir, step, overrides)
+            assert f"Skipping '{step}': nothing changed" in _run(project_dir, step, overrides, extra_env)
     finally:
         _pip_uninstall(f"en_{PACKAGE}")
