@@ -5,7 +5,8 @@ come from a script anyone can rerun. Each step runs through `spacy project run S
 are exactly the user's), forced to rerun so the timing is real, and the metrics are read back from the files the
 workflow itself writes (metrics/ner_test.json, metrics/pretrain_heldout.json).
 
-Usage: python bench/workflow.py [--vars.NAME VALUE ...] [--skip fetch] [--output bench/results/workflow.json]
+Usage: python bench/workflow.py [--workflow all|rel] [--vars.NAME VALUE ...] [--skip fetch]
+       [--output bench/results/workflow.json]
 """
 import argparse
 import json
@@ -22,7 +23,11 @@ from bench.common import (  # noqa: E402
     write_text,
 )
 
-STEPS = ("fetch", "convert", "corpus", "pretrain", "train", "evaluate", "package")
+WORKFLOWS = {
+    "all": ("precision", "fetch", "convert", "corpus", "pretrain", "train", "evaluate", "package"),
+    "rel": ("precision", "rel_fetch", "rel_convert", "rel_train", "rel_evaluate", "rel_package"),
+}
+METRICS = {"all": "ner_test.json", "rel": "rel_test.json"}
 
 
 def run_workflow(steps: Sequence[str], overrides: Sequence[str], log_dir: Path) -> List[Dict[str, Any]]:
@@ -43,23 +48,35 @@ def read_json(path: Path) -> Optional[Dict[str, Any]]:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _score_table(metrics: Dict[str, Any]) -> str:
+    rows = [[label, *(f"{100 * v[k]:.1f}" for k in ("p", "r", "f"))] for label, v in metrics["per_type"].items()]
+    rows.append(["**overall**", *(f"**{100 * metrics['overall'][k]:.1f}**" for k in ("p", "r", "f"))])
+    return markdown_table(["type", "P", "R", "F"], rows)
+
+
 def render(result: Dict[str, Any]) -> str:
-    """Markdown: per-step timings, then the test metrics per entity type."""
-    rows = [[r["step"], fmt_duration(r["wall_s"]), "ok" if r["ok"] else "FAILED"] for r in result["steps"]]
+    """Markdown: per-step timings, then the test metrics per entity type (and per relation label)."""
+    workflow = result.get("workflow", "all")
+    rows = [[r["step"], fmt_duration(r["wall_s"]),
+             ("ok" if r["ok"] else "FAILED") + (f" (run before, at {r['reused_from']})" if r.get("reused_from") else "")]
+            for r in result["steps"]]
     rows.append(["**total**", f"**{fmt_duration(result['total_s'])}**", ""])
     lines = [
-        "### `spacy project run all` on the embedded default",
+        f"### `spacy project run {workflow}` on the embedded default",
         "",
         f"Command: `{result['command']}`",
         "",
         markdown_table(["step", "wall time", "status"], rows),
     ]
     metrics = result.get("test_metrics")
-    if metrics:
-        mrows = [[label, *(f"{100 * v[k]:.1f}" for k in ("p", "r", "f"))] for label, v in metrics["per_type"].items()]
-        mrows.append(["**overall**", *(f"**{100 * metrics['overall'][k]:.1f}**" for k in ("p", "r", "f"))])
+    if metrics and workflow == "rel":
+        lines += ["", "CoNLL04 **test**, entities (spanbert_ner):", "", _score_table(metrics["entities"]), "",
+                  "CoNLL04 **test**, relations (spanbert_rel, strict: label and both arguments' boundaries and types; "
+                  f"boundaries-only F {100 * metrics['relations']['boundaries']['f']:.1f}):", "",
+                  _score_table(metrics["relations"])]
+    elif metrics:
         lines += ["", "CoNLL-2003 **test** (spanbert_ner on the span-masked + SBO MiniLM-L6):", "",
-                  markdown_table(["type", "P", "R", "F"], mrows)]
+                  _score_table(metrics)]
     heldout = result.get("pretrain_heldout")
     if heldout:
         lines += ["", "Held-out news text after pretraining: " + ", ".join(
@@ -70,22 +87,36 @@ def render(result: Dict[str, Any]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--skip", nargs="*", default=[], choices=STEPS, help="steps not to rerun (their outputs must exist)")
+    p.add_argument("--workflow", default="all", choices=sorted(WORKFLOWS), help="the project workflow to time")
+    p.add_argument("--skip", nargs="*", default=[], help="steps not to rerun (their outputs must exist)")
     p.add_argument("--output", type=Path, default=RESULTS_DIR / "workflow.json")
+    p.add_argument("--steps-from", type=Path, default=None,
+                   help="a result file of an interrupted run: its records of the --skip steps count towards the total")
     args, overrides = p.parse_known_args(argv)
     bad = [o for o in overrides if o.startswith("-") and not o.startswith("--vars.")]
     if bad:
         p.error(f"unknown option(s) {bad}: only --vars.NAME VALUE overrides are passed to `spacy project run`")
-    steps = [s for s in STEPS if s not in args.skip]
+    unknown = sorted(set(args.skip) - set(WORKFLOWS[args.workflow]))
+    if unknown:
+        p.error(f"--skip {unknown}: not steps of the {args.workflow} workflow {list(WORKFLOWS[args.workflow])}")
+    steps = [s for s in WORKFLOWS[args.workflow] if s not in args.skip]
+    earlier = []
+    if args.steps_from is not None:
+        previous = json.loads(args.steps_from.read_text())
+        earlier = [dict(r, reused_from=previous["machine"].get("git_commit")) for r in previous["steps"]
+                   if r["step"] in args.skip and r["ok"]]
+        if [r["step"] for r in earlier] != [s for s in WORKFLOWS[args.workflow] if s in args.skip]:
+            p.error(f"{args.steps_from} has no successful record of every --skip step")
     start = time.time()
-    records = run_workflow(steps, overrides, ROOT / "bench" / "work" / "workflow")
+    records = earlier + run_workflow(steps, overrides, ROOT / "bench" / "work" / "workflow")
     result = {
-        "command": " ".join(["spacy project run all", *overrides]),
+        "workflow": args.workflow,
+        "command": " ".join([f"spacy project run {args.workflow}", *overrides]),
         "steps": records,
         "skipped": list(args.skip),
-        "total_s": round(time.time() - start, 1),
-        "test_metrics": read_json(ROOT / "metrics" / "ner_test.json"),
-        "pretrain_heldout": read_json(ROOT / "metrics" / "pretrain_heldout.json"),
+        "total_s": round(time.time() - start + sum(r["wall_s"] for r in earlier), 1),
+        "test_metrics": read_json(ROOT / "metrics" / METRICS[args.workflow]),
+        "pretrain_heldout": read_json(ROOT / "metrics" / "pretrain_heldout.json") if args.workflow == "all" else None,
         "machine": machine_info(),
     }
     write_json(args.output, result)

@@ -8,7 +8,8 @@ time, never at import and never from a hard-coded choice.
 The answers follow what PyTorch's own dispatch will use, so the settings that make a better CPU behave as a lesser
 one are honoured too: `ATEN_CPU_CAPABILITY=avx2` (PyTorch's kernels), `ONEDNN_MAX_CPU_ISA=AVX2` (oneDNN, which runs
 bf16 matrix products) and `FBGEMM_ENABLE_INSTRUCTIONS=AVX2` (fbgemm, which runs int8 ones). `AVX2_EMULATION` is
-that set, as the tests and `.ci/run` use it.
+that set plus `MKL_ENABLE_INSTRUCTIONS=AVX2` (MKL runs float32 matrix products: without it they keep their AVX512
+speed, twice AVX2's), as the tests and the benchmarks use it.
 """
 import os
 import platform
@@ -25,6 +26,7 @@ AVX2_EMULATION: Dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
 }
 
 
