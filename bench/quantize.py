@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # run by path: make `bench` importable
 from bench.common import (RESULTS_DIR, ROOT, machine_info, machine_line, markdown_table, run_logged, shown,
                           spacy_cmd, thread_env, write_json, write_text)
 from bench.ner_runs import corpus_paths, ner_scores, resolve_encoder, train_and_evaluate
-from spacy_spanbert.models.quantize_cli import dir_size  # noqa: E402
+from spacy_spanbert.cli.quantize import dir_size  # noqa: E402
 
 WORK = ROOT / "bench" / "work" / "quantize"
 OUTPUT = RESULTS_DIR / "quantize.json"

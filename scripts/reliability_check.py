@@ -29,7 +29,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 DISK_FULL = textwrap.dedent(f"""
     import errno, os, sys
     from spacy_spanbert.pretraining.trainer import SpanBertTrainer
-    from spacy_spanbert.pretraining.cli import run_pretrain
+    from spacy_spanbert.cli.pretrain import run_pretrain
     original, calls = SpanBertTrainer._save_optimizer_and_scheduler, []
     def fills_the_disk(self, output_dir):  # the second checkpoint meets a full disk
         calls.append(output_dir)

@@ -21,7 +21,7 @@ def pretrain(
     gpu_id: Optional[int] = typer.Option(None, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
 ) -> None:
     """Same as `python -m spacy spanbert-pretrain` (dotted overrides: --training.max_steps 100 ...)."""
-    from .pretraining.cli import run_pretrain
+    from .cli.pretrain import run_pretrain
 
     run_pretrain(config_path, output_dir, ctx.args, resume=resume, gpu_id=gpu_id)
 

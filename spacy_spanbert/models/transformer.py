@@ -21,6 +21,7 @@ from spacy_transformers.layers.hf_shim import HFShim
 from spacy_transformers.layers.transformer_model import TransformerModel
 from spacy_transformers.layers.transformer_model import init as _trf_init
 
+from .. import fork_safety
 from ..hf import check_tokenizer_files, looks_cased
 from .averaged_params import use_averaged_params
 from .checkpoint_names import missing_package_hint
@@ -332,6 +333,7 @@ def chunked_forward(forward: Callable, model: Any, wordpieces: Any, is_train: bo
 
     A module-level function (bound with functools.partial) so that pipelines pickle, which the `spawn` start
     method of multiprocessing (macOS and Windows) needs."""
+    fork_safety.guard()  # a forked n_process worker: single-threaded torch before its first parallel op
     if not (getattr(model.shims[0], "cpu_bf16", False) and _encoder_device_type(model) == "cpu"):
         return _chunked(forward, model, wordpieces, is_train)
     import torch

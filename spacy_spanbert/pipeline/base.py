@@ -13,12 +13,30 @@ from spacy.language import Language
 from spacy.pipeline.spancat import SpanCategorizer
 from spacy.tokens import Doc, Span
 from spacy.training import Example
-from thinc.api import Config, Optimizer
+from thinc.api import Config, Model, Optimizer
+from thinc.shims import Shim
 from thinc.types import Floats2d, Ragged
 
+from .. import fork_safety
 from ..memory import release_free_memory
 from ..models.scorer_layer import fit_max_width, get_torch_scorer, scorer_shims
 from ..models.suggesters import DEFAULT_MAX_WIDTH
+
+
+def update_with_head_factor(model: Model, sgd: Optimizer, head_shims: List[Shim], factor: float) -> None:
+    """Apply `sgd` to every weight of `model`; the shims in `head_shims` (a fresh head) learn `factor` times faster."""
+    head = {id(shim) for shim in head_shims}
+
+    def scaled(key: Any, weights: Any, gradient: Any, *, lr_scale: float = 1.0) -> Any:
+        return sgd(key, weights, gradient, lr_scale=lr_scale * factor)
+
+    for node in model.walk():
+        for shim in node.shims:
+            shim.finish_update(scaled if id(shim) in head else sgd)
+        for name in node.param_names:
+            if node.has_grad(name):
+                param, _ = sgd((node.id, name), node.get_param(name), node.get_grad(name))
+                node.set_param(name, param)
 
 
 class SpanBoundaryPipe(SpanCategorizer):
@@ -97,6 +115,7 @@ class SpanBoundaryPipe(SpanCategorizer):
 
     def predict(self, docs: Iterable[Doc]) -> Tuple[Ragged, Floats2d]:
         """Suggest spans and return (indices, probabilities in [0, 1]), both on the model's device."""
+        fork_safety.guard()
         release_free_memory()  # the previous batch's activations are freed by now: keep resident memory flat
         docs = list(docs)
         indices = self.suggester(docs, ops=self.model.ops)
@@ -107,6 +126,7 @@ class SpanBoundaryPipe(SpanCategorizer):
 
     def update(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, float]:
         """spaCy's spancat update; first hands the previous step's freed memory back to the OS."""
+        fork_safety.guard()
         release_free_memory()
         return super().update(examples, **kwargs)
 
@@ -178,19 +198,8 @@ class SpanBoundaryPipe(SpanCategorizer):
 
     def finish_update(self, sgd: Optimizer) -> None:
         """Update weights; the span scorer (a fresh head) may learn `head_learn_rate_factor` times faster."""
-        factor = float(self.cfg.get("head_learn_rate_factor", 1.0))
-        head = {id(shim) for shim in scorer_shims(self.model)}
-
-        def scaled(key: Any, weights: Any, gradient: Any, *, lr_scale: float = 1.0) -> Any:
-            return sgd(key, weights, gradient, lr_scale=lr_scale * factor)
-
-        for node in self.model.walk():
-            for shim in node.shims:
-                shim.finish_update(scaled if id(shim) in head else sgd)
-            for name in node.param_names:
-                if node.has_grad(name):
-                    param, _ = sgd((node.id, name), node.get_param(name), node.get_grad(name))
-                    node.set_param(name, param)
+        update_with_head_factor(self.model, sgd, scorer_shims(self.model),
+                                float(self.cfg.get("head_learn_rate_factor", 1.0)))
 
     @property
     def _rng(self) -> numpy.random.Generator:

@@ -262,7 +262,7 @@ def test_cpu_bf16_runs_the_encoder_in_bfloat16_and_hands_float32_on_with_float32
 
 
 def test_cpu_bf16_with_int8_is_one_clear_error_and_quantizing_a_bf16_config_turns_it_off(tiny_bert_dir):
-    from spacy_spanbert.models.quantize_cli import quantize_overrides
+    from spacy_spanbert.cli.quantize import quantize_overrides
     from spacy_spanbert.models.transformer import create_spanbert_transformer_v2
 
     with pytest.raises(ValueError, match="cpu_bf16 = false") as err:

@@ -15,7 +15,7 @@ import srsly
 from bench.tiny_pipeline import build_tiny_ner_pipeline, transformer_config
 from spacy_spanbert.models.quantize import (check_cpu, load_quantized_state, quantize_encoder, quantized_scheme,
                                             quantized_state)
-from spacy_spanbert.models.quantize_cli import V2, V3, dir_size, quantize_overrides, run_quantize
+from spacy_spanbert.cli.quantize import V2, V3, dir_size, quantize_overrides, run_quantize
 
 TEXTS = ["John saw the big dog in London .", "Mary liked Paris and Berlin with Anna Smith .", "The king ."]
 OVERRIDES = {"components.transformer.model.quantize": "int8"}  # the tiny pipeline's transformer is SpanBERT.v3

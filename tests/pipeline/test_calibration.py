@@ -13,7 +13,7 @@ import spacy
 from spacy.tokens import DocBin
 from span_helpers import component_config, ents, ner_examples, train
 
-from spacy_spanbert.pipeline.calibrate_cli import run_calibrate
+from spacy_spanbert.cli.calibrate import run_calibrate
 from spacy_spanbert.pipeline.calibration import (
     LOG_T_RANGE, CalibrationData, calibrate, entity_nll, expected_calibration_error, fit_label_platt, fit_platt,
     golden_section, reliability_bins,

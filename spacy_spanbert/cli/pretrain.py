@@ -3,13 +3,14 @@
 Registered on spaCy's CLI app when spaCy loads the `spacy_cli` entry points, so this module stays import-light:
 torch and transformers are imported only when the command runs.
 """
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from spacy.cli._util import Arg, Opt, app, parse_config_overrides
 from wasabi import msg
+
+from ._util import fail, fail_with
 
 COMMAND = "spanbert-pretrain"
 
@@ -23,27 +24,21 @@ def run_pretrain(config_path: Path, output_dir: Path, extra_args: List[str], res
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, only rank 0 reports progress
     logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .checkpoint_io import DiskFullError
-    from .run import pretrain
+    from ..pretraining.checkpoint_io import DiskFullError
+    from ..pretraining.run import pretrain
 
     try:
         overrides = parse_config_overrides(extra_args)
         encoder = pretrain(config_path, output_dir, overrides, resume=resume, gpu_id=gpu_id)
     except (ValueError, FileNotFoundError, DiskFullError) as err:
-        _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        fail_with(err)
     except Exception as err:  # config errors from confection span several lines: squeeze them into one
         if type(err).__name__ == "ConfigValidationError":
-            _fail(f"Invalid config: {' '.join(str(err).split())[:400]}")
+            fail(f"Invalid config: {' '.join(str(err).split())[:400]}")
         raise
     if main_rank:
         msg.good(f"Encoder saved to {encoder}")
     return encoder
-
-
-def _fail(text: str) -> None:
-    """One unwrapped line on stderr, exit code 1 (wasabi would wrap long messages)."""
-    sys.stderr.write(f"✘ {text}\n")
-    sys.exit(1)
 
 
 @app.command(COMMAND, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -11,7 +11,7 @@ from typing import Dict, Optional
 from spacy.cli._util import Arg, Opt, app
 from wasabi import msg
 
-from ..pretraining.cli import _fail
+from ._util import fail_with
 
 COMMAND = "spanbert-calibrate"
 
@@ -22,7 +22,7 @@ def run_calibrate(model_dir: Path, dev_path: Path, output_dir: Path, component: 
     import spacy
     from spacy.training import Corpus
 
-    from .calibration import PLATT_FLOOR, calibrate, check_platt_floor, resolve_component
+    from ..pipeline.calibration import PLATT_FLOOR, calibrate, check_platt_floor, resolve_component
 
     if not (Path(model_dir) / "config.cfg").is_file():
         raise FileNotFoundError(f"{model_dir}: not a saved spaCy pipeline (no config.cfg); pass a trained pipeline "
@@ -65,7 +65,7 @@ def calibrate_cli(
     try:
         result = run_calibrate(model_dir, dev_path, output_dir, component, gpu_id, batch_size, platt_floor)
     except (ValueError, FileNotFoundError) as err:
-        _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        fail_with(err)
         return
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else ", ".join(f"{x:.3f}" for x in v)  # noqa: E731
     msg.good(f"{result['component']}: temperature {fmt(result['temperature'])}, bias "

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Tuple
 from spacy.cli._util import Arg, Opt, app
 from wasabi import msg
 
-from ..pretraining.cli import _fail
+from ._util import fail_with
 
 COMMAND = "spanbert-quantize"
 V1, V2, V3 = "spacy-spanbert.SpanBERT.v1", "spacy-spanbert.SpanBERT.v2", "spacy-spanbert.SpanBERT.v3"
@@ -77,8 +77,8 @@ def run_quantize(in_dir: Path, out_dir: Path, scheme: str = "int8") -> Dict[str,
     import spacy
     from spacy.util import load_config
 
-    from .quantize import check_scheme, quantized_scheme
-    from .transformer import SafetensorsHFShim
+    from ..models.quantize import check_scheme, quantized_scheme
+    from ..models.transformer import SafetensorsHFShim
 
     check_scheme(scheme)
     check_paths(in_dir, out_dir)
@@ -108,7 +108,7 @@ def quantize_cli(
     try:
         result = run_quantize(in_dir, out_dir, scheme)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
-        _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        fail_with(err)
         return
     mb_in, mb_out = result["bytes_in"] / 1e6, result["bytes_out"] / 1e6
     msg.good(f"{', '.join(result['models'])}: {scheme}; {mb_in:.1f} MB -> {mb_out:.1f} MB on disk; saved to {out_dir}")
