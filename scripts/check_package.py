@@ -23,8 +23,12 @@ import json, sys
 import spacy
 nlp = spacy.load(sys.argv[1])
 doc = nlp(sys.argv[2])
+rels = []
+if "spanbert_rel" in nlp.pipe_names:
+    from spacy_spanbert.relations import relation_spans
+    rels = [[head.text, label, tail.text, score] for head, tail, label, score in relation_spans(doc)]
 print(json.dumps({"pipeline": nlp.pipe_names, "version": nlp.meta.get("version"),
-                  "ents": [[e.text, e.label_, e.start_char, e.end_char] for e in doc.ents]}))
+                  "ents": [[e.text, e.label_, e.start_char, e.end_char] for e in doc.ents], "relations": rels}))
 """
 
 
@@ -68,6 +72,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"  {label:<6} {text}")
     if not result["ents"]:
         print("  (no entities found in the sample text)")
+    for head, label, tail, score in result.get("relations", []):
+        print(f"  {head} --{label} {score:.2f}--> {tail}")
 
 
 if __name__ == "__main__":

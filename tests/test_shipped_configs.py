@@ -12,6 +12,8 @@ from spacy.cli.debug_data import debug_data
 from spacy.tokens import DocBin
 from spacy.util import load_config
 
+from spacy_spanbert.relations import make_record, set_relations
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAINING_CONFIGS = sorted([*ROOT.glob("configs/*.cfg"), *ROOT.glob("bench/configs/*.cfg")])
 PRETRAIN_CONFIGS = [p for p in TRAINING_CONFIGS if "nlp" not in load_config(p, interpolate=False)]
@@ -23,13 +25,17 @@ SENTENCES = [("John saw the big dog in London .", [(0, 4, "PER"), (24, 30, "LOC"
 
 @pytest.fixture(scope="module")
 def tiny_docbin(tmp_path_factory) -> Path:
-    """120 docs (debug data calls fewer than 100 an error) with entities and the same spans under "sc"."""
+    """120 docs (debug data calls fewer than 100 an error) with entities, the same spans under "sc", a relation
+    between the first two entities (configs/rel.cfg) and one topic per doc (configs/textcat*.cfg)."""
     nlp = spacy.blank("en")
-    db = DocBin()
-    for text, ents in SENTENCES * 40:
+    db = DocBin(store_user_data=True)
+    for i, (text, ents) in enumerate(SENTENCES * 40):
         doc = nlp.make_doc(text)
         doc.ents = [doc.char_span(s, e, label=label) for s, e, label in ents]
         doc.spans["sc"] = list(doc.ents)
+        if len(doc.ents) > 1:
+            set_relations(doc, [make_record(doc.ents[0], doc.ents[1], "Located_At")])
+        doc.cats = {"EVEN": float(i % 2 == 0), "ODD": float(i % 2 == 1)}
         db.add(doc)
     path = tmp_path_factory.mktemp("debug") / "train.spacy"
     db.to_disk(path)

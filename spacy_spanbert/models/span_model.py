@@ -55,7 +55,7 @@ def build_span_boundary_model_v2(
     mixed_precision (bool): Autocast the span scorer on a GPU (the transformer has its own `mixed_precision`).
     RETURNS (Model[Tuple[List[Doc], Ragged], Floats2d]): One logit per label (plus "none" for NER) per span.
     """
-    tok2vec = _as_token_vectors(tok2vec)
+    tok2vec = as_token_vectors(tok2vec)
     if case_features:
         tok2vec = with_case_features(tok2vec)
     scorer = build_span_scorer(hidden_width, max_width, use_interior, dropout, mixed_precision)
@@ -65,7 +65,7 @@ def build_span_boundary_model_v2(
     return model
 
 
-def _as_token_vectors(tok2vec: Model) -> Model:
+def as_token_vectors(tok2vec: Model) -> Model:
     """Pool a bare spacy-transformers TransformerModel to one vector per token; other layers pass through."""
     from spacy_transformers.layers.transformer_model import TransformerModel
 

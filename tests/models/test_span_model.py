@@ -4,7 +4,7 @@ import spacy
 from spacy.tokens import Doc
 from thinc.api import Model
 
-from spacy_spanbert.models.span_model import CASE_ATTRS, _as_token_vectors, with_case_features
+from spacy_spanbert.models.span_model import CASE_ATTRS, as_token_vectors, with_case_features
 
 
 def test_case_features_give_an_uncased_encoder_capitalisation(tiny_bert_dir):
@@ -13,7 +13,7 @@ def test_case_features_give_an_uncased_encoder_capitalisation(tiny_bert_dir):
     from spacy_spanbert.models.transformer import create_spanbert_transformer
 
     tok2vec = with_case_features(
-        _as_token_vectors(create_spanbert_transformer(str(tiny_bert_dir), configure_strided_spans(16, 12)))
+        as_token_vectors(create_spanbert_transformer(str(tiny_bert_dir), configure_strided_spans(16, 12)))
     )
     vocab = spacy.blank("en").vocab
     upper, lower = Doc(vocab, words=["John", "saw", "LONDON", "."]), Doc(vocab, words=["john", "saw", "london", "."])

@@ -1,0 +1,179 @@
+"""Relation extraction on CoNLL04: `spanbert_rel` against the spaCy tutorial's baseline, end to end and on gold
+entities, with entity F, training time and prediction speed.
+
+Why: the README's relation figures must come from a script anyone can rerun. Every system trains with
+configs/rel.cfg (transformer + spanbert_ner + spanbert_rel, the same encoder, steps, batches and seeds); only the
+relation model differs:
+  - spanbert_rel: the shipped model (argument boundaries, widths and entity types, pooled context, distance; softmax
+    over labels + "no relation");
+  - tutorial_baseline: built the way spaCy's relation-extraction tutorial builds it: the mean of each argument's token
+    vectors, concatenated, one Linear layer, a sigmoid per label with threshold 0.5.
+Each trained pipeline is scored on CoNLL04 test end to end (relations between the entities spanbert_ner predicted;
+strict: label, both arguments' boundaries and types) and with the gold entities given (spanbert_ner off). Speed:
+nlp.pipe words/s of the whole pipeline and of the same pipeline without spanbert_rel, side by side.
+
+Usage: python bench/relations.py --conll04-dir ../shared/data/conll04 [--seeds 1 2 3] [--steps 600]
+       [--systems spanbert_rel tutorial_baseline] [--output bench/results/relations.json] [--quick]
+"""
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+if __package__ in (None, ""):  # run as `python bench/relations.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+    RESULTS_DIR, ROOT, cli_overrides, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table,
+    run_cli, run_logged, spacy_cmd, summarize, thread_env, write_json, write_text,
+)
+
+SYSTEMS: Dict[str, Dict[str, Any]] = {
+    "spanbert_rel": {},
+    "tutorial_baseline": {"components.spanbert_rel.model.representation": "mean_pooled",
+                          "components.spanbert_rel.multi_label": True},
+}
+SPERT = {"entities_f": 88.94, "relations_f": 71.47}  # SpERT, BERT-base cased, CoNLL04 test (Eberts and Ulges 2020)
+QUICK_RECORDS = {"train": 24, "valid": 6, "test": 6}
+
+
+def convert_splits(conll04_dir: Path, work: Path, limit: Optional[Dict[str, int]] = None) -> Dict[str, Path]:
+    """CoNLL04 JSON -> .spacy in the work directory (the workflow's rel_convert, as a function)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from convert_relations import convert
+
+    paths = {}
+    for split, name in (("train", "train"), ("dev", "valid"), ("test", "test")):
+        src = Path(conll04_dir) / f"{name}.json"
+        if not src.is_file():
+            raise FileNotFoundError(f"{src} does not exist: pass --conll04-dir (a copy of CoNLL04: train/valid/test.json)")
+        paths[split] = work / "corpus" / f"{split}.spacy"
+        convert(src, paths[split], limit=(limit or {}).get(name, 0))
+    return paths
+
+
+def train(system: str, seed: int, corpus: Dict[str, Path], encoder: str, steps: int, work: Path,
+          extra: Dict[str, Any], threads: Optional[int]) -> Dict[str, Any]:
+    out = work / system / f"seed{seed}"
+    overrides = {"paths.train": str(corpus["train"]), "paths.dev": str(corpus["dev"]), "paths.init_model": encoder,
+                 "training.max_steps": steps, "training.optimizer.learn_rate.total_steps": steps,
+                 "training.optimizer.learn_rate.warmup_steps": max(1, steps // 10),
+                 "training.eval_frequency": max(1, steps // 6), "system.seed": seed,
+                 "components.transformer.model.cpu_bf16": "auto", **SYSTEMS[system], **extra}
+    cmd = spacy_cmd("train", ROOT / "configs" / "rel.cfg", "--output", out, *cli_overrides(overrides))
+    result = run_logged(cmd, out / "train.log", prefix=f"[{system} seed {seed}] ", env=thread_env(threads))
+    if not result.ok:
+        raise RuntimeError(f"{system} seed {seed}: spacy train failed; see {out / 'train.log'}")
+    return {"model": out / "model-best", "train_s": result.wall_s}
+
+
+def gold_entity_scores(nlp: Any, examples: List[Any]) -> Dict[str, float]:
+    """Relations scored with the gold entities given: spanbert_ner off, each doc carrying the reference's ents."""
+    from spacy.tokens import Doc
+    from spacy.training import Example
+
+    from spacy_spanbert.pipeline.relation_scoring import score_relations
+
+    docs = []
+    for eg in examples:
+        doc = Doc(nlp.vocab, words=[t.text for t in eg.reference])
+        doc.ents = [doc[e.start : e.end] for e in eg.reference.ents]
+        for ent, gold in zip(doc.ents, eg.reference.ents):
+            ent.label_ = gold.label_
+        docs.append(doc)
+    with nlp.select_pipes(disable=["spanbert_ner"]):
+        predicted = list(nlp.pipe(docs))
+    return score_relations([Example(p, eg.reference) for p, eg in zip(predicted, examples)])
+
+
+def words_per_second(nlp: Any, texts: List[str], disable: Sequence[str] = ()) -> float:
+    n_words = sum(len(t.split()) for t in texts)
+    with nlp.select_pipes(disable=list(disable)):
+        list(nlp.pipe(texts[:32], batch_size=32))  # warm-up
+        start = time.perf_counter()
+        list(nlp.pipe(texts, batch_size=32))
+    return n_words / (time.perf_counter() - start)
+
+
+def evaluate(model: Path, test: Path) -> Dict[str, Any]:
+    import spacy
+    from spacy.training import Corpus
+
+    nlp = spacy.load(model)
+    examples = list(Corpus(str(test))(nlp))
+    scores = nlp.evaluate(examples)
+    gold = gold_entity_scores(nlp, examples)
+    texts = [eg.reference.text for eg in examples]
+    return {"rel_f": scores["rel_micro_f"], "rel_p": scores["rel_micro_p"], "rel_r": scores["rel_micro_r"],
+            "rel_boundaries_f": scores["rel_boundaries_f"], "ents_f": scores["ents_f"],
+            "rel_f_gold_entities": gold["rel_micro_f"], "rel_per_label": scores["rel_per_label"],
+            "wps": words_per_second(nlp, texts), "wps_without_rel": words_per_second(nlp, texts, ["spanbert_rel"])}
+
+
+def render(result: Dict[str, Any]) -> str:
+    rows = []
+    for system, runs in result["systems"].items():
+        stat = {key: summarize([r[key] for r in runs]) for key in runs[0] if isinstance(runs[0][key], float)}
+        ratio = summarize([r["wps"] / r["wps_without_rel"] for r in runs])
+        rows.append([system, fmt_stat(stat["rel_f"]), fmt_stat(stat["rel_boundaries_f"]), fmt_stat(stat["ents_f"]),
+                     fmt_stat(stat["rel_f_gold_entities"]), fmt_duration(stat["train_s"]["mean"]),
+                     f"{stat['wps']['mean']:.0f}", f"{ratio['mean']:.2f}x"])
+    rows.append(["SpERT (BERT-base, published)", f"{SPERT['relations_f']:.1f}", "", f"{SPERT['entities_f']:.1f}",
+                 "", "", "", ""])
+    seeds = ", ".join(map(str, result["seeds"]))
+    lines = [
+        "### Relation extraction on CoNLL04 test", "",
+        f"{result['steps']} training steps of configs/rel.cfg from `{result['encoder']}`, seeds {seeds} (mean ± sd); "
+        "strict relation F: label and both arguments' boundaries and types right, between predicted entities. "
+        + (f"Trainings ran {result['jobs']} side by side at {result['train_threads']} thread(s) each; "
+           if result.get("jobs", 1) > 1 else "")
+        + "scores and words/s (nlp.pipe, batch 32, CoNLL04 test) were measured one pipeline at a time.", "",
+        markdown_table(["system", "relations F (strict)", "relations F (boundaries)", "entities F",
+                        "relations F, gold entities", "train time", "words/s", "speed vs without spanbert_rel"], rows),
+        "", f"Command: `{result['command']}`", "", machine_line(result["machine"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--conll04-dir", type=Path, default=ROOT / "assets" / "conll04")
+    p.add_argument("--encoder", default=str(ROOT / "assets" / "all-MiniLM-L6-v2"))
+    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--work-dir", type=Path, default=ROOT / "bench" / "work" / "relations")
+    p.add_argument("--output", type=Path, default=RESULTS_DIR / "relations.json")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="trainings side by side, each on cores / jobs threads (evaluation and speed run alone after)")
+    p.add_argument("--quick", action="store_true", help="a few records and steps (with --encoder a tiny BERT)")
+    args = p.parse_args(argv)
+    if not Path(args.encoder).is_dir():
+        raise FileNotFoundError(f"{args.encoder}: no encoder directory; run `spacy project run rel_fetch` or pass "
+                                f"--encoder")
+    corpus = convert_splits(args.conll04_dir, args.work_dir, QUICK_RECORDS if args.quick else None)
+    extra = ({"components.transformer.model.get_spans.window": 32, "components.transformer.model.get_spans.stride": 24,
+              "training.batcher.size": 200} if args.quick else {})
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    runs = [(system, seed) for system in args.systems for seed in args.seeds]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # trainings side by side: each a process of its own
+        trained = list(pool.map(lambda run: train(*run, corpus, args.encoder, args.steps, args.work_dir, extra,
+                                                  threads), runs))
+    systems: Dict[str, List[Dict[str, Any]]] = {}
+    for (system, seed), done in zip(runs, trained):  # then one at a time, alone on the machine: scores and speed
+        systems.setdefault(system, []).append({"seed": seed, "train_s": float(done["train_s"]),
+                                               **evaluate(done["model"], corpus["test"])})
+    result = {"command": "python bench/relations.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "encoder": args.encoder, "steps": args.steps, "seeds": args.seeds, "jobs": args.jobs,
+              "train_threads": threads, "systems": systems,
+              "machine": machine_info()}
+    write_json(args.output, result)
+    write_text(args.output.with_suffix(".md"), render(result))
+    print(render(result))
+
+
+if __name__ == "__main__":
+    run_cli(main)

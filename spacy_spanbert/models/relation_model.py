@@ -1,0 +1,185 @@
+"""`spacy-spanbert.RelationModel.v1`: thinc glue from (docs, candidate argument pairs) to relation logits.
+
+    (docs, pairs) -> with_getitem(0, tok2vec) -> (token vectors per doc, pairs) -> relation scorer -> logits
+
+`pairs` is a Ragged of int rows (head start, head end, tail start, tail end, head type, tail type), one group per
+doc, in that doc's token offsets. The tok2vec is a `spacy-transformers.TransformerListener.v1` (the shared
+`transformer`) or any layer giving token vectors per doc. The torch `RelationScorer` is built at initialisation,
+when the width, label and entity-type counts are known, and saved as safetensors with its shape in the header.
+"""
+import json
+import struct
+from typing import Any, Callable, List, Tuple
+
+import numpy
+import torch
+from thinc.api import (
+    ArgsKwargs,
+    Model,
+    PyTorchWrapper_v3,
+    chain,
+    get_torch_default_device,
+    torch2xp,
+    with_getitem,
+    xp2torch,
+)
+from thinc.types import Floats2d, Ragged
+
+from ..nn.relation_scorer import REPRESENTATIONS, RelationScorer
+from .span_model import as_token_vectors
+
+InT = Tuple[List[Any], Ragged]
+OutT = Floats2d
+LAYER_NAME = "spanbert_relation_scorer"
+_SHAPE_KEYS = ("n_in", "n_out", "n_types", "hidden_width", "max_width", "max_context")
+
+
+def build_relation_model(
+    tok2vec: Model,
+    hidden_width: int = 256,
+    max_width: int = 16,
+    max_context: int = 64,
+    dropout: float = 0.1,
+    representation: str = "boundary_context",
+) -> Model[InT, OutT]:
+    """Score ordered pairs of entity spans from the shared transformer's token vectors.
+
+    tok2vec (Model[List[Doc], List[Floats2d]]): Token vectors, e.g. a TransformerListener; a bare SpanBERT
+        transformer (the component's own) is mean-pooled over its wordpieces.
+    hidden_width (int): Width of the pair MLP's hidden layer.
+    max_width (int): Argument widths embedded (longer arguments share the last row).
+    max_context (int): Tokens between the two arguments that are max-pooled (the first ones).
+    dropout (float): Dropout after the hidden layer, in training only.
+    representation (str): "boundary_context" (boundaries, width, entity type, pooled context and distance) or
+        "mean_pooled" (the mean of each argument's vectors, concatenated: spaCy's tutorial's baseline).
+    RETURNS (Model[Tuple[List[Doc], Ragged], Floats2d]): One logit per label (plus "no relation" when softmax).
+    """
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"RelationModel representation = {representation!r} is not one of {REPRESENTATIONS}")
+    wrapper = PyTorchWrapper_v3(
+        _Unbuilt(dropout, representation),
+        convert_inputs=_convert_inputs,
+        convert_outputs=_convert_outputs,
+        serialize_model=_serialize,
+        deserialize_model=_deserialize,
+    )
+    scorer = Model(
+        LAYER_NAME,
+        _forward,
+        init=_init,
+        layers=[wrapper],
+        dims={"nI": None, "nO": None},
+        attrs={"hidden_width": hidden_width, "max_width": max_width, "max_context": max_context,
+               "dropout": dropout, "representation": representation, "n_types": None},
+    )
+    tok2vec = as_token_vectors(tok2vec)
+    model: Model[InT, OutT] = chain(with_getitem(0, tok2vec), scorer)
+    model.set_ref("tok2vec", tok2vec)
+    model.set_ref("scorer", scorer)
+    return model
+
+
+class _Unbuilt(torch.nn.Module):
+    """Stands in the wrapper until init (or loading) builds the `RelationScorer`: the configured settings that
+    loading needs, and no parameters."""
+
+    def __init__(self, dropout: float, representation: str) -> None:
+        super().__init__()
+        self.dropout_rate, self.representation = dropout, representation
+
+    def forward(self, *args: Any) -> Any:
+        raise ValueError("The relation scorer is not built yet: initialise the component (nlp.initialize) first")
+
+
+def get_relation_scorer(model: Model) -> RelationScorer:
+    """The torch `RelationScorer` of a relation model, once initialised or loaded."""
+    module = model.get_ref("scorer").layers[0].shims[0]._model
+    if not isinstance(module, RelationScorer):
+        raise ValueError("The relation scorer is not built yet: initialise the component (nlp.initialize) first")
+    return module
+
+
+def set_entity_types(model: Model, n_types: int) -> None:
+    """The number of entity-type ids the scorer embeds (the component's entity labels + 1 for unseen types)."""
+    model.get_ref("scorer").attrs["n_types"] = int(n_types)
+
+
+def _forward(model: Model, X: Tuple[List[Floats2d], Ragged], is_train: bool) -> Tuple[Floats2d, Callable]:
+    return model.layers[0](X, is_train)
+
+
+def _init(model: Model, X: Any = None, Y: Any = None) -> None:
+    if X is not None and len(X[0]):
+        model.set_dim("nI", int(X[0][0].shape[1]))
+    if Y is not None:
+        model.set_dim("nO", int(Y.shape[1]))
+    attrs = model.attrs
+    if not model.has_dim("nI") or not model.has_dim("nO") or attrs["n_types"] is None:
+        raise ValueError("The relation scorer needs example docs, labels and entity types to initialise: call "
+                         "nlp.initialize(get_examples)")
+    shim = model.layers[0].shims[0]
+    if isinstance(shim._model, RelationScorer):
+        return
+    shim._model = RelationScorer(model.get_dim("nI"), model.get_dim("nO"), attrs["n_types"], attrs["hidden_width"],
+                                 attrs["max_width"], attrs["max_context"], attrs["dropout"],
+                                 attrs["representation"]).to(get_torch_default_device())
+
+
+def _convert_inputs(model: Model, X: Tuple[List[Floats2d], Ragged], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
+    """Flatten the docs' token vectors and shift each doc's pair offsets by its first row in the flat matrix."""
+    vectors, pairs = X
+    ops = model.ops
+    lengths = [int(v.shape[0]) for v in vectors]
+    tokens = ops.flatten(vectors) if vectors else ops.alloc2f(0, 0)
+    device = model.shims[0].device
+    tokens_t = xp2torch(tokens, requires_grad=is_train, device=device)
+    rows = xp2torch(ops.as_contig(ops.asarray2i(pairs.dataXd.reshape((-1, 6)))), device=device).long()
+    doc_starts = torch.tensor(numpy.cumsum([0] + lengths[:-1]), dtype=torch.long, device=device)
+    counts = xp2torch(ops.asarray1i(pairs.lengths), device=device).long()
+    offsets = torch.repeat_interleave(doc_starts, counts, output_size=rows.shape[0])
+    shift = torch.stack([offsets] * 4 + [torch.zeros_like(offsets)] * 2, dim=1)
+
+    def backprop(d_inputs: ArgsKwargs) -> Tuple[List[Floats2d], Ragged]:
+        d_tokens = ops.asarray2f(torch2xp(d_inputs.args[0], ops=ops))
+        return ops.unflatten(d_tokens, ops.asarray1i(lengths)), pairs
+
+    return ArgsKwargs(args=(tokens_t, rows + shift), kwargs={}), backprop
+
+
+def _convert_outputs(model: Model, inputs_outputs: Tuple[Any, Any], is_train: bool) -> Tuple[Floats2d, Callable]:
+    _, logits_t = inputs_outputs
+
+    def backprop(d_logits: Floats2d) -> ArgsKwargs:
+        grad = xp2torch(d_logits, device=logits_t.device).to(logits_t.dtype)
+        return ArgsKwargs(args=(logits_t,), kwargs={"grad_tensors": grad})
+
+    return model.ops.asarray2f(torch2xp(logits_t.float(), ops=model.ops)), backprop
+
+
+def _serialize(module: Any) -> bytes:
+    """safetensors bytes with the scorer's shape in the header (no pickles); an empty file before init."""
+    from safetensors.torch import save
+
+    if not isinstance(module, RelationScorer):
+        return save({}, metadata={"n_in": "None"})
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    meta = {key: str(int(getattr(module, key))) for key in _SHAPE_KEYS}
+    meta["representation"] = module.representation
+    return save(state, metadata=meta)
+
+
+def _deserialize(placeholder: Any, data: bytes, device: Any) -> Any:
+    from safetensors.torch import load
+
+    (header_len,) = struct.unpack("<Q", data[:8])
+    meta = json.loads(data[8 : 8 + header_len].decode("utf8")).get("__metadata__", {})
+    if meta.get("n_in", "None") == "None":
+        return placeholder
+    if placeholder.representation != meta["representation"]:
+        raise ValueError(f"The saved relation scorer is {meta['representation']!r} but the config builds "
+                         f"{placeholder.representation!r}: use the saved pipeline's config")
+    dropout = placeholder.dropout.p if isinstance(placeholder, RelationScorer) else placeholder.dropout_rate
+    module = RelationScorer(*(int(meta[key]) for key in _SHAPE_KEYS), dropout=dropout,
+                            representation=meta["representation"])
+    module.load_state_dict(load(data))
+    return module.to(device)
