@@ -7,11 +7,8 @@ doc, in that doc's token offsets. The tok2vec is a `spacy-transformers.Transform
 `transformer`) or any layer giving token vectors per doc. The torch `RelationScorer` is built at initialisation,
 when the width, label and entity-type counts are known, and saved as safetensors with its shape in the header.
 """
-import json
-import struct
 from typing import Any, Callable, List, Tuple
 
-import numpy
 import torch
 from thinc.api import (
     ArgsKwargs,
@@ -27,6 +24,7 @@ from thinc.types import Floats2d, Ragged
 
 from ..nn.relation_scorer import REPRESENTATIONS, RelationScorer
 from .span_model import as_token_vectors
+from .torch_bridge import flat_tokens, safetensors_metadata
 
 InT = Tuple[List[Any], Ragged]
 OutT = Floats2d
@@ -129,19 +127,12 @@ def _convert_inputs(model: Model, X: Tuple[List[Floats2d], Ragged], is_train: bo
     """Flatten the docs' token vectors and shift each doc's pair offsets by its first row in the flat matrix."""
     vectors, pairs = X
     ops = model.ops
-    lengths = [int(v.shape[0]) for v in vectors]
-    tokens = ops.flatten(vectors) if vectors else ops.alloc2f(0, 0)
-    device = model.shims[0].device
-    tokens_t = xp2torch(tokens, requires_grad=is_train, device=device)
-    rows = xp2torch(ops.as_contig(ops.asarray2i(pairs.dataXd.reshape((-1, 6)))), device=device).long()
-    doc_starts = torch.tensor(numpy.cumsum([0] + lengths[:-1]), dtype=torch.long, device=device)
-    counts = xp2torch(ops.asarray1i(pairs.lengths), device=device).long()
-    offsets = torch.repeat_interleave(doc_starts, counts, output_size=rows.shape[0])
-    shift = torch.stack([offsets] * 4 + [torch.zeros_like(offsets)] * 2, dim=1)
+    rows = xp2torch(ops.as_contig(ops.asarray2i(pairs.dataXd.reshape((-1, 6)))), device=model.shims[0].device).long()
+    tokens_t, offsets, backprop_tokens = flat_tokens(model, vectors, pairs.lengths, rows.shape[0], is_train)
+    shift = torch.stack([offsets] * 4 + [torch.zeros_like(offsets)] * 2, dim=1)  # token columns, not the types
 
     def backprop(d_inputs: ArgsKwargs) -> Tuple[List[Floats2d], Ragged]:
-        d_tokens = ops.asarray2f(torch2xp(d_inputs.args[0], ops=ops))
-        return ops.unflatten(d_tokens, ops.asarray1i(lengths)), pairs
+        return backprop_tokens(d_inputs.args[0]), pairs
 
     return ArgsKwargs(args=(tokens_t, rows + shift), kwargs={}), backprop
 
@@ -171,8 +162,7 @@ def _serialize(module: Any) -> bytes:
 def _deserialize(placeholder: Any, data: bytes, device: Any) -> Any:
     from safetensors.torch import load
 
-    (header_len,) = struct.unpack("<Q", data[:8])
-    meta = json.loads(data[8 : 8 + header_len].decode("utf8")).get("__metadata__", {})
+    meta = safetensors_metadata(data)
     if meta.get("n_in", "None") == "None":
         return placeholder
     if placeholder.representation != meta["representation"]:

@@ -5,11 +5,8 @@ device, and serialised as safetensors whose header carries what is needed to reb
 The component reaches the torch module and the width it was built for only through the functions here
 (`get_torch_scorer`, `scorer_shims`, `fit_max_width`), never through the wrapper's internals.
 """
-import json
-import struct
 from typing import Any, Callable, List, Optional, Tuple
 
-import numpy
 import torch
 from thinc.api import (
     ArgsKwargs,
@@ -26,6 +23,7 @@ from thinc.types import Floats2d, Ragged
 
 from ..nn.span_scorer import SpanScorer
 from .averaged_params import AveragedPyTorchShim
+from .torch_bridge import flat_tokens, safetensors_metadata
 
 SCORER_NAME = "spanbert_span_scorer"
 _REBUILD_KEYS = ("n_in", "n_out", "hidden_width", "max_width", "use_interior")
@@ -135,23 +133,14 @@ def _convert_inputs(model: Model, X: Tuple[List[Floats2d], Ragged], is_train: bo
     """Flatten the docs' token vectors and turn each doc's (start, end) rows into flat token indices."""
     vectors, spans = X
     ops = model.ops
-    lengths = [int(v.shape[0]) for v in vectors]
-    tokens = ops.flatten(vectors) if vectors else ops.alloc2f(0, 0)
-    device = model.shims[0].device
-    tokens_t = xp2torch(tokens, requires_grad=is_train, device=device)
     # (start, end) rows are per doc: shift them by each doc's first row in the flat token matrix, on the device
-    rows = xp2torch(ops.as_contig(ops.asarray2i(spans.dataXd.reshape((-1, 2)))), device=device).long()
-    doc_starts = torch.tensor(numpy.cumsum([0] + lengths[:-1]), dtype=torch.long, device=device)
-    counts = xp2torch(ops.asarray1i(spans.lengths), device=device).long()
-    offsets = torch.repeat_interleave(doc_starts, counts, output_size=rows.shape[0])
-    starts = rows[:, 0] + offsets
-    ends = rows[:, 1] + offsets
+    rows = xp2torch(ops.as_contig(ops.asarray2i(spans.dataXd.reshape((-1, 2)))), device=model.shims[0].device).long()
+    tokens_t, offsets, backprop_tokens = flat_tokens(model, vectors, spans.lengths, rows.shape[0], is_train)
 
     def backprop(d_inputs: ArgsKwargs) -> Tuple[List[Floats2d], Ragged]:
-        d_tokens = ops.asarray2f(torch2xp(d_inputs.args[0], ops=ops))
-        return ops.unflatten(d_tokens, ops.asarray1i(lengths)), spans
+        return backprop_tokens(d_inputs.args[0]), spans
 
-    return ArgsKwargs(args=(tokens_t, starts, ends), kwargs={}), backprop
+    return ArgsKwargs(args=(tokens_t, rows[:, 0] + offsets, rows[:, 1] + offsets), kwargs={}), backprop
 
 
 def _convert_outputs(model: Model, inputs_outputs: Tuple[Any, Any], is_train: bool) -> Tuple[Floats2d, Callable]:
@@ -181,8 +170,7 @@ def deserialize_scorer(placeholder: Any, data: bytes, device: Any) -> Any:
     """Rebuild the scorer from the safetensors metadata, check it against the config, then load its weights."""
     from safetensors.torch import load
 
-    (header_len,) = struct.unpack("<Q", data[:8])
-    meta = json.loads(data[8 : 8 + header_len].decode("utf8")).get("__metadata__", {})
+    meta = safetensors_metadata(data)
     if meta.get("n_in", "None") == "None":
         return placeholder
     n_in, n_out, hidden_width, max_width, use_interior = (int(meta[key]) for key in _REBUILD_KEYS)

@@ -7,7 +7,6 @@ the pooled context between them and their distance (`RelationScorer`); a softmax
 relations learn while `spanbert_ner` learns; at prediction and evaluation they are the entities the pipeline
 predicted. Writes `doc._.spanbert_rels` (see `spacy_spanbert.relations`).
 """
-import math
 import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
