@@ -1,14 +1,17 @@
-"""Regenerate the README's results section from bench/results/*.md, and the PNG plots from bench/results/*.json.
+"""Regenerate the benchmarks page (docs/benchmarks.md) from bench/results/*.md, and the plots from their JSON.
 
-Why: the README must show exactly the committed measurements, never numbers typed by hand. Every benchmark writes a
-Markdown table beside its JSON; this script pastes those tables between the README markers
-`<!-- results:start -->` and `<!-- results:end -->` (quick sanity runs, `*-quick.md`, are left out unless asked).
+Why: the docs must show exactly the committed measurements, never numbers typed by hand. Every benchmark writes a
+Markdown table beside its JSON; this script pastes those tables, one section per claim (`CLAIMS`), between the
+page's markers `<!-- results:start -->` and `<!-- results:end -->`. Results of finished investigations stay in
+bench/results/ and are summarised in docs/design-notes.md; quick sanity runs (`*-quick.md`) are left out. The docs
+site serves the plots from bench/results/ (scripts/mkdocs_hooks.py).
 
-    python bench/report.py            # rewrite plots and the README section
-    python bench/report.py --check    # exit 1 when the README is out of date
+    python bench/report.py            # rewrite plots and the benchmarks page
+    python bench/report.py --check    # exit 1 when the page is out of date
 """
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -20,35 +23,53 @@ from bench.common import RESULTS_DIR, ROOT, output_paths, write_json, write_text
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
-# the other benchmarks follow alphabetically
-ORDER = ("workflow", "workflow_recipe_case_types", "workflow_recipe", "workflow_recipe_averages", "accuracy",
-         "accuracy_bucketed", "accuracy_cpu_bf16", "accuracy_lr_2e4", "accuracy_lr_1e4", "accuracy_lr_3e4",
-         "accuracy_lr_4e4", "accuracy_1200steps", "accuracy_averages", "line_breaks", "accuracy_nocase",
-         "accuracy_50steps", "ablation")
+PAGE = ROOT / "docs" / "benchmarks.md"
+# (section title, the result files that back it, in order); a file that does not exist yet is left out
+CLAIMS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
+    ("The embedded default: `spacy project run all`", ("workflow", "workflow_avx2")),
+    ("Relation extraction on CoNLL04", ("relations", "workflow_rel")),
+    ("Text classification on BBC News", ("textcat", "workflow_textcat")),
+    ("NER accuracy against the baselines", ("accuracy", "accuracy_50steps", "nested_spans")),
+    ("Inference speed", ("inference_speed",)),
+    ("Training speed and memory", ("profile_train", "train_memory")),
+    ("int8 inference", ("quantize", "quantize_avx2")),
+    ("Calibrated confidence", ("calibration",)),
+    ("Does continued pretraining pay?", ("pretraining_payoff_655k", "pretraining_payoff", "pretrain_throughput")),
+    ("Bad input", ("reliability",)),
+)
 
 
-def _rank(path: Path) -> Tuple[int, str]:
-    stem = path.stem.replace("-quick", "")
-    return (ORDER.index(stem) if stem in ORDER else len(ORDER), path.stem)
+def collect_sections(results_dir: Path, include_quick: bool = False) -> List[Tuple[str, List[Tuple[Path, str]]]]:
+    """(claim title, [(path, table text), ...]) for every claim with at least one result file."""
+    sections = []
+    for title, stems in CLAIMS:
+        names = [f"{stem}-quick" if include_quick and not (Path(results_dir) / f"{stem}.md").exists() else stem
+                 for stem in stems]
+        found = [(Path(results_dir) / f"{name}.md") for name in names]
+        found = [(path, path.read_text(encoding="utf8").strip()) for path in found if path.exists()]
+        if found:
+            sections.append((title, found))
+    return sections
 
 
-def collect_sections(results_dir: Path, include_quick: bool = False) -> List[Tuple[Path, str]]:
-    """(path, text) of each results Markdown file in ORDER, then the rest by name."""
-    files = [p for p in Path(results_dir).glob("*.md") if include_quick or not p.stem.endswith("-quick")]
-    return [(p, p.read_text(encoding="utf8").strip()) for p in sorted(files, key=_rank)]
+def public_text(text: str) -> str:
+    """A results table as user docs show it: without the commit and issue references that the results files keep
+    for provenance (the JSON holds the commit), its plots linked where the docs site serves them."""
+    text = re.sub(r"; commit [0-9a-f]{7,40}", "", text).replace("](bench/results/", "](bench/")
+    return re.sub(r" \(issue \d+\)", "", text)
 
 
-def render_section(sections: Sequence[Tuple[Path, str]], root: Path = ROOT) -> str:
-    """The generated block: a do-not-edit note, then each table followed by its plot when one exists."""
+def render_section(sections: Sequence[Tuple[str, List[Tuple[Path, str]]]]) -> str:
+    """The generated block: a do-not-edit note, then per claim its tables, each followed by its plot if any."""
     parts = ["<!-- generated by `python bench/report.py` from bench/results/; do not edit by hand -->"]
     if not sections:
         parts.append("_No benchmark results committed yet: run the commands in bench/ and then `python bench/report.py`._")
-    for path, text in sections:
-        parts.append(text)
-        png = path.with_suffix(".png")
-        if png.exists():
-            rel = png.resolve().relative_to(root.resolve()) if png.resolve().is_relative_to(root.resolve()) else png
-            parts.append(f"![{path.stem}]({rel.as_posix()})")
+    for title, tables in sections:
+        parts.append(f"## {title}")
+        for path, text in tables:
+            parts.append(public_text(text))
+            if path.with_suffix(".png").exists():
+                parts.append(f"![{path.stem}](bench/{path.stem}.png)")
     return "\n\n".join(parts)
 
 
@@ -57,20 +78,20 @@ def replace_between_markers(text: str, block: str) -> str:
     start, end = text.find(START), text.find(END)
     if start < 0 or end < 0 or end < start:
         raise ValueError(
-            f"README has no `{START}` ... `{END}` pair: add both lines (in that order) where the results should go"
+            f"the page has no `{START}` ... `{END}` pair: add both lines (in that order) where the results go"
         )
     return text[: start + len(START)] + "\n" + block.strip() + "\n" + text[end:]
 
 
-def update_readme(readme: Path, results_dir: Path, include_quick: bool = False, check: bool = False) -> bool:
-    """Rewrite the README's results block; returns True when it changed (with check=True, nothing is written)."""
-    readme = Path(readme)
-    if not readme.exists():
-        raise FileNotFoundError(f"{readme} does not exist: pass --readme PATH")
-    old = readme.read_text(encoding="utf8")
-    new = replace_between_markers(old, render_section(collect_sections(results_dir, include_quick), readme.parent))
+def update_page(page: Path, results_dir: Path, include_quick: bool = False, check: bool = False) -> bool:
+    """Rewrite the page's results block; returns True when it changed (with check=True, nothing is written)."""
+    page = Path(page)
+    if not page.exists():
+        raise FileNotFoundError(f"{page} does not exist: pass --page PATH")
+    old = page.read_text(encoding="utf8")
+    new = replace_between_markers(old, render_section(collect_sections(results_dir, include_quick)))
     if new != old and not check:
-        readme.write_text(new, encoding="utf8")
+        page.write_text(new, encoding="utf8")
     return new != old
 
 
@@ -185,19 +206,19 @@ def regenerate_plots(results_dir: Path) -> List[Path]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    p.add_argument("--page", type=Path, default=PAGE)
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     p.add_argument("--include-quick", action="store_true", help="also paste *-quick.md sanity runs")
     p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if the README is out of date")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if the page is out of date")
     args = p.parse_args(argv)
     if not args.results_dir.is_dir():
         p.error(f"{args.results_dir} is not a directory: pass --results-dir DIR")
     if not args.no_plots and not args.check:
         for png in regenerate_plots(args.results_dir):
             print(f"plot: {png}")
-    changed = update_readme(args.readme, args.results_dir, args.include_quick, check=args.check)
-    print(f"{args.readme}: {'out of date' if args.check and changed else 'updated' if changed else 'up to date'}")
+    changed = update_page(args.page, args.results_dir, args.include_quick, check=args.check)
+    print(f"{args.page}: {'out of date' if args.check and changed else 'updated' if changed else 'up to date'}")
     return 1 if args.check and changed else 0
 
 

@@ -58,7 +58,7 @@ def render(result: Dict[str, Any]) -> str:
     """Markdown: per-step timings, then the test metrics per entity type (and per relation label)."""
     workflow = result.get("workflow", "all")
     rows = [[r["step"], fmt_duration(r["wall_s"]),
-             ("ok" if r["ok"] else "FAILED") + (f" (run before, at {r['reused_from']})" if r.get("reused_from") else "")]
+             ("ok" if r["ok"] else "FAILED") + (" (an earlier run of the same steps)" if r.get("reused_from") else "")]
             for r in result["steps"]]
     rows.append(["**total**", f"**{fmt_duration(result['total_s'])}**", ""])
     lines = [

@@ -1,4 +1,4 @@
-"""bench/report.py and the benchmarks' Markdown: what the README shows is exactly what the results files hold."""
+"""bench/report.py and the benchmarks' Markdown: what the docs show is exactly what the results files hold."""
 import json
 
 import pytest
@@ -85,29 +85,34 @@ def test_ablation_statement_is_computed_from_the_numbers():
     assert ablation.paper_ordering({"span": {"status": "failed"}})["holds"] is None
 
 
-def test_readme_section_is_replaced_between_markers_and_quick_runs_are_left_out(tmp_path):
+def test_the_page_gets_one_section_per_claim_between_its_markers(tmp_path):
     results = tmp_path / "bench" / "results"
     results.mkdir(parents=True)
-    (results / "ablation.md").write_text("### Ablation table\n")
-    (results / "accuracy.md").write_text("### Accuracy table\n")
+    (results / "quantize.md").write_text("### int8 table\n\nMachine: X; commit 0123abc; today.\n")
+    (results / "accuracy.md").write_text("### Accuracy table (issue 4)\n")
     (results / "accuracy-quick.md").write_text("### Quick table\n")
+    (results / "accuracy_lr_2e4.md").write_text("### An investigation\n")
     (results / "accuracy.png").write_bytes(b"png")
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# T\n\n{report.START}\nold numbers\n{report.END}\n\nfooter\n")
-    assert report.update_readme(readme, results) is True
-    text = readme.read_text()
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# T\n\n{report.START}\nold numbers\n{report.END}\n\nfooter\n")
+    assert report.update_page(page, results) is True
+    text = page.read_text()
     assert "old numbers" not in text and "Quick table" not in text and text.endswith("footer\n")
-    assert text.index("Accuracy table") < text.index("![accuracy](bench/results/accuracy.png)") < text.index("Ablation")
-    assert report.update_readme(readme, results) is False  # idempotent
-    assert report.update_readme(readme, results, include_quick=True, check=True) is True
-    assert "Quick table" not in readme.read_text()  # check mode writes nothing
+    assert "An investigation" not in text  # results of finished investigations belong to the design notes
+    assert text.index("## NER accuracy") < text.index("Accuracy table") < text.index("![accuracy](bench/accuracy.png)")
+    assert text.index("![accuracy]") < text.index("## int8 inference") < text.index("int8 table")
+    assert "commit 0123abc" not in text and "issue 4" not in text and "Machine: X; today." in text
+    assert report.update_page(page, results) is False  # idempotent
+    (results / "quantize_avx2.md").write_text("### int8 on AVX2\n")
+    assert report.update_page(page, results, check=True) is True
+    assert "int8 on AVX2" not in page.read_text()  # check mode writes nothing
 
 
-def test_readme_without_markers_is_a_clear_error(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("# no markers\n")
+def test_a_page_without_markers_is_a_clear_error(tmp_path):
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# no markers\n")
     with pytest.raises(ValueError, match="results:start"):
-        report.update_readme(readme, tmp_path)
+        report.update_page(page, tmp_path)
 
 
 def test_plots_are_written_from_json(tmp_path):
