@@ -16,6 +16,7 @@ Usage: python bench/relations.py --conll04-dir ../shared/data/conll04 [--seeds 1
        [--systems spanbert_rel tutorial_baseline] [--output bench/results/relations.json] [--quick]
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -70,9 +71,25 @@ def train(system: str, seed: int, corpus: Dict[str, Path], encoder: str, steps: 
     return {"model": out / "model-best", "train_s": result.wall_s}
 
 
+def reused_runs(output: Path, runs: List[Any], work: Path) -> List[Dict[str, Any]]:
+    """The pipelines and train times of an earlier run of the same benchmark (--reuse), checked up front."""
+    if not Path(output).is_file():
+        raise FileNotFoundError(f"{output}: no earlier result to reuse; run without --reuse")
+    earlier = json.loads(Path(output).read_text())
+    times = {(system, r["seed"]): r["train_s"] for system, rs in earlier["systems"].items() for r in rs}
+    trained = []
+    for system, seed in runs:
+        model = work / system / f"seed{seed}" / "model-best"
+        if (system, seed) not in times or not model.is_dir():
+            raise FileNotFoundError(f"{model}: not trained by the earlier run; run without --reuse")
+        trained.append({"model": model, "train_s": times[(system, seed)]})
+    return trained
+
+
 def gold_entity_scores(nlp: Any, examples: List[Any]) -> Dict[str, float]:
-    """Relations scored with the gold entities given: spanbert_ner off, each doc carrying the reference's ents."""
-    from spacy.tokens import Doc
+    """Relations scored with the gold entities given: the entity components off, each doc carrying the reference's
+    entities with their labels."""
+    from spacy.tokens import Doc, Span
     from spacy.training import Example
 
     from spacy_spanbert.pipeline.relation_scoring import score_relations
@@ -80,11 +97,10 @@ def gold_entity_scores(nlp: Any, examples: List[Any]) -> Dict[str, float]:
     docs = []
     for eg in examples:
         doc = Doc(nlp.vocab, words=[t.text for t in eg.reference])
-        doc.ents = [doc[e.start : e.end] for e in eg.reference.ents]
-        for ent, gold in zip(doc.ents, eg.reference.ents):
-            ent.label_ = gold.label_
+        doc.ents = [Span(doc, e.start, e.end, label=e.label_) for e in eg.reference.ents]
         docs.append(doc)
-    with nlp.select_pipes(disable=["spanbert_ner"]):
+    entity_writers = [name for name in nlp.pipe_names if "doc.ents" in nlp.get_pipe_meta(name).assigns]
+    with nlp.select_pipes(disable=entity_writers):
         predicted = list(nlp.pipe(docs))
     return score_relations([Example(p, eg.reference) for p, eg in zip(predicted, examples)])
 
@@ -130,7 +146,9 @@ def render(result: Dict[str, Any]) -> str:
         "strict relation F: label and both arguments' boundaries and types right, between predicted entities. "
         + (f"Trainings ran {result['jobs']} side by side at {result['train_threads']} thread(s) each; "
            if result.get("jobs", 1) > 1 else "")
-        + "scores and words/s (nlp.pipe, batch 32, CoNLL04 test) were measured one pipeline at a time.", "",
+        + "scores and words/s (nlp.pipe, batch 32, CoNLL04 test) were measured one pipeline at a time"
+        + (" (by --reuse, on the pipelines an earlier run trained; train times are that run's)." if result.get("reused")
+           else "."), "",
         markdown_table(["system", "relations F (strict)", "relations F (boundaries)", "entities F",
                         "relations F, gold entities", "train time", "words/s", "speed vs without spanbert_rel"], rows),
         "", f"Command: `{result['command']}`", "", machine_line(result["machine"]),
@@ -149,6 +167,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--output", type=Path, default=RESULTS_DIR / "relations.json")
     p.add_argument("--jobs", type=int, default=1,
                    help="trainings side by side, each on cores / jobs threads (evaluation and speed run alone after)")
+    p.add_argument("--reuse", action="store_true",
+                   help="score the pipelines an earlier run trained (its --output JSON holds their train times)")
     p.add_argument("--quick", action="store_true", help="a few records and steps (with --encoder a tiny BERT)")
     args = p.parse_args(argv)
     if not Path(args.encoder).is_dir():
@@ -159,15 +179,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
               "training.batcher.size": 200} if args.quick else {})
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     runs = [(system, seed) for system in args.systems for seed in args.seeds]
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # trainings side by side: each a process of its own
-        trained = list(pool.map(lambda run: train(*run, corpus, args.encoder, args.steps, args.work_dir, extra,
-                                                  threads), runs))
+    if args.reuse:
+        trained = reused_runs(args.output, runs, args.work_dir)
+    else:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # trainings side by side: each its own process
+            trained = list(pool.map(lambda run: train(*run, corpus, args.encoder, args.steps, args.work_dir, extra,
+                                                      threads), runs))
     systems: Dict[str, List[Dict[str, Any]]] = {}
     for (system, seed), done in zip(runs, trained):  # then one at a time, alone on the machine: scores and speed
         systems.setdefault(system, []).append({"seed": seed, "train_s": float(done["train_s"]),
                                                **evaluate(done["model"], corpus["test"])})
     result = {"command": "python bench/relations.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "encoder": args.encoder, "steps": args.steps, "seeds": args.seeds, "jobs": args.jobs,
+              "encoder": args.encoder, "steps": args.steps, "seeds": args.seeds, "jobs": args.jobs, "reused": args.reuse,
               "train_threads": threads, "systems": systems,
               "machine": machine_info()}
     write_json(args.output, result)

@@ -105,7 +105,7 @@ class SpanRelationExtractor(TrainablePipe):
             "labels": [], "entity_labels": [], "allowed_types": {}, "spans_key": spans_key,
             "max_distance": max_distance, "within_sentence": within_sentence, "type_constraints": type_constraints,
             "multi_label": multi_label, "threshold": threshold, "negative_weight": negative_weight,
-            "head_learn_rate_factor": head_learn_rate_factor, "temperature": 1.0,
+            "head_learn_rate_factor": head_learn_rate_factor,
         }
         self._warned_labels: set = set()
 
@@ -155,11 +155,10 @@ class SpanRelationExtractor(TrainablePipe):
             return candidates, self.model.ops.alloc2f(0, self._n_out)
         return candidates, self._probabilities(self.model.predict((docs, pairs)))
 
-    def _probabilities(self, logits: Floats2d, calibrated: bool = True) -> Floats2d:
+    def _probabilities(self, logits: Floats2d) -> Floats2d:
+        """Softmax over labels + "no relation", or a sigmoid per label, on the model's device."""
         xp = self.model.ops.xp
         logits = self.model.ops.asarray2f(logits)
-        if calibrated and self.cfg.get("temperature", 1.0) != 1.0:
-            logits = logits / float(self.cfg["temperature"])
         if self.cfg["multi_label"]:
             return 1.0 / (1.0 + xp.exp(-xp.clip(logits, -60.0, 60.0)))
         exp = xp.exp(logits - logits.max(axis=1, keepdims=True))
@@ -270,7 +269,7 @@ class SpanRelationExtractor(TrainablePipe):
                     target[row, -1] = 1.0
         if not self.cfg["multi_label"]:  # a pair with two gold labels: each half (rare; CoNLL04 has none)
             target /= target.sum(axis=1, keepdims=True)
-        probs = self._probabilities(logits, calibrated=False)
+        probs = self._probabilities(logits)
         target_d, weights_d = ops.asarray2f(target), ops.asarray2f(weights)
         xp, eps, norm = ops.xp, 1e-8, max(float(weights.sum()), 1.0)
         if self.cfg["multi_label"]:

@@ -40,3 +40,16 @@ def test_a_missing_corpus_is_one_line_before_any_training(tmp_path, tiny_bert_di
     with pytest.raises(FileNotFoundError, match="pass --conll04-dir"):
         relations.main(["--conll04-dir", str(tmp_path / "none"), "--encoder", str(tiny_bert_dir),
                         "--work-dir", str(tmp_path / "work"), "--output", str(tmp_path / "r.json")])
+
+
+def test_gold_entity_scores_hand_the_relation_component_labelled_gold_entities(tiny_bert_dir):
+    """The 'gold entities' column: every reference entity reaches spanbert_rel with its label, so a pipeline that
+    learned the relations scores them; entity components are switched off for it."""
+    sys.path.insert(0, str(ROOT / "tests" / "pipeline"))
+    from bench.relations import gold_entity_scores
+    from test_relations import examples, rel_pipeline, train
+
+    nlp = rel_pipeline(tiny_bert_dir)
+    egs = examples(nlp)
+    train(nlp, egs)
+    assert gold_entity_scores(nlp, egs)["rel_micro_f"] == 1.0
