@@ -5,6 +5,8 @@ it), and repeated boilerplate paragraphs waste steps. So: whitespace is normalis
 form was already seen is dropped, and a document that is mostly such repeats is dropped whole; any document
 sharing an n-gram of `--ngram` words with a CoNLL file is dropped. The kept documents are shuffled with `--seed`;
 the first `--heldout-docs` go to a held-out file (masked-LM loss evaluation), up to `--max-docs` to the corpus.
+`--exclude-list FILE` names files (one path a line, relative to the input directories, e.g. the BBC test split that
+`convert_bbc.py --list-test` writes) that are left out as well, so a classifier's test text is never pretrained on.
 
 Inputs (files or directories, any mix):
   - a directory: every `.txt` file under it is ONE document (paragraphs separated by blank lines), every `.csv`
@@ -14,7 +16,8 @@ Inputs (files or directories, any mix):
 Output: documents separated by a blank line, paragraphs on their own lines.
 
 Usage: python scripts/make_pretrain_corpus.py INPUT... --output corpus/pretrain.txt \
-    --heldout corpus/pretrain_heldout.txt [--exclude-conll FILE ...] [--max-docs N] [--heldout-docs N]
+    --heldout corpus/pretrain_heldout.txt [--exclude-conll FILE ...] [--exclude-list FILE] [--max-docs N]
+    [--heldout-docs N]
 """
 import argparse
 import csv
@@ -24,7 +27,7 @@ import random
 import re
 import sys
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set
+from typing import AbstractSet, Dict, Iterable, Iterator, List, Optional, Sequence, Set
 
 from project_io import write_atomic
 
@@ -48,10 +51,15 @@ def _paragraphs(block: str) -> Document:
     return [p for p in (normalise(x) for x in re.split(r"\n\s*\n", block)) if p]
 
 
-def read_documents(path: Path) -> Iterator[Document]:
-    """Yield the documents of one input path (see the module docstring for the formats)."""
+def read_documents(path: Path, skip: AbstractSet[Path] = frozenset()) -> Iterator[Document]:
+    """Yield the documents of one input path (see the module docstring for the formats).
+
+    skip (AbstractSet[Path]): resolved paths of files inside a directory input to leave out (`--exclude-list`).
+    """
     if path.is_dir():
         for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            if child.resolve() in skip:
+                continue
             if child.suffix == ".txt":
                 doc = _paragraphs(child.read_text(encoding="utf8", errors="replace"))
                 if doc:
@@ -87,6 +95,35 @@ def read_documents(path: Path) -> Iterator[Document]:
                 yield doc
     else:
         raise FileNotFoundError(f"{path}: raw-text input not found; run `spacy project run fetch` or fix the path")
+
+
+def excluded_files(list_path: Optional[Path], inputs: Sequence[Path]) -> Set[Path]:
+    """Resolved paths of the files `list_path` names (one a line, relative to an input directory, or absolute).
+
+    Every listed file must exist under one of the directory inputs: a list written against another root would
+    silently exclude nothing, and the text it was meant to keep out would be pretrained on.
+    """
+    if list_path is None:
+        return set()
+    if not list_path.is_file():
+        raise FileNotFoundError(f"{list_path}: exclude list not found; write it with `convert_bbc.py --list-test` "
+                                f"(`spacy project run textcat_convert`) or fix the path")
+    roots = [p for p in inputs if p.is_dir()]
+    found: Set[Path] = set()
+    missing = []
+    for line in list_path.read_text(encoding="utf8").splitlines():
+        if not line.strip():
+            continue
+        hits = [(root / line.strip()).resolve() for root in roots if (root / line.strip()).is_file()]
+        found.update(hits)
+        if not hits:
+            missing.append(line.strip())
+    if missing:
+        dirs = ", ".join(str(p) for p in roots) or "none"
+        raise ValueError(f"{list_path}: {len(missing)} listed file(s) not found under the input directories ({dirs}), "
+                         f"e.g. {missing[0]!r}; write the paths relative to the raw-text directory "
+                         f"(convert_bbc.py --list-root)")
+    return found
 
 
 def conll_ngrams(paths: Sequence[Path], n: int) -> Set[int]:
@@ -142,17 +179,23 @@ def clean_documents(docs: Iterable[Document], exclude: Set[int], n: int, min_wor
 
 def build_corpus(inputs: Sequence[Path], output: Path, heldout: Path, exclude_conll: Sequence[Path] = (),
                  max_docs: int = 0, heldout_docs: int = 0, ngram: int = 13, min_words: int = 20,
-                 seed: int = 0) -> Dict[str, int]:
-    """Write the pretraining corpus and its held-out split (both atomically). RETURNS counts per outcome."""
+                 seed: int = 0, exclude_list: Optional[Path] = None) -> Dict[str, int]:
+    """Write the pretraining corpus and its held-out split (both atomically). RETURNS counts per outcome.
+
+    exclude_list (Optional[Path]): files to leave out, one path a line relative to an input directory.
+    """
     if ngram < 4 or max_docs < 0 or heldout_docs < 0 or min_words < 0:
         raise ValueError(f"need --ngram >= 4 and non-negative sizes (got ngram={ngram}, max_docs={max_docs}, "
                          f"heldout_docs={heldout_docs}, min_words={min_words})")
     for path in inputs:
         if not path.exists():
             raise FileNotFoundError(f"{path}: raw-text input not found; run `spacy project run fetch` or fix the path")
+    skip = excluded_files(exclude_list, inputs)
     exclude = conll_ngrams(exclude_conll, ngram)
     stats = {"read": 0, "excluded_conll": 0, "duplicates": 0, "too_short": 0}
-    docs = clean_documents((d for path in inputs for d in read_documents(path)), exclude, ngram, min_words, stats)
+    docs = clean_documents((d for path in inputs for d in read_documents(path, skip)), exclude, ngram, min_words,
+                           stats)
+    stats["excluded_list"] = len(skip)
     if len(docs) <= heldout_docs:
         names = ", ".join(str(p) for p in inputs)
         raise ValueError(f"{names}: {len(docs)} usable documents after cleaning ({stats}), need more than "
@@ -174,6 +217,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--heldout", type=Path, required=True, help="held-out documents for masked-LM evaluation")
     parser.add_argument("--exclude-conll", nargs="*", type=Path, default=[], help="CoNLL files whose text to drop")
+    parser.add_argument("--exclude-list", type=Path, default=None,
+                        help="files to leave out, one path a line relative to an input directory")
     parser.add_argument("--max-docs", type=int, default=0, help="documents in the corpus (0 = all)")
     parser.add_argument("--heldout-docs", type=int, default=0)
     parser.add_argument("--ngram", type=int, default=13, help="shared n-gram length that marks CoNLL overlap")
@@ -182,12 +227,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     try:
         stats = build_corpus(args.inputs, args.output, args.heldout, args.exclude_conll, args.max_docs,
-                             args.heldout_docs, args.ngram, args.min_words, args.seed)
+                             args.heldout_docs, args.ngram, args.min_words, args.seed, args.exclude_list)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"make_pretrain_corpus: {err}")
     print(f"{args.output}: {stats['corpus_docs']} documents, {stats['corpus_words']} words; {args.heldout}: "
           f"{stats['heldout_docs']} documents (read {stats['read']}, dropped {stats['excluded_conll']} sharing "
-          f"text with CoNLL, {stats['duplicates']} duplicates, {stats['too_short']} too short)")
+          f"text with CoNLL, {stats['duplicates']} duplicates, {stats['too_short']} too short, "
+          f"{stats['excluded_list']} left out by --exclude-list)")
 
 
 if __name__ == "__main__":

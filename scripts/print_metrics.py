@@ -40,7 +40,12 @@ def format_table(metrics: Dict[str, Any]) -> str:
     for label, values in metrics["per_type"].items():
         rows.append([label] + [f"{100 * values[k]:.1f}" for k in ("p", "r", "f")])
     rows.append(["overall"] + [f"{100 * metrics['overall'][k]:.1f}" for k in ("p", "r", "f")])
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return text_table(rows)
+
+
+def text_table(rows: List[List[str]]) -> str:
+    """Fixed-width columns (the first left-aligned), a rule under the header row and above the last (total) row."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in rows]
     lines.insert(1, "-" * len(lines[0]))

@@ -1,0 +1,250 @@
+"""BBC News topic classification: spaCy's `textcat` on our SpanBERT.v3 transformer against spacy-transformers' stock
+transformer + `textcat` and spaCy's CNN/bag-of-words ensemble, and ours again after `spacy spanbert-quantize`.
+
+Why: the SpanBERT transformer is not only for span components; a reader choosing it for classification wants its
+accuracy and speed beside the stock alternatives. Every system trains with `spacy train` in a subprocess on the same
+split (scripts/convert_bbc.py), from the same encoder (MiniLM-L6; the CNN has none), for the same steps and words per
+batch; the seeds are given on the command line. The test split is then predicted with `nlp.pipe(batch_size=32)` in
+this process: accuracy, macro F and per-class F (spaCy's `Scorer.score_cats`) and words/s.
+
+    python bench/textcat.py --seeds 1 --threads 2        # assets/news/bbc + assets/all-MiniLM-L6-v2 (fetch_assets.py)
+    python bench/textcat.py --quick                      # under a minute: synthetic topics on the tiny random BERT
+"""
+import argparse
+import random
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+    ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_cli, run_logged, shown, short_error,
+    spacy_cmd, summarize, thread_env, write_json, write_text,
+)
+from bench.ner_runs import budget_overrides, resolve_encoder  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from convert_bbc import convert  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+SYSTEMS: Dict[str, Dict[str, Any]] = {
+    "spanbert_textcat": {"config": ROOT / "configs" / "textcat.cfg", "label": "textcat on SpanBERT.v3 (ours)"},
+    "trf_textcat": {"config": BENCH / "configs" / "trf_textcat.cfg", "label": "textcat on spacy-transformers"},
+    "cnn_textcat": {"config": BENCH / "configs" / "cnn_textcat.cfg", "label": "spaCy CNN + bag-of-words ensemble"},
+}
+TRANSFORMERS = ("spanbert_textcat", "trf_textcat")
+# --quick: synthetic topics from the tiny BERT's vocabulary; 32-token windows fit its 128 positions
+QUICK_TOPICS = {"business": "bank market company", "politics": "president government minister",
+                "sport": "team game year", "tech": "car ship road", "entertainment": "book letter garden"}
+QUICK_WINDOW = ["--components.transformer.model.get_spans.window", "32",
+                "--components.transformer.model.get_spans.stride", "24"]
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bbc-dir", type=Path, default=ROOT / "assets" / "news" / "bbc", help="<topic>/*.txt articles")
+    p.add_argument("--encoder", default=None, help="HF encoder dir (default: the MiniLM-L6 asset or package)")
+    p.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[1], help="training seeds (the split's is --split-seed)")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=None, help="default: configs/textcat.cfg's (quick: 6)")
+    p.add_argument("--eval-frequency", type=int, default=None, help="dev evaluation every N steps")
+    p.add_argument("--batch-words", type=int, default=None, help="words per batch (default: the config's)")
+    p.add_argument("--dev-docs", type=int, default=0, help="evaluate on the first N dev docs while training (0 = all)")
+    p.add_argument("--threads", type=int, default=None, help="pin OMP/MKL/torch threads of every run")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per training run")
+    p.add_argument("--quick", action="store_true", help="synthetic data, tiny random BERT, a handful of steps")
+    p.add_argument("--work-dir", type=Path, default=None, help="default bench/work/textcat[-quick]")
+    p.add_argument("--output", type=Path, default=None, help="JSON (default bench/results/textcat[-quick].json)")
+    args = p.parse_args(argv)
+    from spacy.util import load_config
+
+    training = load_config(SYSTEMS["spanbert_textcat"]["config"], interpolate=False)["training"]
+    args.max_steps = args.max_steps or (6 if args.quick else int(training["max_steps"]))
+    args.eval_frequency = args.eval_frequency or (3 if args.quick else int(training["eval_frequency"]))
+    args.batch_words = args.batch_words or (300 if args.quick else int(training["batcher"]["size"]))
+    if min(args.max_steps, args.eval_frequency, args.batch_words) < 1 or args.dev_docs < 0:
+        p.error("--max-steps, --eval-frequency and --batch-words must be at least 1, --dev-docs at least 0")
+    suffix = "-quick" if args.quick else ""
+    args.work_dir = (args.work_dir or BENCH / "work" / f"textcat{suffix}").resolve()
+    args.output = args.output or BENCH / "results" / f"textcat{suffix}.json"
+    return args
+
+
+def write_quick_bbc(folder: Path, per_topic: int = 10, seed: int = 0) -> Path:
+    """A BBC-like folder of short synthetic articles: every topic's articles repeat its own three nouns."""
+    from bench.tiny_bert import ADJECTIVES, DETERMINERS, VERBS
+
+    rng = random.Random(seed)
+    for topic, nouns in QUICK_TOPICS.items():
+        (folder / topic).mkdir(parents=True, exist_ok=True)
+        for i in range(per_topic):
+            sents = [f"{rng.choice(DETERMINERS)} {rng.choice(ADJECTIVES)} {rng.choice(nouns.split())} "
+                     f"{rng.choice(VERBS)} the {rng.choice(nouns.split())}." for _ in range(8)]
+            (folder / topic / f"{i:03d}.txt").write_text(" ".join(sents).capitalize() + "\n", encoding="utf8")
+    return folder
+
+
+def prepare(args: argparse.Namespace) -> Dict[str, Any]:
+    """The split (and with --quick, the synthetic data and the tiny BERT): checked before any training."""
+    bbc, encoder = args.bbc_dir, None
+    if args.quick:
+        from bench.tiny_bert import build_tiny_bert
+
+        bbc = write_quick_bbc(args.work_dir / "bbc")
+        encoder = str(build_tiny_bert(args.work_dir / "tiny_bert"))
+    elif any(s in TRANSFORMERS for s in args.systems):
+        encoder = resolve_encoder(args.encoder)
+    corpus_dir = args.work_dir / "corpus"
+    counts = convert(bbc, corpus_dir, seed=args.split_seed)
+    paths = {split: corpus_dir / f"textcat_{split}.spacy" for split in counts}
+    return {"bbc": bbc, "encoder": encoder, "paths": paths, "counts": counts}
+
+
+def train(name: str, seed: int, data: Dict[str, Any], args: argparse.Namespace) -> Dict[str, Any]:
+    """`spacy train` of one system and seed; a record with the model path, or the failure."""
+    run_dir = args.work_dir / name / f"seed{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    overrides = ["--paths.train", data["paths"]["train"], "--paths.dev", data["paths"]["dev"],
+                 *budget_overrides(args.max_steps, args.eval_frequency),
+                 "--training.optimizer.learn_rate.warmup_steps", max(1, args.max_steps // 10),
+                 "--training.batcher.size", args.batch_words, "--corpora.dev.limit", args.dev_docs,
+                 "--system.seed", seed]
+    if name in TRANSFORMERS:
+        overrides += ["--paths.init_model", data["encoder"], *(QUICK_WINDOW if args.quick else [])]
+    cmd = spacy_cmd("train", SYSTEMS[name]["config"], "--output", run_dir / "model", *overrides)
+    done = run_logged(cmd, run_dir / "train.log", env=thread_env(args.threads), timeout=args.timeout,
+                      prefix=f"[{name} seed {seed}] ")
+    record: Dict[str, Any] = {"seed": seed, "train_wall_s": done.wall_s, "command": shown(" ".join(done.cmd))}
+    if not done.ok:
+        return {**record, "status": "failed", "error": short_error(done.tail)}
+    return {**record, "status": "ok", "model": str(run_dir / "model" / "model-best")}
+
+
+def quantize(model: str, args: argparse.Namespace) -> Dict[str, Any]:
+    """`spacy spanbert-quantize` of a trained pipeline of ours into a fresh directory."""
+    out = Path(model).parent.parent / "int8"
+    shutil.rmtree(out, ignore_errors=True)
+    done = run_logged(spacy_cmd("spanbert-quantize", model, out), out.parent / "quantize.log",
+                      env=thread_env(args.threads), prefix="[spanbert-quantize] ")
+    if not done.ok:
+        return {"status": "failed", "error": short_error(done.tail)}
+    return {"status": "ok", "model": str(out)}
+
+
+def score(model: str, test_path: Path) -> Dict[str, Any]:
+    """Predict the test split with `nlp.pipe(batch_size=32)`: accuracy, macro F, per-class F and words/s."""
+    import spacy
+    from spacy.scorer import Scorer
+    from spacy.tokens import DocBin
+    from spacy.training import Example
+
+    nlp = spacy.load(model)
+    gold = list(DocBin().from_disk(test_path).get_docs(nlp.vocab))
+    texts = [doc.text for doc in gold]
+    list(nlp.pipe(texts[:4], batch_size=32))  # first-call allocations stay out of the timing
+    start = time.perf_counter()
+    predicted = list(nlp.pipe(texts, batch_size=32))
+    wall = time.perf_counter() - start
+    labels = sorted(gold[0].cats)
+    scores = Scorer.score_cats([Example(p, g) for p, g in zip(predicted, gold)], "cats", labels=labels,
+                               multi_label=False)
+    correct = sum(max(p.cats, key=p.cats.get) == max(g.cats, key=g.cats.get) for p, g in zip(predicted, gold))
+    return {"accuracy": correct / len(gold), "macro_f": scores["cats_macro_f"],
+            "per_class_f": {label: scores["cats_f_per_type"][label]["f"] for label in labels},
+            "words_per_s": sum(len(doc) for doc in predicted) / wall, "predict_wall_s": round(wall, 2)}
+
+
+def summarise(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    ok = [r for r in runs if r["status"] == "ok"]
+    labels = sorted({label for r in ok for label in r["per_class_f"]})
+    return {"n_ok": len(ok), **{key: summarize([r[key] for r in ok if r.get(key) is not None])
+                                for key in ("accuracy", "macro_f", "train_wall_s", "words_per_s")},
+            "per_class_f": {label: summarize([r["per_class_f"][label] for r in ok]) for label in labels}}
+
+
+def render_markdown(result: Dict[str, Any]) -> str:
+    s = result["settings"]
+    labels = sorted({label for sys_res in result["systems"].values()
+                     for label in sys_res.get("summary", {}).get("per_class_f", {})})
+    rows = []
+    for sys_res in result["systems"].values():
+        summ = sys_res.get("summary", {})
+        speed = summ.get("words_per_s")
+        failed = [r.get("error", "") for r in sys_res["runs"] if r["status"] != "ok"]
+        rows.append([sys_res["label"], fmt_stat(summ.get("accuracy")), fmt_stat(summ.get("macro_f")),
+                     *[fmt_stat(summ.get("per_class_f", {}).get(label)) for label in labels],
+                     fmt_duration((summ.get("train_wall_s") or {}).get("mean")) if sys_res.get("trained", True) else
+                     "(the model above)", f"{speed['mean']:,.0f}" if speed else "–", summ.get("n_ok", 0),
+                     "ok" if not failed else f"failed: {failed[0]}"])
+    table = markdown_table(["system", "accuracy", "macro F", *[f"F {label}" for label in labels], "train time",
+                            "words/s", "seeds", "status"], rows)
+    split = ", ".join(f"{name} {sum(c.values())}" for name, c in s["split"].items())
+    dev = f"first {s['dev_docs']} dev docs" if s["dev_docs"] else "all dev docs"
+    title = "BBC News topic classification (5 topics), test split"
+    title += " (QUICK sanity run: synthetic data, tiny random BERT, not a result)" if s["quick"] else ""
+    return "\n".join([
+        f"### {title}", "",
+        f"Encoder `{Path(s['encoder']).name if s['encoder'] else '–'}` for the transformer systems (the CNN has none); "
+        f"{s['max_steps']} steps of ~{s['batch_words']} words, dev evaluation every {s['eval_frequency']} steps "
+        f"({dev}), "
+        f"model-best; seeds {s['seeds']}; split {split} (stratified, seed {s['split_seed']}). "
+        "Scores in %, mean ± sample std over seeds. Train time is the wall time of `spacy train` (start-up and dev "
+        "evaluations included); words/s is `nlp.pipe(batch_size=32)` over the test split in one process, spaCy "
+        "tokens counted (whitespace tokens included). Ours runs with `cpu_bf16 = \"auto\"` as configs/textcat.cfg "
+        "ships it; the int8 row is ours after `spacy spanbert-quantize` (which turns bf16 off).",
+        "", table, "", f"Total wall time {fmt_duration(result['wall_s'])}. {machine_line(result['machine'])}",
+        f"Rerun: `{result['command']}`",
+    ])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    data = prepare(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result: Dict[str, Any] = {
+        "benchmark": "textcat",
+        "command": "python bench/textcat.py " + shlex.join(sys.argv[1:] if argv is None else [str(a) for a in argv]),
+        "settings": {"quick": args.quick, "bbc_dir": shown(str(data["bbc"])), "encoder": data["encoder"],
+                     "seeds": args.seeds, "split_seed": args.split_seed, "max_steps": args.max_steps,
+                     "eval_frequency": args.eval_frequency, "batch_words": args.batch_words,
+                     "dev_docs": args.dev_docs, "split": data["counts"]},
+        "machine": machine_info(-1, args.threads),
+        "systems": {},
+    }
+    int8_runs: List[Dict[str, Any]] = []
+    for name in args.systems:
+        runs = []
+        for seed in args.seeds:
+            run = train(name, seed, data, args)
+            if run["status"] == "ok":
+                run.update(score(run["model"], data["paths"]["test"]))
+                if name == "spanbert_textcat":
+                    int8 = quantize(run["model"], args)
+                    if int8["status"] == "ok":
+                        int8.update(score(int8["model"], data["paths"]["test"]))
+                    int8_runs.append({"seed": seed, **int8})
+            runs.append(run)
+        result["systems"][name] = {"label": SYSTEMS[name]["label"], "runs": runs, "summary": summarise(runs)}
+        if name == "spanbert_textcat":
+            result["systems"]["spanbert_textcat_int8"] = {"label": "ours, int8 (spanbert-quantize)", "trained": False,
+                                                          "runs": int8_runs, "summary": summarise(int8_runs)}
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    write_json(args.output, result)
+    markdown = render_markdown(result)
+    write_text(args.output.with_suffix(".md"), markdown)
+    print(markdown)
+    return result
+
+
+if __name__ == "__main__":
+    run_cli(main)

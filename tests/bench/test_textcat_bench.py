@@ -1,0 +1,90 @@
+"""bench/textcat.py: the --quick run trains and scores every system (ours also after int8 quantization); the baseline
+configs mirror configs/textcat.cfg and pass `spacy debug config/data`; a missing BBC folder is one line."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy import util
+from spacy.cli.debug_config import debug_config
+from spacy.cli.debug_data import debug_data
+from spacy.tokens import DocBin
+
+from bench import textcat
+
+ROOT = Path(__file__).resolve().parents[2]
+OURS = ROOT / "configs" / "textcat.cfg"
+BASELINES = [ROOT / "bench" / "configs" / "trf_textcat.cfg", ROOT / "bench" / "configs" / "cnn_textcat.cfg"]
+
+
+@pytest.mark.slow
+def test_quick_run_scores_every_system(tmp_path):
+    out = tmp_path / "textcat.json"
+    textcat.main(["--quick", "--work-dir", str(tmp_path / "work"), "--output", str(out), "--threads", "1"])
+    result = json.loads(out.read_text())
+    assert list(result["systems"]) == ["spanbert_textcat", "spanbert_textcat_int8", "trf_textcat", "cnn_textcat"]
+    assert result["settings"]["split"]["test"] == {topic: 1 for topic in sorted(textcat.QUICK_TOPICS)}
+    for name, system in result["systems"].items():
+        (run,) = system["runs"]
+        assert run["status"] == "ok", (name, run.get("error"))
+        assert sorted(run["per_class_f"]) == sorted(textcat.QUICK_TOPICS)
+        assert 0.0 <= run["accuracy"] <= 1.0 and run["words_per_s"] > 0
+        # spaCy's macro F is the mean of the per-class F
+        assert run["macro_f"] == pytest.approx(sum(run["per_class_f"].values()) / len(run["per_class_f"]))
+        assert system["summary"]["n_ok"] == 1
+    int8 = result["systems"]["spanbert_textcat_int8"]["runs"][0]["model"]
+    assert util.load_config(Path(int8) / "config.cfg")["components"]["transformer"]["model"]["quantize"] == "int8"
+    ours = util.load_config(Path(result["systems"]["spanbert_textcat"]["runs"][0]["model"]) / "config.cfg")
+    assert ours["training"]["max_steps"] == result["settings"]["max_steps"] == 6
+    assert ours["components"]["transformer"]["model"]["@architectures"] == "spacy-spanbert.SpanBERT.v3"
+    markdown = out.with_suffix(".md").read_text()
+    assert "QUICK" in markdown and "ours, int8" in markdown and "Machine:" in markdown
+    assert "| textcat on SpanBERT.v3 (ours) |" in markdown
+
+
+def test_missing_bbc_folder_is_one_line_before_any_training(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "textcat.py"), "--bbc-dir", str(tmp_path / "nope"),
+                           "--systems", "cnn_textcat", "--work-dir", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+    assert "BBC folder not found" in done.stderr and "fetch_assets.py" in done.stderr
+    assert not (tmp_path / "work" / "cnn_textcat").exists()
+
+
+def test_trf_baseline_mirrors_ours():
+    ours = util.load_config(OURS, overrides={"paths.init_model": "x"}).interpolate()
+    base = util.load_config(BASELINES[0], overrides={"paths.init_model": "x"}).interpolate()
+    assert base["training"] == ours["training"] and base["nlp"] == ours["nlp"]
+    assert base["components"]["textcat"] == ours["components"]["textcat"]
+    ours_trf = dict(ours["components"]["transformer"]["model"])
+    base_trf = dict(base["components"]["transformer"]["model"])
+    assert base_trf.pop("@architectures") == "spacy-transformers.TransformerModel.v3"
+    assert ours_trf.pop("@architectures") == "spacy-spanbert.SpanBERT.v3"
+    assert (ours_trf.pop("case_types"), ours_trf.pop("quantize"), ours_trf.pop("cpu_bf16")) == (True, None, "auto")
+    assert base_trf == ours_trf
+    cnn = util.load_config(BASELINES[1]).interpolate()
+    assert cnn["components"]["textcat"]["model"]["@architectures"] == "spacy.TextCatEnsemble.v2"
+    assert cnn["components"]["textcat"]["model"]["tok2vec"]["@architectures"] == "spacy.Tok2Vec.v2"
+    for key in ("max_steps", "eval_frequency", "batcher", "score_weights"):
+        assert cnn["training"][key] == ours["training"][key]
+
+
+@pytest.mark.parametrize("config", BASELINES, ids=lambda p: p.name)
+def test_baselines_pass_spacy_debug_config_and_data(config, tmp_path, tiny_bert_dir):
+    nlp = spacy.blank("en")
+    db = DocBin()
+    for i in range(120):
+        label = ["sport", "tech"][i % 2]
+        doc = nlp.make_doc(f"the {'team game' if label == 'sport' else 'car ship'} number {i}")
+        doc.cats = {"sport": float(label == "sport"), "tech": float(label == "tech")}
+        db.add(doc)
+    db.to_disk(tmp_path / "train.spacy")
+    overrides = {"paths.train": str(tmp_path / "train.spacy"), "paths.dev": str(tmp_path / "train.spacy"),
+                 "paths.init_model": str(tiny_bert_dir)}
+    debug_config(config, overrides=overrides)
+    try:
+        debug_data(config, config_overrides=overrides, silent=True)
+    except SystemExit as exit_:
+        pytest.fail(f"spacy debug data {config.name} found errors (exit {exit_.code})")
