@@ -28,14 +28,19 @@ def get_relations(doc: Doc) -> List[Record]:
     """The doc's relation records (an empty list where none were set); offsets as lists, as they were set (a
     DocBin's msgpack gives them back as tuples)."""
     ensure_extension()
-    return [dict(r, head=list(r["head"]), tail=list(r["tail"])) for r in getattr(doc._, EXTENSION) or []]
+    return [_plain(r) for r in getattr(doc._, EXTENSION) or []]
 
 
 def set_relations(doc: Doc, records: Iterable[Record]) -> None:
     """Store relation records on the doc, sorted by head then tail offsets."""
     ensure_extension()
     ordered = sorted(records, key=lambda r: (tuple(r["head"]), tuple(r["tail"]), r["label"]))
-    setattr(doc._, EXTENSION, [dict(r, head=list(r["head"]), tail=list(r["tail"])) for r in ordered])
+    setattr(doc._, EXTENSION, [_plain(r) for r in ordered])
+
+
+def _plain(record: Record) -> Record:
+    """A copy of the record with its offsets as lists (msgpack, which DocBin uses, turns them into tuples)."""
+    return dict(record, head=list(record["head"]), tail=list(record["tail"]))
 
 
 def make_record(head: Span, tail: Span, label: str, score: Optional[float] = None) -> Record:
