@@ -135,12 +135,27 @@ def pretrain(config_path: Path, output_dir: Path, overrides: Optional[Dict] = No
     import torch.distributed as dist
 
     owns_group = not (dist.is_available() and dist.is_initialized())  # a caller's own group is left alone
+    mixed_precision = os.environ.get(MIXED_PRECISION_ENV)
     try:
         return _train(cfg, masking, training, tokenizer, model, nlp, output_dir, resume_from, gpu_id,
                       list(callbacks))
     finally:
         if owns_group:
             shutdown_process_group()
+        restore_mixed_precision_env(mixed_precision)
+
+
+# transformers 4.53's TrainingArguments(bf16=True) sets this for accelerate and never unsets it: every later Trainer
+# or Accelerator in the process (the caller's own float32 one too) would then run under bf16 autocast
+MIXED_PRECISION_ENV = "ACCELERATE_MIXED_PRECISION"
+
+
+def restore_mixed_precision_env(previous: Optional[str]) -> None:
+    """Put accelerate's mixed-precision variable back as it was before our run (unset if it was unset)."""
+    if previous is None:
+        os.environ.pop(MIXED_PRECISION_ENV, None)
+    else:
+        os.environ[MIXED_PRECISION_ENV] = previous
 
 
 def preflight(cfg, masking, output_dir: Path):

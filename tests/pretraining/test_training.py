@@ -317,6 +317,12 @@ class BatchRecorder:
         return batch
 
 
+def _atol(grad) -> float:
+    """An absolute tolerance at the tensor's own scale: float32 sums in another order (another CPU's kernels, AVX2
+    against AVX512) move its near-zero elements by about 1e-7 of its largest, which a fixed 1e-8 does not allow."""
+    return max(1e-5 * float(grad.abs().max()), 1e-12)
+
+
 def _one_update(tiny_bert_dir, tmp_path, grad_normalization):
     """One optimizer step of 2 micro-batches: the trainer, the untouched start model (in train mode), the batches
     it saw, the gradients it applied and the update's masked tokens."""
@@ -350,7 +356,7 @@ def test_masked_tokens_update_is_the_summed_losses_gradient_over_the_masked_toke
     norm = torch.sqrt(sum((g ** 2).sum() for g in expected.values())).item()
     clip = min(1.0, trainer.args.max_grad_norm / (norm + 1e-6))  # what the 1.0 clip leaves of the gradient
     for name, grad in expected.items():
-        torch.testing.assert_close(capture.grads[name], grad * clip, rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(capture.grads[name], grad * clip, rtol=1e-4, atol=_atol(grad * clip))
     row = trainer.state.log_history[0]
     assert row["grad_norm"] == pytest.approx(norm, rel=1e-4)
     assert row["clipped_share"] == (1.0 if norm > trainer.args.max_grad_norm else 0.0)
@@ -371,7 +377,7 @@ def test_reference_update_is_the_mean_losses_gradient_over_the_masked_tokens(tin
     norm = torch.sqrt(sum((g ** 2).sum() for g in expected.values())).item()
     assert norm < trainer.args.max_grad_norm  # a healthy step: the clip leaves it alone
     for name, grad in expected.items():
-        torch.testing.assert_close(capture.grads[name], grad, rtol=1e-4, atol=1e-8)
+        torch.testing.assert_close(capture.grads[name], grad, rtol=1e-4, atol=_atol(grad))
     assert trainer.state.log_history[0]["grad_norm"] == pytest.approx(norm, rel=1e-4)
     assert trainer.state.log_history[0]["clipped_share"] == 0.0
 
