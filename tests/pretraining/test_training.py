@@ -473,3 +473,18 @@ def test_batches_are_pinned_and_copied_without_blocking_on_cuda(monkeypatch, tmp
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     feed_the_device(gpu)
     assert gpu.dataloader_pin_memory and gpu.accelerator_config.non_blocking
+
+
+def test_a_bf16_run_leaves_no_mixed_precision_for_later_trainers(tiny_bert_dir, memo_corpus, tmp_path, monkeypatch):
+    """transformers sets ACCELERATE_MIXED_PRECISION for a bf16 run and never unsets it; every later Trainer in the
+    process would then autocast. pretrain() puts the caller's value back (bf16 runs on any CPU, emulated or not)."""
+    import os
+
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    pretrain(CONFIG, tmp_path / "bf16", overrides(tiny_bert_dir, memo_corpus, **{"training.max_steps": 1,
+                                                                                   "training.precision": "bf16"}))
+    assert "ACCELERATE_MIXED_PRECISION" not in os.environ
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    pretrain(CONFIG, tmp_path / "bf16b", overrides(tiny_bert_dir, memo_corpus, **{"training.max_steps": 1,
+                                                                                   "training.precision": "bf16"}))
+    assert os.environ["ACCELERATE_MIXED_PRECISION"] == "no"
