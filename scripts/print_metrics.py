@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from project_io import write_atomic
+from project_io import read_json_file, write_atomic
 
 
 def summarise(scores: Dict[str, Any], split: str, source: str) -> Dict[str, Any]:
@@ -54,12 +54,7 @@ def text_table(rows: List[List[str]]) -> str:
 
 
 def load_metrics(path: Path, split: str) -> Dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: metrics file not found; run `spacy project run evaluate` first")
-    try:
-        data = json.loads(path.read_text(encoding="utf8"))
-    except ValueError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    data = read_json_file(path, "evaluate")
     if "per_type" in data and "overall" in data:
         return data
     return summarise(data, split, str(path))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from print_metrics import text_table
-from project_io import write_atomic
+from project_io import read_json_file, write_atomic
 
 
 def cats_block(scores: Dict[str, Any], source: str) -> Dict[str, Any]:
@@ -66,12 +66,7 @@ def format_table(metrics: Dict[str, Any]) -> str:
 
 
 def load_metrics(path: Path, split: str) -> Dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: metrics file not found; run `spacy project run textcat_evaluate` first")
-    try:
-        data = json.loads(path.read_text(encoding="utf8"))
-    except ValueError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    data = read_json_file(path, "textcat_evaluate")
     if "per_label" in data and "macro" in data:
         return data
     return summarise(data, split, str(path))

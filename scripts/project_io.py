@@ -33,3 +33,17 @@ def flag(value: str) -> bool:
     if value.lower() in ("false", "0", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def read_json_file(path: Path, step: str) -> dict:
+    """A metrics JSON file, with one clear error when it is missing (naming the project step that writes it) or
+    broken."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: metrics file not found; run `spacy project run {step}` first")
+    try:
+        return json.loads(path.read_text(encoding="utf8"))
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
