@@ -53,6 +53,10 @@ SYSTEMS: Dict[str, Dict[str, Any]] = {
     "spanbert_ner_no_case_types": {
         "config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, cpu_bf16, no case types", "encoder": True,
         "overrides": cli_overrides({**CPU_BF16, "components.transformer.model.case_types": False})},
+    # one capitalisation mechanism: case types in the encoder only, without the span model's 5 case flags
+    "spanbert_ner_case_types_only": {
+        "config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, case types only", "encoder": True,
+        "overrides": ["--components.spanbert_ner.model.case_features", "false"]},
     "trf_ner": {"config": BENCH / "configs" / "trf_ner.cfg", "label": "spacy-transformers + ner", "encoder": True},
     "span_marker": {"config": None, "label": "SpanMarker", "encoder": True},
     "cnn_ner": {"config": BENCH / "configs" / "cnn_ner.cfg", "label": "spaCy CNN tok2vec + ner", "encoder": False},
