@@ -19,7 +19,7 @@ from typing import Callable, Dict, List
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.tiny_bert import DETERMINERS, NOUNS, VERBS, build_tiny_bert  # noqa: E402
+from tests.fixtures.tiny_bert import DETERMINERS, NOUNS, VERBS, build_tiny_bert  # noqa: E402
 
 PRETRAIN = [sys.executable, "-m", "spacy", "spanbert-pretrain", str(ROOT / "configs" / "pretrain.cfg")]
 SMALL = ["--training.max_length", "32", "--training.batch_size", "4", "--training.max_steps", "4",

@@ -2,8 +2,8 @@
 
 Both are built in a temporary directory on first use (no network): `tiny_bert_dir` holds config.json,
 model.safetensors and a lower-casing BertTokenizerFast (vocab.txt, tokenizer.json, tokenizer_config.json).
-The builder is bench/tiny_bert.py's, the one the benchmarks' --quick runs use (the repository root is on
-sys.path through pyproject's `pythonpath`).
+The builder is tests/fixtures/tiny_bert.py's (the repository root is on sys.path through pyproject's `pythonpath`,
+so the fixtures import as `tests.fixtures.*`).
 """
 import os
 import random
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.tiny_bert import ADJECTIVES, DETERMINERS, NAMES, NOUNS, VERBS, build_tiny_bert
+from tests.fixtures.tiny_bert import ADJECTIVES, DETERMINERS, NAMES, NOUNS, VERBS, build_tiny_bert
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from bench.quantize import MEAN, to_markdown
-from bench.tiny_pipeline import build_tiny_ner_pipeline
+from tests.fixtures.tiny_pipeline import build_tiny_ner_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +19,7 @@ def tiny(tmp_path_factory):
     return {**paths, "int8": int8}
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 @pytest.mark.parametrize("which", ["pipeline", "int8"])
 def test_spacy_benchmark_speed_reports_words_per_second_with_a_confidence_interval(tiny, which):
     # the fewest batches spaCy allows (30), 2 docs each, one warm-up pass: a few seconds on the tiny BERT

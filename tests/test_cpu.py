@@ -35,6 +35,7 @@ def test_probes_answer_without_error_and_agree_with_the_cpu_flags():
         assert facts["int8_vnni"] is False
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 @pytest.mark.skipif(not X86, reason="the AVX2 emulation settings are x86 dispatch settings")
 def test_an_avx2_cpu_gets_float32_and_7_bit_int8_everywhere(tiny_bert_dir):
     """Under the AVX2 emulation every "auto" picks float32, int8 keeps 7-bit activations, and the transformer's
@@ -44,12 +45,12 @@ def test_an_avx2_cpu_gets_float32_and_7_bit_int8_everywhere(tiny_bert_dir):
     from spacy_spanbert import cpu
     from spacy_spanbert.pretraining.run import resolve_precision
     from spacy_spanbert.models.quantize import activation_bits
-    from spacy_spanbert.models.transformer import create_spanbert_transformer_v2
+    from spacy_spanbert.models.transformer import create_spanbert_transformer, encoder_of
     from spacy_transformers.span_getters import configure_strided_spans
-    model = create_spanbert_transformer_v2({str(tiny_bert_dir)!r}, configure_strided_spans(32, 24), cpu_bf16="auto")
+    model = create_spanbert_transformer({str(tiny_bert_dir)!r}, configure_strided_spans(32, 24), cpu_bf16="auto")
     print(json.dumps({{"capability": cpu.kernel_capability(), "bf16": cpu.has_native_bf16(),
                       "vnni": cpu.has_int8_vnni(), "pretrain": resolve_precision("auto", on_gpu=False),
-                      "int8_bits": activation_bits(), "cpu_bf16": model.layers[0].shims[0].cpu_bf16}}))
+                      "int8_bits": activation_bits(), "cpu_bf16": encoder_of(model).cpu_bf16}}))
     """
     facts = json.loads(_child(code, cpu.AVX2_EMULATION))
     assert facts == {"capability": "AVX2", "bf16": False, "vnni": False, "pretrain": "fp32", "int8_bits": 7,
@@ -65,18 +66,19 @@ def test_auto_precision_is_bf16_exactly_where_the_cpu_runs_it_natively():
         resolve_precision("fp16", on_gpu=False)
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 @pytest.mark.skipif(not X86, reason="the AVX2 emulation settings are x86 dispatch settings")
 def test_bf16_asked_for_on_an_avx2_cpu_warns_once_with_the_fix(tiny_bert_dir):
     code = f"""
     import json, logging, warnings
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from spacy_spanbert.pretraining.run import resolve_precision
-    from spacy_spanbert.models.transformer import create_spanbert_transformer_v2
+    from spacy_spanbert.models.transformer import create_spanbert_transformer, encoder_of
     from spacy_transformers.span_getters import configure_strided_spans
     assert resolve_precision("bf16", on_gpu=False) == "bf16"  # kept: the user asked for it
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        create_spanbert_transformer_v2({str(tiny_bert_dir)!r}, configure_strided_spans(32, 24), cpu_bf16=True)
+        create_spanbert_transformer({str(tiny_bert_dir)!r}, configure_strided_spans(32, 24), cpu_bf16=True)
     print(json.dumps([str(w.message) for w in caught]))
     """
     env = {**os.environ, **cpu.AVX2_EMULATION}

@@ -79,6 +79,7 @@ def _tested_blocks():
     return [(page, i, b) for page in PAGES for i, b in enumerate(blocks(page)) if b["test"]]
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 @pytest.mark.parametrize("page,index,block", _tested_blocks(), ids=lambda v: v.name if isinstance(v, Path) else "")
 def test_marked_blocks_run(page, index, block, ner_pipeline_dir, tmp_path):
     assert block["lang"] == "python" and block["test"] in ("ner_pipeline", "standalone")
@@ -93,6 +94,8 @@ def _registered():
     entry_points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
     for group, items in entry_points.items():
         for name, target in items.items():
+            if target.startswith("spacy_spanbert.retired:"):
+                continue  # listed under "Retired names" (test_the_reference_lists_every_retired_name)
             module, attr = target.split(":")
             params = inspect.signature(getattr(importlib.import_module(module), attr)).parameters
             skip = {"spacy_factories": {"nlp", "name"}, "spacy_cli": {"ctx"}}.get(group, set())
@@ -107,6 +110,15 @@ def test_the_reference_documents_every_setting(name, params):
     assert section is not None, f"docs/reference.md has no section ### `{name}`"
     missing = [p for p in params if f"`{p}`" not in section]
     assert not missing, f"docs/reference.md, `{name}`: settings not documented: {missing}"
+
+
+def test_the_reference_lists_every_retired_name():
+    entry_points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    retired = [name for items in entry_points.values() for name, target in items.items()
+               if target.startswith("spacy_spanbert.retired:")]
+    text = (ROOT / "docs" / "reference.md").read_text(encoding="utf8")
+    table = text[text.index("## Retired names"):]
+    assert retired and not [name for name in retired if f"`{name}`" not in table]
 
 
 def test_generated_pages_are_in_sync():

@@ -38,6 +38,7 @@ def _child_threads(mode: str, **env) -> list:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX's")
 def test_a_forked_child_keeps_torch_threads_unless_a_component_runs():
     assert _child_threads("plain") == [2, False, 2]

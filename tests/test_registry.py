@@ -6,6 +6,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 GROUP_TO_REGISTRY = {
     "spacy_architectures": "architectures",
@@ -34,6 +36,7 @@ def test_entry_points_declare_every_group():
         assert declared.get(group), f"no {group} entry points declared"
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 def test_registered_names_resolve_without_import():
     declared = _declared()
     checks = {
@@ -61,6 +64,7 @@ print(json.dumps(found))
     assert all(found.values()), {k: v for k, v in found.items() if not v}
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 def test_add_pipe_by_name_in_blank_pipeline():
     out = _run(
         "import spacy\n"
@@ -72,6 +76,7 @@ def test_add_pipe_by_name_in_blank_pipeline():
     assert "spanbert_ner" in out and "spanbert_spancat" in out
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 def test_spacy_cli_lists_pretrain_command():
     proc = subprocess.run(
         [sys.executable, "-m", "spacy", "spanbert-pretrain", "--help"],

@@ -8,7 +8,9 @@ torch load only when the command runs.
 from pathlib import Path
 from typing import Dict, Optional
 
-from spacy.cli._util import Arg, Opt, app
+from spacy.cli import app
+from typer import Argument as Arg
+from typer import Option as Opt
 from wasabi import msg
 
 from ._util import fail_with

@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from spacy.cli._util import Arg, Opt, app, parse_config_overrides
+from spacy.cli import app
+from typer import Argument as Arg
+from typer import Option as Opt
+from weasel.util import parse_config_overrides
 from wasabi import msg
 
 from ._util import fail, fail_with
@@ -28,7 +31,7 @@ def run_pretrain(config_path: Path, output_dir: Path, extra_args: List[str], res
     from ..pretraining.run import pretrain
 
     try:
-        overrides = parse_config_overrides(extra_args)
+        overrides = parse_config_overrides(extra_args, env_var="SPACY_CONFIG_OVERRIDES")  # as spacy train
         encoder = pretrain(config_path, output_dir, overrides, resume=resume, gpu_id=gpu_id)
     except (ValueError, FileNotFoundError, DiskFullError) as err:
         fail_with(err)

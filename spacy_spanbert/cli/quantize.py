@@ -1,8 +1,7 @@
 """`python -m spacy spanbert-quantize IN_PIPELINE OUT_PIPELINE [--scheme int8|int8_per_tensor]`.
 
-Turns a trained pipeline's SpanBERT transformer(s) into int8 for CPU inference: every `spacy-spanbert.SpanBERT.v1`
-(or fp32 v2) model in the config becomes `SpanBERT.v2` with `quantize` set (a v3 model stays v3, case types kept),
-the pipeline is loaded under that config (the fp32 weights are quantized as they load) and saved with int8 weights.
+Turns a trained pipeline's SpanBERT transformer(s) into int8 for CPU inference: every `spacy-spanbert.SpanBERT.v4`
+model in the config gets `quantize` set (and `cpu_bf16` off), the pipeline is loaded under that config (the fp32 weights are quantized as they load) and saved with int8 weights.
 The result is an ordinary spaCy pipeline: `spacy.load`, `spacy package` and `spacy benchmark speed` take it as it
 is. Registered on spaCy's CLI through the `spacy_cli` entry point; torch and the pipeline load only when the command
 runs.
@@ -10,23 +9,26 @@ runs.
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-from spacy.cli._util import Arg, Opt, app
+from spacy.cli import app
+from typer import Argument as Arg
+from typer import Option as Opt
 from wasabi import msg
 
 from ._util import fail_with
 
 COMMAND = "spanbert-quantize"
-V1, V2, V3 = "spacy-spanbert.SpanBERT.v1", "spacy-spanbert.SpanBERT.v2", "spacy-spanbert.SpanBERT.v3"
+# models.transformer.ARCHITECTURE, written out: spaCy imports every CLI module at start, and that one imports torch
+ARCHITECTURE = "spacy-spanbert.SpanBERT.v4"
 
 
 def transformer_sections(config: Dict[str, Any], path: Tuple[str, ...] = ()) -> List[Tuple[str, ...]]:
-    """Dotted paths of every SpanBERT.v1/v2/v3 model block in a (nested dict) config, e.g. components.transformer.model.
+    """Dotted paths of every SpanBERT.v4 model block in a (nested dict) config, e.g. components.transformer.model.
 
     Shared `transformer` components and span components with a transformer of their own are both found."""
     found = []
     for key, value in config.items():
         if isinstance(value, dict):
-            if value.get("@architectures") in (V1, V2, V3):
+            if value.get("@architectures") == ARCHITECTURE:
                 found.append((*path, key))
             else:
                 found.extend(transformer_sections(value, (*path, key)))
@@ -49,8 +51,7 @@ def check_paths(in_dir: Path, out_dir: Path) -> None:
 
 
 def quantize_overrides(config: Dict[str, Any], scheme: str, in_dir: Path) -> Dict[str, str]:
-    """spacy.load config overrides that make every SpanBERT model in `config` int8 (v1 becomes v2, which has
-    `quantize`; v3 has it too)."""
+    """spacy.load config overrides that make every SpanBERT model in `config` int8."""
     sections = transformer_sections(config.get("components", {}), ("components",))
     if not sections:
         raise ValueError(f"{in_dir} has no spacy-spanbert.SpanBERT transformer to quantize (its config uses none); "
@@ -64,8 +65,6 @@ def quantize_overrides(config: Dict[str, Any], scheme: str, in_dir: Path) -> Dic
         if block.get("quantize") is not None:
             raise ValueError(f"{in_dir} is already quantized ({dotted}.quantize = {block['quantize']!r}): pass the "
                              f"fp32 pipeline it was made from")
-        if block.get("@architectures") != V3:
-            overrides[f"{dotted}.@architectures"] = V2
         overrides[f"{dotted}.quantize"] = scheme
         if block.get("cpu_bf16"):  # trained under bf16 autocast: the int8 encoder runs without it
             overrides[f"{dotted}.cpu_bf16"] = False
@@ -78,16 +77,16 @@ def run_quantize(in_dir: Path, out_dir: Path, scheme: str = "int8") -> Dict[str,
     from spacy.util import load_config
 
     from ..models.quantize import check_scheme, quantized_scheme
-    from ..models.transformer import SafetensorsHFShim
+    from ..models.transformer import encoder_of, is_spanbert_transformer
 
     check_scheme(scheme)
     check_paths(in_dir, out_dir)
     overrides = quantize_overrides(load_config(Path(in_dir) / "config.cfg", interpolate=False), scheme, in_dir)
     nlp = spacy.load(in_dir, config=overrides)
-    shims = [shim for _, proc in nlp.components if hasattr(proc, "model")
-             for node in proc.model.walk() for shim in node.shims if isinstance(shim, SafetensorsHFShim)]
-    unquantized = [shim for shim in shims if shim._hfmodel.transformer is None or quantized_scheme(shim._model) != scheme]
-    if not shims or unquantized:
+    encoders = [encoder_of(node) for _, proc in nlp.components if hasattr(proc, "model")
+                for node in proc.model.walk() if is_spanbert_transformer(node)]
+    unquantized = [enc for enc in encoders if enc.transformer is None or quantized_scheme(enc.transformer) != scheme]
+    if not encoders or unquantized:
         raise ValueError(f"{in_dir}: its SpanBERT transformer has no saved weights to quantize; pass a trained "
                          f"pipeline directory such as training/model-best")
     sections = sorted({key.rsplit(".", 1)[0] for key in overrides})

@@ -1,23 +1,19 @@
 """Capitalisation as token types: an uncased encoder (MiniLM, bert-base-uncased) that sees case in every layer.
 
 An uncased tokenizer lower-cases the text before the encoder sees it, so "Bush" and "bush" reach it as the same
-wordpiece: the strongest cue for named entities is gone before the first layer. `SpanBoundaryModel`'s
-`case_features` gives the span head the flags back, but only at the span's boundary tokens and after the encoder.
-Here each wordpiece's token type says how its whitespace-delimited word is capitalised (none, title, upper, mixed):
+wordpiece: the strongest cue for named entities is gone before the first layer. Here each wordpiece's token type says how its whitespace-delimited word is capitalised (none, title, upper, mixed):
 BERT adds the token-type embedding to every input vector, so case reaches all layers and every token's context.
 
 The three case rows are appended to the checkpoint's token-type table (BERT's 2: segments A and B, which stay as
 they were) and start as copies of row 0, the type every single-segment input has: before fine-tuning the encoder
 computes exactly what it did without case types; fine-tuning then learns what capitalisation adds. The encoder's
-config records the first case row under `CONFIG_KEY`, so a saved pipeline is rebuilt with the larger table.
+config records the first case row under `CONFIG_KEY`, so a saved pipeline is rebuilt with the larger table. The
+transformer's forward computes the ids from the tokenizer's character offsets (`case_type_ids`) and passes them as
+the encoder's `token_type_ids`: the tokenizer itself is never changed.
 """
-import copy
-import os
 import re
-import threading
-import weakref
 from functools import lru_cache
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Sequence
 
 import numpy
 
@@ -83,8 +79,7 @@ def add_case_type_rows(encoder: Any) -> int:
     embeddings = getattr(getattr(encoder, "embeddings", None), "token_type_embeddings", None)
     if not isinstance(embeddings, torch.nn.Embedding):
         raise ValueError(f"case_types needs an encoder with token-type embeddings (BERT, MiniLM, ELECTRA, RoBERTa); "
-                         f"{type(encoder).__name__} has none: set case_types = false (or use the span model's "
-                         f"case_features)")
+                         f"{type(encoder).__name__} has none: set case_types = false, or use a cased encoder")
     old = embeddings.weight.detach()
     offset = int(old.shape[0])
     table = torch.nn.Embedding(offset + N_CASE_ROWS, old.shape[1], device=old.device, dtype=old.dtype)
@@ -95,76 +90,3 @@ def add_case_type_rows(encoder: Any) -> int:
     config.type_vocab_size = offset + N_CASE_ROWS
     setattr(config, CONFIG_KEY, offset)
     return offset
-
-
-_TYPED_CLASSES: Dict[type, type] = {}
-# One forward per transformer at a time swaps a tokenizer in: two threads calling one pipeline (a web server's pool)
-# must not see, or put back, each other's case-typing copy, which would then be saved (under a class name
-# AutoTokenizer cannot load). A lock per shim, so different pipelines never wait on each other.
-_LOCKS: "weakref.WeakKeyDictionary[Any, threading.RLock]" = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-
-
-def _swap_lock(shim: Any) -> threading.RLock:
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(shim)
-        if lock is None:
-            lock = _LOCKS[shim] = threading.RLock()
-        return lock
-
-
-def _fresh_locks_in_child() -> None:
-    """A forked child (spaCy's `n_process`) inherits locks another thread may hold, and that thread does not exist in
-    the child: start it with free locks (a tokenizer left swapped in is put back by the next forward)."""
-    global _LOCKS, _LOCKS_GUARD
-    _LOCKS, _LOCKS_GUARD = weakref.WeakKeyDictionary(), threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_fresh_locks_in_child)
-
-
-def _case_typed_class(cls: type) -> type:
-    """A subclass of the tokenizer's class whose __call__ also returns case token types (so that spacy-transformers'
-    `isinstance(tokenizer, PreTrainedTokenizerFast)` check, which asks for offsets, still holds)."""
-    if cls not in _TYPED_CLASSES:
-        def __call__(self: Any, text: Any, *args: Any, **kwargs: Any) -> Any:
-            encoding = cls.__call__(self, text, *args, **kwargs)
-            offsets = encoding.get("offset_mapping")
-            texts = [text] if isinstance(text, str) else list(text)
-            if offsets is None or len(texts) != len(encoding["input_ids"]):
-                raise ValueError("case_types needs a fast tokenizer (character offsets): set tokenizer_config "
-                                 "use_fast = true, or case_types = false")
-            encoding["token_type_ids"] = case_type_ids(texts, numpy.asarray(offsets), self.case_type_offset)
-            return encoding
-
-        _TYPED_CLASSES[cls] = type(f"CaseTyped{cls.__name__}", (cls,), {"__call__": __call__})
-    return _TYPED_CLASSES[cls]
-
-
-def case_typed_forward(forward: Callable, model: Any, docs: List[Any], is_train: bool) -> Any:
-    """spacy-transformers' TransformerModel forward with a case-typing copy of the tokenizer for this one call.
-
-    The copy shares the tokenizer's backend; the pipeline's own tokenizer object is never changed, so it saves and
-    loads as before. Module-level (bound with functools.partial) so that pipelines pickle."""
-    shim = model.layers[0].shims[0]
-    hf = shim._hfmodel
-    if hf.transformer is None:
-        raise ValueError("The transformer has no weights yet: call nlp.initialize() (or load a trained pipeline) "
-                         "before using it")
-    offset = getattr(hf.transformer.config, CONFIG_KEY, None)
-    if offset is None:
-        raise ValueError("This transformer's config sets case_types = true but its encoder has no case rows (saved "
-                         "without them): set case_types = false, or train the pipeline again with case_types")
-    with _swap_lock(shim):
-        # a copy is only ever left in place by a fork in mid-forward: take the tokenizer it was made from
-        tokenizer = getattr(hf.tokenizer, "case_typed_original", hf.tokenizer)
-        typed = copy.copy(tokenizer)
-        typed.__class__ = _case_typed_class(type(tokenizer))
-        typed.case_type_offset = int(offset)
-        typed.case_typed_original = tokenizer
-        hf.tokenizer = typed
-        try:
-            return forward(model, docs, is_train)
-        finally:
-            hf.tokenizer = tokenizer

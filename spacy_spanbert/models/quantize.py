@@ -167,8 +167,13 @@ def load_quantized_state(module: Any, state: Dict[str, Any]) -> None:
             except KeyError:
                 raise ValueError(f"The saved transformer has no int8 weights for {name}: re-run spanbert-quantize on "
                                  f"the fp32 pipeline") from None
+            # back to the float weights the int8 values stand for, then quantized again on the same grid: exactly
+            # the saved int8 values (torch's public constructors)
             if scale.dim() == 0:
-                weight = torch._make_per_tensor_quantized_tensor(values, scale.item(), int(zero_point.item()))
+                floats = (values.float() - float(zero_point)) * float(scale)
+                weight = torch.quantize_per_tensor(floats, float(scale), int(zero_point), torch.qint8)
             else:
-                weight = torch._make_per_channel_quantized_tensor(values, scale, zero_point, 0)
+                shape = (-1,) + (1,) * (values.dim() - 1)
+                floats = (values.float() - zero_point.reshape(shape).float()) * scale.reshape(shape).float()
+                weight = torch.quantize_per_channel(floats, scale.double(), zero_point.long(), 0, torch.qint8)
             sub.set_weight_bias(weight, state.get(name + ".bias"))

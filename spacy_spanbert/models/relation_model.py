@@ -13,7 +13,6 @@ import torch
 from thinc.api import (
     ArgsKwargs,
     Model,
-    PyTorchWrapper_v3,
     chain,
     get_torch_default_device,
     torch2xp,
@@ -25,6 +24,7 @@ from thinc.types import Floats2d, Ragged
 from ..nn.relation_scorer import REPRESENTATIONS, RelationScorer
 from .span_model import as_token_vectors
 from .torch_bridge import flat_tokens, safetensors_metadata
+from .torch_shim import LazyModule, torch_layer, torch_module
 
 InT = Tuple[List[Any], Ragged]
 OutT = Floats2d
@@ -54,8 +54,8 @@ def build_relation_model(
     """
     if representation not in REPRESENTATIONS:
         raise ValueError(f"RelationModel representation = {representation!r} is not one of {REPRESENTATIONS}")
-    wrapper = PyTorchWrapper_v3(
-        _Unbuilt(dropout, representation),
+    wrapper = torch_layer(  # thinc's PyTorchWrapper on our shim, whose parameter averages reach the scorer
+        LazyModule("relation scorer", dropout=dropout, representation=representation),
         convert_inputs=_convert_inputs,
         convert_outputs=_convert_outputs,
         serialize_model=_serialize,
@@ -77,22 +77,10 @@ def build_relation_model(
     return model
 
 
-class _Unbuilt(torch.nn.Module):
-    """Stands in the wrapper until init (or loading) builds the `RelationScorer`: the configured settings that
-    loading needs, and no parameters."""
-
-    def __init__(self, dropout: float, representation: str) -> None:
-        super().__init__()
-        self.dropout_rate, self.representation = dropout, representation
-
-    def forward(self, *args: Any) -> Any:
-        raise ValueError("The relation scorer is not built yet: initialise the component (nlp.initialize) first")
-
-
 def get_relation_scorer(model: Model) -> RelationScorer:
     """The torch `RelationScorer` of a relation model, once initialised or loaded."""
-    module = model.get_ref("scorer").layers[0].shims[0]._model
-    if not isinstance(module, RelationScorer):
+    module = torch_module(model.get_ref("scorer").layers[0]).inner
+    if module is None:
         raise ValueError("The relation scorer is not built yet: initialise the component (nlp.initialize) first")
     return module
 
@@ -115,12 +103,12 @@ def _init(model: Model, X: Any = None, Y: Any = None) -> None:
     if not model.has_dim("nI") or not model.has_dim("nO") or attrs["n_types"] is None:
         raise ValueError("The relation scorer needs example docs, labels and entity types to initialise: call "
                          "nlp.initialize(get_examples)")
-    shim = model.layers[0].shims[0]
-    if isinstance(shim._model, RelationScorer):
+    slot = torch_module(model.layers[0])
+    if slot.inner is not None:
         return
-    shim._model = RelationScorer(model.get_dim("nI"), model.get_dim("nO"), attrs["n_types"], attrs["hidden_width"],
-                                 attrs["max_width"], attrs["max_context"], attrs["dropout"],
-                                 attrs["representation"]).to(get_torch_default_device())
+    slot.build(RelationScorer(model.get_dim("nI"), model.get_dim("nO"), attrs["n_types"], attrs["hidden_width"],
+                              attrs["max_width"], attrs["max_context"], attrs["dropout"],
+                              attrs["representation"]).to(get_torch_default_device()))
 
 
 def _convert_inputs(model: Model, X: Tuple[List[Floats2d], Ragged], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
@@ -147,29 +135,31 @@ def _convert_outputs(model: Model, inputs_outputs: Tuple[Any, Any], is_train: bo
     return model.ops.asarray2f(torch2xp(logits_t.float(), ops=model.ops)), backprop
 
 
-def _serialize(module: Any) -> bytes:
+def _serialize(slot: LazyModule) -> bytes:
     """safetensors bytes with the scorer's shape in the header (no pickles); an empty file before init."""
     from safetensors.torch import save
 
-    if not isinstance(module, RelationScorer):
+    scorer = slot.inner
+    if scorer is None:
         return save({}, metadata={"n_in": "None"})
-    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    meta = {key: str(int(getattr(module, key))) for key in _SHAPE_KEYS}
-    meta["representation"] = module.representation
+    state = {k: v.detach().contiguous().cpu() for k, v in scorer.state_dict().items()}
+    meta = {key: str(int(getattr(scorer, key))) for key in _SHAPE_KEYS}
+    meta["representation"] = scorer.representation
     return save(state, metadata=meta)
 
 
-def _deserialize(placeholder: Any, data: bytes, device: Any) -> Any:
+def _deserialize(slot: LazyModule, data: bytes, device: Any) -> LazyModule:
     from safetensors.torch import load
 
     meta = safetensors_metadata(data)
     if meta.get("n_in", "None") == "None":
-        return placeholder
-    if placeholder.representation != meta["representation"]:
+        return slot
+    configured = slot.settings
+    if configured["representation"] != meta["representation"]:
         raise ValueError(f"The saved relation scorer is {meta['representation']!r} but the config builds "
-                         f"{placeholder.representation!r}: use the saved pipeline's config")
-    dropout = placeholder.dropout.p if isinstance(placeholder, RelationScorer) else placeholder.dropout_rate
-    module = RelationScorer(*(int(meta[key]) for key in _SHAPE_KEYS), dropout=dropout,
+                         f"{configured['representation']!r}: use the saved pipeline's config")
+    module = RelationScorer(*(int(meta[key]) for key in _SHAPE_KEYS), dropout=configured["dropout"],
                             representation=meta["representation"])
     module.load_state_dict(load(data))
-    return module.to(device)
+    slot.build(module.to(device))
+    return slot

@@ -12,7 +12,6 @@ from thinc.api import (
     ArgsKwargs,
     Model,
     PyTorchGradScaler,
-    PyTorchWrapper_v3,
     get_current_ops,
     get_torch_default_device,
     torch2xp,
@@ -22,8 +21,8 @@ from thinc.shims import Shim
 from thinc.types import Floats2d, Ragged
 
 from ..nn.span_scorer import SpanScorer
-from .averaged_params import AveragedPyTorchShim
 from .torch_bridge import flat_tokens, safetensors_metadata
+from .torch_shim import LazyModule, torch_layer, torch_module
 
 SCORER_NAME = "spanbert_span_scorer"
 _REBUILD_KEYS = ("n_in", "n_out", "hidden_width", "max_width", "use_interior")
@@ -32,14 +31,15 @@ _REBUILD_KEYS = ("n_in", "n_out", "hidden_width", "max_width", "use_interior")
 def build_span_scorer(
     hidden_width: int, max_width: Optional[int], use_interior: bool, dropout: float, mixed_precision: bool = False
 ) -> Model[Tuple[List[Floats2d], Ragged], Floats2d]:
-    """A layer holding a `SpanScorer` behind a PyTorchWrapper; the torch module is created in `init`.
+    """A layer holding a `SpanScorer` behind a PyTorchWrapper; the torch module is built in `init` (or on loading).
 
     max_width (Optional[int]): Rows of the width embedding; None takes the suggester's longest span (the component
         sets it through `fit_max_width` before initialising).
     mixed_precision (bool): Autocast the scorer on a GPU (with a gradient scaler, as spacy-transformers does).
     """
-    wrapper = PyTorchWrapper_v3(
-        UnbuiltScorer(hidden_width, max_width, use_interior, dropout),
+    wrapper = torch_layer(  # thinc's PyTorchWrapper on our shim, whose parameter averages reach the scorer
+        LazyModule("span scorer", hidden_width=hidden_width, max_width=max_width, use_interior=use_interior,
+                   dropout=dropout),
         convert_inputs=_convert_inputs,
         convert_outputs=_convert_outputs,
         mixed_precision=mixed_precision,
@@ -49,7 +49,6 @@ def build_span_scorer(
         serialize_model=serialize_scorer,
         deserialize_model=deserialize_scorer,
     )
-    wrapper.shims[0].__class__ = AveragedPyTorchShim  # parameter averages reach the scorer (averaged_params)
     return Model(
         SCORER_NAME,
         _scorer_forward,
@@ -61,23 +60,10 @@ def build_span_scorer(
     )
 
 
-class UnbuiltScorer(torch.nn.Module):
-    """Stands in the wrapper for the `SpanScorer` until init (or loading) replaces it: holds the configured
-    settings, which loading checks against the saved ones, and no parameters."""
-
-    def __init__(self, hidden_width: int, max_width: Optional[int], use_interior: bool, dropout: float) -> None:
-        super().__init__()
-        self.hidden_width, self.max_width = hidden_width, max_width
-        self.use_interior, self.dropout_rate = use_interior, dropout
-
-    def forward(self, *args: Any) -> Any:
-        raise ValueError("The span scorer is not built yet: initialise the component (nlp.initialize) first")
-
-
 def get_torch_scorer(model: Model) -> SpanScorer:
     """The torch `SpanScorer` of a span model (or of its scorer layer), once initialised or loaded."""
-    module = _scorer_layer(model).layers[0].shims[0]._model
-    if not isinstance(module, SpanScorer):
+    module = torch_module(_scorer_layer(model).layers[0]).inner
+    if module is None:
         raise ValueError("The span scorer is not built yet: initialise the component (nlp.initialize) first")
     return module
 
@@ -117,16 +103,16 @@ def _scorer_init(model: Model, X: Any = None, Y: Any = None) -> None:
         model.set_dim("nO", int(Y.shape[1]))
     if not model.has_dim("nI") or not model.has_dim("nO"):
         raise ValueError("The span scorer needs example docs and labels to initialise: call nlp.initialize(get_examples)")
-    shim = model.layers[0].shims[0]
-    if isinstance(shim._model, SpanScorer):
+    slot = torch_module(model.layers[0])
+    if slot.inner is not None:
         return
     attrs = model.attrs
     if attrs["max_width"] is None:
         raise ValueError("The span scorer's max_width is unset: initialise it through its component (nlp.initialize)")
     # the device of the current Ops (a GPU under CupyOps): a new module's parameters are on the CPU
     device = get_torch_default_device()
-    shim._model = SpanScorer(model.get_dim("nI"), model.get_dim("nO"), attrs["hidden_width"], attrs["max_width"],
-                             attrs["use_interior"], attrs["dropout"]).to(device)
+    slot.build(SpanScorer(model.get_dim("nI"), model.get_dim("nO"), attrs["hidden_width"], attrs["max_width"],
+                          attrs["use_interior"], attrs["dropout"]).to(device))
 
 
 def _convert_inputs(model: Model, X: Tuple[List[Floats2d], Ragged], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
@@ -154,40 +140,37 @@ def _convert_outputs(model: Model, inputs_outputs: Tuple[Any, Any], is_train: bo
     return model.ops.asarray2f(logits), backprop
 
 
-def serialize_scorer(torch_model: Any) -> bytes:
+def serialize_scorer(slot: LazyModule) -> bytes:
     """safetensors bytes with the rebuild information in the header metadata (no pickles); before init, an empty
-    file whose metadata says so (`n_in` None), which loading leaves as the placeholder."""
+    file whose metadata says so (`n_in` None), which loading leaves unbuilt."""
     from safetensors.torch import save
 
-    if not isinstance(torch_model, SpanScorer):
+    scorer = slot.inner
+    if scorer is None:
         return save({}, metadata={"n_in": "None"})
-    state = {k: v.detach().contiguous().cpu() for k, v in torch_model.state_dict().items()}
-    meta = {key: str(int(getattr(torch_model, key))) for key in _REBUILD_KEYS}
+    state = {k: v.detach().contiguous().cpu() for k, v in scorer.state_dict().items()}
+    meta = {key: str(int(getattr(scorer, key))) for key in _REBUILD_KEYS}
     return save(state, metadata=meta)
 
 
-def deserialize_scorer(placeholder: Any, data: bytes, device: Any) -> Any:
+def deserialize_scorer(slot: LazyModule, data: bytes, device: Any) -> LazyModule:
     """Rebuild the scorer from the safetensors metadata, check it against the config, then load its weights."""
     from safetensors.torch import load
 
     meta = safetensors_metadata(data)
     if meta.get("n_in", "None") == "None":
-        return placeholder
+        return slot
     n_in, n_out, hidden_width, max_width, use_interior = (int(meta[key]) for key in _REBUILD_KEYS)
-    if isinstance(placeholder, (UnbuiltScorer, SpanScorer)):
-        saved = (hidden_width, max_width, bool(use_interior))
-        configured_width = max_width if placeholder.max_width is None else placeholder.max_width
-        wanted = (placeholder.hidden_width, configured_width, bool(placeholder.use_interior))
-        if saved != wanted:
-            raise ValueError(
-                f"Saved span scorer has (hidden_width, max_width, use_interior) = {saved}, but the config says "
-                f"{wanted}: use the saved pipeline's config"
-            )
-    dropout = 0.0
-    if isinstance(placeholder, UnbuiltScorer):
-        dropout = placeholder.dropout_rate
-    elif isinstance(placeholder, SpanScorer):
-        dropout = placeholder.dropout.p
-    module = SpanScorer(n_in, n_out, hidden_width, max_width, bool(use_interior), dropout)
+    configured = slot.settings
+    saved = (hidden_width, max_width, bool(use_interior))
+    configured_width = max_width if configured["max_width"] is None else configured["max_width"]
+    wanted = (configured["hidden_width"], configured_width, bool(configured["use_interior"]))
+    if saved != wanted:
+        raise ValueError(
+            f"Saved span scorer has (hidden_width, max_width, use_interior) = {saved}, but the config says "
+            f"{wanted}: use the saved pipeline's config"
+        )
+    module = SpanScorer(n_in, n_out, hidden_width, max_width, bool(use_interior), configured["dropout"])
     module.load_state_dict(load(data))
-    return module.to(device)
+    slot.build(module.to(device))
+    return slot

@@ -70,18 +70,9 @@ class SentenceNgramSuggester:
         return sentence_ngram_suggester(docs, max_width=self.max_width, within_lines=self.within_lines, ops=ops)
 
 
-def build_sentence_ngram_suggester(max_width: int = DEFAULT_MAX_WIDTH) -> Suggester:
-    """`sentence_ngram_suggester.v1`: all spans up to `max_width` tokens inside a sentence (or the doc when
-    sentences are not set); spans may cross line breaks.
-
-    max_width (int): The longest candidate span in tokens. Longer gold spans can never be predicted.
-    RETURNS (Suggester): `(docs, *, ops=None) -> Ragged`, as spaCy's spancat expects, with a `max_width` attribute.
-    """
-    return build_sentence_ngram_suggester_v2(max_width, within_lines=False)
-
-
-def build_sentence_ngram_suggester_v2(max_width: int = DEFAULT_MAX_WIDTH, within_lines: bool = True) -> Suggester:
-    """`sentence_ngram_suggester.v2`: as v1, and by default no span crosses a line break.
+def build_sentence_ngram_suggester(max_width: int = DEFAULT_MAX_WIDTH, within_lines: bool = True) -> Suggester:
+    """`sentence_ngram_suggester.v2`: all spans up to `max_width` tokens inside a sentence (or the doc when sentences
+    are not set), and by default no span crosses a line break.
 
     Why: CoNLL-2003 gives one sentence per line, and raw news, web and list text breaks lines between headlines,
     bylines and items; given those boundaries, spanbert_ner gains about 0.2 F on CoNLL-2003 test (README Results).

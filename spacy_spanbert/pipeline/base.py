@@ -52,7 +52,7 @@ class SpanBoundaryPipe(SpanCategorizer):
         *args: Any,
         negative_sample_rate: float = 1.0,
         seed: int = 0,
-        head_learn_rate_factor: float = 1.0,
+        head_learn_rate_factor: float = 10.0,
         **kwargs: Any,
     ) -> None:
         """spaCy's SpanCategorizer arguments, plus the training options both components share (kept in `cfg`)."""
@@ -88,6 +88,21 @@ class SpanBoundaryPipe(SpanCategorizer):
         return self
 
     @property
+    def label_index(self) -> Dict[str, int]:
+        """Each label's column in the scores."""
+        return {label: i for i, label in enumerate(self.labels)}
+
+    @property
+    def n_columns(self) -> int:
+        """Score columns: one per label, plus "no entity" where the scores are a softmax (ner)."""
+        return len(self.labels) + (1 if self.add_negative_label else 0)
+
+    @property
+    def negative_column(self) -> Optional[int]:
+        """The "no entity" column (ner's softmax), or None (spancat's independent sigmoids)."""
+        return len(self.labels) if self.add_negative_label else None
+
+    @property
     def max_width(self) -> Optional[int]:
         """Longest suggested span, when the suggester declares one (`spacy-spanbert.sentence_ngram_suggester.v2`)."""
         return getattr(self.suggester, "max_width", None)
@@ -120,7 +135,7 @@ class SpanBoundaryPipe(SpanCategorizer):
         docs = list(docs)
         indices = self.suggester(docs, ops=self.model.ops)
         if indices.lengths.sum() == 0:
-            return indices, self.model.ops.alloc2f(0, self._n_labels)
+            return indices, self.model.ops.alloc2f(0, self.n_columns)
         logits = self.model.predict((docs, indices))
         return indices, self._probabilities(logits)
 
@@ -130,7 +145,8 @@ class SpanBoundaryPipe(SpanCategorizer):
         release_free_memory()
         return super().update(examples, **kwargs)
 
-    def _get_aligned_spans(self, eg: Example) -> List[Span]:
+    def aligned_gold_spans(self, eg: Example) -> List[Span]:
+        """The example's gold spans (`_gold_spans` of its reference), aligned to its predicted doc's tokens."""
         return eg.get_aligned_spans_y2x(list(self._gold_spans(eg.reference)), allow_overlap=True)
 
     def get_loss(self, examples: Iterable[Example], spans_scores: Tuple[Ragged, Floats2d]) -> Tuple[float, Floats2d]:
@@ -150,7 +166,7 @@ class SpanBoundaryPipe(SpanCategorizer):
         if self.add_negative_label:
             negative_rows = numpy.flatnonzero(~positive)
             rows = numpy.concatenate([rows, negative_rows])
-            cols = numpy.concatenate([cols, numpy.full(negative_rows.shape, self._negative_label_i)])
+            cols = numpy.concatenate([cols, numpy.full(negative_rows.shape, self.negative_column)])
         weights = numpy.ones((n_spans, 1), dtype="f")
         weights[~positive] = float(self.cfg["negative_weight"])
         rate = float(self.cfg.get("negative_sample_rate", 1.0))
@@ -177,13 +193,13 @@ class SpanBoundaryPipe(SpanCategorizer):
     def _gold_cells(self, examples: Iterable[Example], data: numpy.ndarray,
                     lengths: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
         """(row, label column) of every suggested span that is gold, over the flat batch of suggested spans."""
-        label_map = self._label_map
+        label_map = self.label_index
         rows: List[int] = []
         cols: List[int] = []
         offset = 0
         for i, eg in enumerate(examples):
             index = {(int(s), int(e)): offset + j for j, (s, e) in enumerate(data[offset : offset + lengths[i]])}
-            for gold in self._get_aligned_spans(eg):
+            for gold in self.aligned_gold_spans(eg):
                 if gold.label_ not in label_map:
                     raise ValueError(
                         f"[{self.name}] gold label '{gold.label_}' was not seen at initialisation: include examples "
@@ -248,7 +264,7 @@ class SpanBoundaryPipe(SpanCategorizer):
             raise ValueError(f"[{self.name}] initialisation needs at least one non-empty example doc")
         fit_max_width(self.model, max_width, self.name)
         spans = self.suggester(docs, ops=self.model.ops)
-        Y = self.model.ops.alloc2f(spans.dataXd.shape[0], self._n_labels)
+        Y = self.model.ops.alloc2f(spans.dataXd.shape[0], self.n_columns)
         self.model.initialize(X=(docs, spans), Y=Y)
         self._init_output_prior([eg for eg in sample if len(eg.x)], spans)
 
@@ -262,7 +278,7 @@ class SpanBoundaryPipe(SpanCategorizer):
         doc_ids = [i for i, n in enumerate(lengths) for _ in range(n)]
         candidates = {(i, s, e) for i, (s, e) in zip(doc_ids, data)}
         n_positive = sum(
-            (i, g.start, g.end) in candidates for i, eg in enumerate(examples) for g in self._get_aligned_spans(eg)
+            (i, g.start, g.end) in candidates for i, eg in enumerate(examples) for g in self.aligned_gold_spans(eg)
         )
         rate = min(max(n_positive / n_candidates, 1e-4), 0.5)
         n_labels = len(self.labels)
@@ -274,21 +290,29 @@ class SpanBoundaryPipe(SpanCategorizer):
         get_torch_scorer(self.model).set_output_bias(torch.tensor(bias))
 
 
+# The factories' default model is the shipped recipe (configs/ner.cfg) with a transformer of its own, so that
+# `nlp.add_pipe("spanbert_ner")` works in any pipeline; the checkpoint is SpanBERT's (the shipped configs set a local
+# MiniLM through [paths] init_model instead). Case types cost nothing on a cased encoder and carry capitalisation
+# into an uncased one.
 DEFAULT_MODEL_CONFIG = """
 [model]
 @architectures = "spacy-spanbert.SpanBoundaryModel.v2"
 hidden_width = 256
+max_width = null
 use_interior = false
 dropout = 0.1
 mixed_precision = false
 
 [model.tok2vec]
-@architectures = "spacy-spanbert.SpanBERT.v1"
+@architectures = "spacy-spanbert.SpanBERT.v4"
 name = "SpanBERT/spanbert-base-cased"
-tokenizer_config = {}
+tokenizer_config = {"use_fast": true}
 transformer_config = {}
 mixed_precision = false
 grad_scaler_config = {}
+quantize = null
+cpu_bf16 = false
+case_types = true
 
 [model.tok2vec.get_spans]
 @span_getters = "spacy-transformers.strided_spans.v1"
@@ -307,5 +331,5 @@ SHARED_DEFAULT_CONFIG: Dict[str, Any] = {
     "negative_weight": 1.0,
     "negative_sample_rate": 1.0,
     "seed": 0,
-    "head_learn_rate_factor": 1.0,
+    "head_learn_rate_factor": 10.0,
 }

@@ -83,7 +83,7 @@ def collect(nlp: Language, name: str, examples: Sequence[Example], batch_size: i
     pipe = nlp.get_pipe(name)
     before = nlp.pipe_names[: nlp.pipe_names.index(name)]
     softmax = pipe.normalize == "softmax"
-    label_map = pipe._label_map
+    label_map = pipe.label_index
     logits_parts: List[numpy.ndarray] = []
     gold_class: List[numpy.ndarray] = []
     gold_multi: List[numpy.ndarray] = []
@@ -105,7 +105,7 @@ def collect(nlp: Language, name: str, examples: Sequence[Example], batch_size: i
         start = 0
         for doc, eg, length in zip(docs, batch, lengths):
             rows = spans[start : start + length]
-            gold = {(s.start, s.end, s.label_) for s in pipe._get_aligned_spans(eg)}
+            gold = {(s.start, s.end, s.label_) for s in pipe.aligned_gold_spans(eg)}
             n_gold += len(gold)
             index = {(int(s), int(e)): i for i, (s, e) in enumerate(rows)}
             multi = numpy.zeros((length, len(pipe.labels)), dtype="float32")
@@ -114,13 +114,13 @@ def collect(nlp: Language, name: str, examples: Sequence[Example], batch_size: i
                     multi[index[(s, e)], label_map[label]] = 1.0
             gold_multi.append(multi)
             if softmax:
-                cls = numpy.where(multi.any(axis=1), multi.argmax(axis=1), pipe._negative_label_i)
+                cls = numpy.where(multi.any(axis=1), multi.argmax(axis=1), pipe.negative_column)
                 gold_class.append(cls)
                 # the entities the component writes with no threshold (a scalar temperature does not change them)
                 probs = _softmax(logits[start : start + length])
                 best = probs.argmax(axis=1)
                 with _no_threshold(pipe):
-                    ents, _ = pipe._decode(doc, rows, best, probs[numpy.arange(len(best)), best])
+                    ents, _ = pipe.decode_entities(doc, rows, best, probs[numpy.arange(len(best)), best])
                 decoded.append(numpy.array([offset + start + index[(e.start, e.end)] for e in ents], dtype=int))
                 decoded_correct.append(numpy.array([(e.start, e.end, e.label_) in gold for e in ents], dtype=bool))
             start += length
@@ -132,7 +132,7 @@ def collect(nlp: Language, name: str, examples: Sequence[Example], batch_size: i
                          f"(e.g. corpus/dev.spacy from `spacy project run convert`)")
     cat = lambda parts, empty: numpy.concatenate(parts) if parts else empty  # noqa: E731
     return CalibrationData(
-        logits=cat(logits_parts, numpy.zeros((0, pipe._n_labels), dtype="float32")),
+        logits=cat(logits_parts, numpy.zeros((0, pipe.n_columns), dtype="float32")),
         gold_class=cat(gold_class, numpy.zeros((0,), dtype=int)),
         gold_multi=cat(gold_multi, numpy.zeros((0, len(pipe.labels)), dtype="float32")),
         decoded=cat(decoded, numpy.zeros((0,), dtype=int)),

@@ -4,7 +4,7 @@ Writes `doc.ents` (greedy non-overlapping decoding by score over labels + a "no 
 entity's confidence in `doc.spans[spans_key]` (`attrs["scores"]`) and in `span._.spanbert_score`, reads gold from
 `doc.ents` and scores with spaCy's NER scorer, so `spacy train` and `spacy evaluate` work unchanged.
 """
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 import numpy
 from spacy.language import Language
@@ -155,6 +155,7 @@ class SpanBoundaryNER(SpanBoundaryPipe):
         best_d = scores.argmax(axis=1) if scores.size else ops.alloc1i(0)
         best = ops.to_numpy(best_d)
         best_p = ops.to_numpy(scores[ops.xp.arange(scores.shape[0]), best_d]) if scores.size else best.astype("f")
+        rank_p = self._uncalibrated(scores, best_d, best_p)
         offset = 0
         keep_existing = not self.cfg["overwrite_ents"]
         for doc, length in zip(docs, lengths):
@@ -162,7 +163,8 @@ class SpanBoundaryNER(SpanBoundaryPipe):
             # and then be dropped, which would also drop the lower-scoring span it had beaten there
             blocked = numpy.isin(doc.to_array("ENT_IOB"), (1, 3)) if keep_existing and len(doc) else None
             window = slice(offset, offset + length)
-            spans, span_scores = self._decode(doc, data[window], best[window], best_p[window], blocked)
+            spans, span_scores = self.decode_entities(doc, data[window], best[window], best_p[window], blocked,
+                                              rank_p[window])
             offset += length
             if keep_existing:
                 doc.set_ents(spans, default="unmodified")
@@ -173,20 +175,34 @@ class SpanBoundaryNER(SpanBoundaryPipe):
             doc.spans[self.key] = group
             doc.user_data["spanbert_ner.spans_key"] = self.key
 
-    def _decode(self, doc: Doc, spans: numpy.ndarray, best: numpy.ndarray, best_p: numpy.ndarray,
-                blocked: Optional[numpy.ndarray] = None) -> Tuple[List[Span], List[float]]:
+    def _uncalibrated(self, scores: Floats2d, best_d: Any, best_p: numpy.ndarray) -> numpy.ndarray:
+        """The winning labels' probabilities before the fitted temperature T: softmax(T * log p_T) = softmax(z), so
+        decoding ranks overlapping spans as the model does, and calibration changes scores, never entities."""
+        temperature = self.cfg.get("temperature", 1.0)
+        if not scores.size or not isinstance(temperature, (int, float)) or float(temperature) == 1.0:
+            return best_p
+        xp = self.model.ops.xp
+        logits = float(temperature) * xp.log(xp.maximum(scores, 1e-30))
+        probs = self._probabilities(logits, calibrated=False)
+        return self.model.ops.to_numpy(probs[xp.arange(scores.shape[0]), best_d])
+
+    def decode_entities(self, doc: Doc, spans: numpy.ndarray, best: numpy.ndarray, best_p: numpy.ndarray,
+                blocked: Optional[numpy.ndarray] = None,
+                rank_p: Optional[numpy.ndarray] = None) -> Tuple[List[Span], List[float]]:
         """Greedy decoding: highest-probability non-negative spans first, skipping any that overlap a kept one.
 
-        best, best_p: each span's winning label (or "no entity") and its probability.
+        best, best_p: each span's winning label (or "no entity") and its (calibrated) probability.
         blocked: tokens no span may cover (the entities an earlier component set, with overwrite_ents = False).
+        rank_p: the probabilities that order the spans (default best_p): the uncalibrated ones.
         """
         if best.size == 0:
             return [], []
-        keep = best != self._negative_label_i
+        keep = best != self.negative_column
         if self.cfg["threshold"] is not None:
             keep &= best_p >= float(self.cfg["threshold"])
         candidates = numpy.flatnonzero(keep)
-        order = candidates[numpy.argsort(-best_p[candidates], kind="stable")]
+        rank_p = best_p if rank_p is None else rank_p
+        order = candidates[numpy.argsort(-rank_p[candidates], kind="stable")]
         taken = numpy.zeros((len(doc),), dtype=bool) if blocked is None else blocked.astype(bool, copy=True)
         chosen: List[Tuple[int, int, int, float]] = []
         for i in order:

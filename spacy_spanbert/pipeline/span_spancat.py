@@ -1,15 +1,16 @@
 """`spanbert_spancat`: multi-label span categorisation over boundary-scored spans; nested and overlapping spans.
 
-A thin subclass of spaCy's `SpanCategorizer`: its multi-label decoding (threshold, `max_positive`,
-`attrs["scores"]`) and its `spans_{key}_p/r/f` scorer are reused as they are; only the span model (logits from
-span boundaries) and the sigmoid cross-entropy loss are ours.
+A subclass of spaCy's `SpanCategorizer` through its public interface: its settings (threshold, `max_positive`,
+`allow_overlap`), its `spans_{key}_p/r/f` scorer and its serialisation are spaCy's; the span model (logits from span
+boundaries), the sigmoid cross-entropy loss and the decoding (`decode_spans`, spaCy's rules: labels at or above the
+threshold, the best `max_positive` per span; with one per span and no overlap, the best spans first) are ours.
 """
 from typing import Callable, Iterable, List, Optional, Tuple
 
 import numpy
 
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc, Span, SpanGroup
 from spacy.vocab import Vocab
 from thinc.api import Model
 from thinc.types import Floats2d, Ragged
@@ -120,8 +121,8 @@ class SpanBoundaryCategorizer(SpanBoundaryPipe):
         return f"doc.spans['{self.key}']"
 
     def set_annotations(self, docs: Iterable[Doc], indices_scores: Tuple[Ragged, Floats2d]) -> None:
-        """spaCy's multi-label decoding, with the scores moved to the host once per batch (not once per doc), and
-        `attrs["scores"]` on every group, also for a doc with no candidate spans (empty or whitespace only)."""
+        """Write each doc's labelled spans to `doc.spans[spans_key]`, with `attrs["scores"]` on every group (also for a
+        doc with no candidate spans); the scores move to the host once per batch."""
         indices, scores = indices_scores
         ops = self.model.ops
         lengths = ops.to_numpy(indices.lengths)
@@ -130,11 +131,38 @@ class SpanBoundaryCategorizer(SpanBoundaryPipe):
         offset = 0
         for doc, length in zip(docs, lengths):
             window = slice(offset, offset + int(length))
-            if self.cfg["max_positive"] == 1:
-                group = self._make_span_group_singlelabel(doc, data[window], scores[window],
-                                                          bool(self.cfg["allow_overlap"]))
-            else:
-                group = self._make_span_group_multilabel(doc, data[window], scores[window])
-            group.attrs.setdefault("scores", numpy.zeros((0,), dtype="f"))
+            chosen = decode_spans(data[window], scores[window], self.cfg["threshold"], self.cfg["max_positive"],
+                                  bool(self.cfg["allow_overlap"]))
+            labels = self.labels
+            group = SpanGroup(doc, name=self.key, spans=[Span(doc, s, e, label=labels[k]) for s, e, k, _ in chosen])
+            group.attrs["scores"] = numpy.asarray([p for *_, p in chosen], dtype="f")
             doc.spans[self.key] = group
             offset += int(length)
+
+
+def decode_spans(spans: numpy.ndarray, scores: numpy.ndarray, threshold: Optional[float], max_positive: Optional[int],
+                 allow_overlap: bool = True) -> List[Tuple[int, int, int, float]]:
+    """(start, end, label column, score) of the labelled spans of one doc, from its candidate rows and sigmoid scores.
+
+    Every label scoring at least `threshold` (None: every label), keeping the best `max_positive` per span (None:
+    all), in candidate order. With `max_positive` = 1 and `allow_overlap` false, the best spans come first and a span
+    overlapping a kept one is dropped.
+    """
+    if scores.size == 0:
+        return []
+    keep = numpy.ones(scores.shape, dtype=bool) if threshold is None else scores >= float(threshold)
+    if max_positive is not None and max_positive < scores.shape[1]:
+        ranked = numpy.argsort(-scores, axis=1, kind="stable")
+        keep[numpy.arange(scores.shape[0])[:, None], ranked[:, int(max_positive):]] = False
+    rows, cols = numpy.nonzero(keep)
+    chosen = [(int(spans[i, 0]), int(spans[i, 1]), int(k), float(scores[i, k])) for i, k in zip(rows, cols)]
+    if max_positive != 1 or allow_overlap:
+        return chosen
+    taken: set = set()
+    kept = []
+    for start, end, label, score in sorted(chosen, key=lambda row: -row[3]):
+        if not taken.isdisjoint(range(start, end)):
+            continue
+        taken.update(range(start, end))
+        kept.append((start, end, label, score))
+    return kept

@@ -35,13 +35,13 @@ class TrainingSettings(_Section):
     warmup_steps: int = Field(100, ge=0)
     heads_warmup_steps: int = Field(0, ge=0)  # encoder frozen while the fresh heads settle
     # 8, not the reference's 1.0: our update is at the mean loss's scale, where a CPU-sized batch's noise alone is
-    # about 6; at 8 the clip fires only while fresh heads settle (6% of steps), at no cost (bench/results/clip_ab*)
+    # about 6; at 8 the clip fires only while fresh heads settle (6% of steps), at no cost (docs/design-notes.md)
     max_grad_norm: float = Field(8.0, gt=0)
     # reference: the micro-batches' mean losses' gradient divided by the update's masked tokens (SpanBERT's fairseq
     # trainer), then clipped; masked_tokens: the summed losses' gradient divided by them; mean: the mean losses'
     # gradient (see SpanBertTrainer)
     grad_normalization: Literal["reference", "masked_tokens", "mean"] = "masked_tokens"
-    # the fresh MLM/SBO heads learn at learning_rate * factor (10: lowest held-out loss, pretrain_loss_curves.md)
+    # the fresh MLM/SBO heads learn at learning_rate * factor (10: lowest held-out loss, docs/design-notes.md)
     head_lr_factor: float = Field(10.0, gt=0)
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "auto"
     logging_steps: int = Field(10, ge=1)

@@ -30,7 +30,7 @@ class SpanBertTrainer(Trainer):
         masked tokens of a micro-batch, so the 1.0 clip fires only on spikes hundreds of times the usual norm.
         "masked_tokens": the MLM and SBO cross-entropies summed over their targets, divided by the update's masked
         tokens: the gradient at the mean loss's scale, which the 1.0 clip cuts on every step of a small update
-        (bench/grad_noise.py). "mean": the gradient of each micro-batch's mean loss, averaged.
+        (docs/design-notes.md). "mean": the gradient of each micro-batch's mean loss, averaged.
     head_lr_factor: the fresh MLM/SBO heads learn at learning_rate * factor (the encoder at learning_rate).
     Random replacements are drawn by corpus frequency when the dataset exposes its token stream (`ids`).
     """

@@ -1,4 +1,4 @@
-"""Checkpoint short names and the SpanBERT.v1 transformer's defaults and errors."""
+"""Checkpoint short names and the SpanBERT.v4 transformer's defaults, errors and encoder calls."""
 import json
 import sys
 import types
@@ -9,7 +9,7 @@ from spacy.tokens import Doc
 from spacy_transformers.span_getters import configure_strided_spans
 
 from spacy_spanbert.models.checkpoint_names import local_checkpoint
-from spacy_spanbert.models.transformer import create_spanbert_transformer, spanbert_tokenizer_config
+from spacy_spanbert.models.transformer import create_spanbert_transformer, encoder_of, spanbert_tokenizer_config
 
 
 def test_short_name_resolves_through_the_installed_package(tmp_path, monkeypatch):
@@ -132,7 +132,7 @@ def test_mixed_length_batches_are_encoded_length_sorted_with_the_same_token_vect
     docs = [Doc(vocab, words=("the man saw a dog . " * n).split()) for n in (1, 4, 2, 5, 1, 3)]
     model.initialize(X=docs)
     calls = []
-    encoder = model.layers[0].shims[0]._model
+    encoder = encoder_of(model).transformer
     encoder.register_forward_pre_hook(lambda _, args, kwargs: calls.append(tuple(kwargs["input_ids"].shape)),
                                       with_kwargs=True)
     monkeypatch.setattr(transformer, "CALL_TOKENS", 64)
@@ -164,7 +164,7 @@ def test_training_on_mixed_lengths_is_bucketed_with_the_gradients_of_one_padded_
     vocab = spacy.blank("en").vocab
     docs = [Doc(vocab, words=("the man saw a dog . " * n).split()) for n in (1, 4, 2, 5, 1, 3)]
     model.initialize(X=docs)
-    encoder = model.layers[0].shims[0]._model
+    encoder = encoder_of(model).transformer
     calls = []
     encoder.register_forward_pre_hook(lambda _, args, kwargs: calls.append(tuple(kwargs["input_ids"].shape)),
                                       with_kwargs=True)
@@ -192,29 +192,31 @@ def test_training_on_mixed_lengths_is_bucketed_with_the_gradients_of_one_padded_
         numpy.testing.assert_allclose(bucketed_grads[name], grad, rtol=1e-3, atol=1e-5, err_msg=name)
 
 
-def test_a_failing_bucketed_training_call_puts_the_real_encoder_back(tiny_bert_dir, monkeypatch):
+def test_a_failing_training_call_leaves_the_model_usable(tiny_bert_dir, monkeypatch):
+    """An exception inside the encoder (e.g. out of memory) must not leave the model half-changed."""
+    import torch
+
     from spacy_spanbert.models import transformer
 
     model = create_spanbert_transformer(str(tiny_bert_dir), configure_strided_spans(32, 24))
     vocab = spacy.blank("en").vocab
     docs = [Doc(vocab, words=("the man saw a dog . " * n).split()) for n in (1, 4, 2, 5)]
     model.initialize(X=docs)
-    shim = model.layers[0].shims[0]
-    encoder = shim._model
+    monkeypatch.setattr(transformer, "CALL_TOKENS", 64)
+    before = model.predict(docs).tensors[0].clone()
 
     def fail(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    handle = encoder.register_forward_pre_hook(fail)
-    monkeypatch.setattr(transformer, "CALL_TOKENS", 64)
+    handle = encoder_of(model).transformer.register_forward_pre_hook(fail)
     with pytest.raises(RuntimeError, match="out of memory"):
         model.begin_update(docs)
-    assert shim._model is encoder
     handle.remove()
+    assert torch.allclose(model.predict(docs).tensors[0], before, atol=1e-6)
 
 
 def test_length_buckets_are_longest_first_and_within_the_token_budget():
-    from spacy_spanbert.models.transformer import length_buckets
+    from spacy_spanbert.models.hf_encoder import length_buckets
 
     lengths = [5, 30, 12, 30, 7, 1, 64]
     groups = length_buckets(lengths, 64)
@@ -232,17 +234,16 @@ def test_cpu_bf16_runs_the_encoder_in_bfloat16_and_hands_float32_on_with_float32
     import torch
     from transformers.modeling_outputs import BaseModelOutput
 
-    from spacy_spanbert.models.transformer import create_spanbert_transformer_v2
 
     no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     vocab = spacy.blank("en").vocab
     docs = [Doc(vocab, words=("the man saw a dog . " * n).split()) for n in (1, 4, 2)]
     results = {}
     for bf16 in (False, True):
-        model = create_spanbert_transformer_v2(str(tiny_bert_dir), configure_strided_spans(32, 24),
+        model = create_spanbert_transformer(str(tiny_bert_dir), configure_strided_spans(32, 24),
                                                transformer_config=no_dropout, cpu_bf16=bf16)
         model.initialize(X=docs)
-        encoder = model.layers[0].shims[0]._model
+        encoder = encoder_of(model).transformer
         dtypes = []
         linear = next(m for m in encoder.modules() if isinstance(m, torch.nn.Linear))
         linear.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype))
@@ -263,13 +264,12 @@ def test_cpu_bf16_runs_the_encoder_in_bfloat16_and_hands_float32_on_with_float32
 
 def test_cpu_bf16_with_int8_is_one_clear_error_and_quantizing_a_bf16_config_turns_it_off(tiny_bert_dir):
     from spacy_spanbert.cli.quantize import quantize_overrides
-    from spacy_spanbert.models.transformer import create_spanbert_transformer_v2
 
     with pytest.raises(ValueError, match="cpu_bf16 = false") as err:
-        create_spanbert_transformer_v2(str(tiny_bert_dir), configure_strided_spans(32, 24), quantize="int8",
+        create_spanbert_transformer(str(tiny_bert_dir), configure_strided_spans(32, 24), quantize="int8",
                                        cpu_bf16=True)
     assert "\n" not in str(err.value)
-    block = {"@architectures": "spacy-spanbert.SpanBERT.v2", "quantize": None, "cpu_bf16": True}
+    block = {"@architectures": "spacy-spanbert.SpanBERT.v4", "quantize": None, "cpu_bf16": True}
     overrides = quantize_overrides({"components": {"transformer": {"model": block}}}, "int8", tiny_bert_dir)
     assert overrides["components.transformer.model.cpu_bf16"] is False
 
@@ -277,17 +277,15 @@ def test_cpu_bf16_with_int8_is_one_clear_error_and_quantizing_a_bf16_config_turn
 def test_cpu_bf16_auto_follows_the_cpu_and_is_off_with_int8(tiny_bert_dir, monkeypatch):
     """"auto" turns bf16 on only where the CPU has bfloat16 instructions (decided when the model is built, so a
     pipeline moved to another machine decides again), never with int8, and a typo is one clear error."""
-    from spacy_spanbert.models import transformer as trf
+    from spacy_spanbert import cpu
 
-    def shim(**kw):
-        model = trf.create_spanbert_transformer_v2(str(tiny_bert_dir), configure_strided_spans(32, 24), **kw)
-        return model.layers[0].shims[0]
+    def encoder(**kw):
+        return encoder_of(create_spanbert_transformer(str(tiny_bert_dir), configure_strided_spans(32, 24), **kw))
 
     for has_bf16 in (True, False):
-        monkeypatch.setattr(trf, "cpu_has_bf16", lambda has_bf16=has_bf16: has_bf16)
-        assert shim(cpu_bf16="auto").cpu_bf16 is has_bf16
-        assert shim(cpu_bf16="auto", quantize="int8").cpu_bf16 is False
+        monkeypatch.setattr(cpu, "has_native_bf16", lambda has_bf16=has_bf16: has_bf16)
+        assert encoder(cpu_bf16="auto").cpu_bf16 is has_bf16
+        assert encoder(cpu_bf16="auto", quantize="int8").cpu_bf16 is False
     with pytest.raises(ValueError, match="use true, false or \"auto\"") as err:
-        shim(cpu_bf16="yes")
+        encoder(cpu_bf16="yes")
     assert "\n" not in str(err.value)
-    assert isinstance(trf.cpu_has_bf16(), bool)

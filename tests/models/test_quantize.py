@@ -1,5 +1,5 @@
-"""int8 SpanBERT: the quantized encoder's safetensors round trip, `spacy spanbert-quantize`, SpanBERT.v2's config
-path, packaging, and the one-line errors for bad input."""
+"""int8 SpanBERT: the quantized encoder's safetensors round trip, `spacy spanbert-quantize`, the `quantize` config
+setting, packaging, and the one-line errors for bad input."""
 import json
 import pickle
 import subprocess
@@ -12,13 +12,14 @@ import pytest
 import spacy
 import srsly
 
-from bench.tiny_pipeline import build_tiny_ner_pipeline, transformer_config
+from tests.fixtures.tiny_pipeline import build_tiny_ner_pipeline, transformer_config
 from spacy_spanbert.models.quantize import (check_cpu, load_quantized_state, quantize_encoder, quantized_scheme,
                                             quantized_state)
-from spacy_spanbert.cli.quantize import V2, V3, dir_size, quantize_overrides, run_quantize
+from spacy_spanbert.cli.quantize import ARCHITECTURE, dir_size, quantize_overrides, run_quantize
+from spacy_spanbert.models.transformer import encoder_of
 
 TEXTS = ["John saw the big dog in London .", "Mary liked Paris and Berlin with Anna Smith .", "The king ."]
-OVERRIDES = {"components.transformer.model.quantize": "int8"}  # the tiny pipeline's transformer is SpanBERT.v3
+OVERRIDES = {"components.transformer.model.quantize": "int8"}
 
 # Loads a pipeline in a fresh interpreter and prints what the parent compares: entities, span scores, token vectors.
 CHILD = textwrap.dedent("""
@@ -85,6 +86,7 @@ def test_state_from_another_model_is_one_clear_error(tiny):
         load_quantized_state(quantize_encoder(_encoder(tiny), "int8"), state)
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 def test_cli_saves_a_smaller_int8_pipeline_that_loads_packages_and_predicts_as_quantized(tiny, tmp_path):
     out = tmp_path / "int8"
     done = subprocess.run([sys.executable, "-m", "spacy", "spanbert-quantize", str(tiny["pipeline"]), str(out)],
@@ -93,11 +95,11 @@ def test_cli_saves_a_smaller_int8_pipeline_that_loads_packages_and_predicts_as_q
     assert "components.transformer.model: int8" in done.stdout
     assert dir_size(out / "transformer") < 0.8 * dir_size(tiny["pipeline"] / "transformer")
     config = spacy.util.load_config(out / "config.cfg", interpolate=False)
-    assert config["components"]["transformer"]["model"]["@architectures"] == V3  # v3 stays v3: case types kept
+    assert config["components"]["transformer"]["model"]["@architectures"] == ARCHITECTURE
     assert config["components"]["transformer"]["model"]["quantize"] == "int8"
     assert config["components"]["transformer"]["model"]["case_types"] is True
     shims = [s for node in srsly.msgpack_loads((out / "transformer" / "model").read_bytes())["shims"] for s in node]
-    state = srsly.msgpack_loads(shims[0])["state"]
+    state = srsly.msgpack_loads(srsly.msgpack_loads(shims[0])["state"])["state"]
     assert state[8:10] == b'{"' and b'"spanbert_quantize":"int8"' in state[:20000]  # safetensors, not a pickle
 
     # a fresh process loads the int8 pipeline and predicts exactly what the in-process quantized model predicts
@@ -125,26 +127,22 @@ def test_cli_saves_a_smaller_int8_pipeline_that_loads_packages_and_predicts_as_q
     assert _child(data) == loaded
 
 
-def test_config_setting_quantizes_at_load_pickles_and_v1_refuses_int8_weights(tiny, tmp_path):
+def test_config_setting_quantizes_at_load_pickles_and_an_fp32_config_refuses_int8_weights(tiny, tmp_path):
     nlp = spacy.load(tiny["pipeline"], config=OVERRIDES)
-    shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
-    assert quantized_scheme(shim._model) == "int8"
+    assert quantized_scheme(encoder_of(nlp.get_pipe("transformer").model).transformer) == "int8"
     restored = pickle.loads(pickle.dumps(nlp))  # multiprocessing's `spawn` start method pickles the pipeline
     for doc, other in zip(nlp.pipe(TEXTS), restored.pipe(TEXTS)):
         numpy.testing.assert_array_equal(other._.trf_data.tensors[0], doc._.trf_data.tensors[0])
     nlp.to_disk(tmp_path / "int8")
-    v1 = spacy.util.load_config(tmp_path / "int8" / "config.cfg", interpolate=False)
-    v1["components"]["transformer"]["model"]["@architectures"] = "spacy-spanbert.SpanBERT.v1"
-    del v1["components"]["transformer"]["model"]["quantize"]
-    del v1["components"]["transformer"]["model"]["cpu_bf16"]  # v2's other setting (saved with its default)
-    del v1["components"]["transformer"]["model"]["case_types"]  # v3's
-    v1.to_disk(tmp_path / "int8" / "config.cfg")
-    with pytest.raises(ValueError, match=r"is int8 \('int8'\).*SpanBERT.v2.*quantize = \"int8\""):
+    fp32 = spacy.util.load_config(tmp_path / "int8" / "config.cfg", interpolate=False)
+    fp32["components"]["transformer"]["model"]["quantize"] = None
+    fp32.to_disk(tmp_path / "int8" / "config.cfg")
+    with pytest.raises(ValueError, match=r"is int8 \('int8'\).*an fp32 one.*quantize = \"int8\"") as err:
         spacy.load(tmp_path / "int8")
+    assert "\n" not in str(err.value)
 
 
 def test_int8_transformer_refuses_training_and_gpus(tiny, monkeypatch):
-    import thinc.api
     from spacy.training import Example
 
     nlp = spacy.load(tiny["pipeline"], config=OVERRIDES)
@@ -154,12 +152,15 @@ def test_int8_transformer_refuses_training_and_gpus(tiny, monkeypatch):
     check_cpu("int8", "cpu")
     check_cpu(None, "gpu")
     gpu_ops = type("GpuOps", (), {"device_type": "gpu"})()
-    monkeypatch.setattr(thinc.api, "get_current_ops", lambda: gpu_ops)  # what spacy.require_gpu() leads to
+    from spacy_spanbert.models import transformer
+
+    monkeypatch.setattr(transformer, "get_current_ops", lambda: gpu_ops)  # what spacy.require_gpu() leads to
     with pytest.raises(ValueError, match=r"runs on a CPU only.*'gpu'.*--gpu-id -1") as err:
         spacy.load(tiny["pipeline"], config=OVERRIDES)
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 def test_bad_input_gives_one_line_errors_before_any_work(tiny, tmp_path):
     with pytest.raises(FileNotFoundError, match="not a saved spaCy pipeline"):
         run_quantize(tmp_path / "nope", tmp_path / "out")
@@ -177,7 +178,7 @@ def test_bad_input_gives_one_line_errors_before_any_work(tiny, tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [f"✘ {tmp_path / 'taken'} already exists: pass a new (or empty) "
                                                 f"output directory, or remove it"]
-    already = {"components": {"transformer": {"model": {"@architectures": V2, "quantize": "int8"}}}}
+    already = {"components": {"transformer": {"model": {"@architectures": ARCHITECTURE, "quantize": "int8"}}}}
     with pytest.raises(ValueError, match="already quantized"):
         quantize_overrides(already, "int8", "x")
 
@@ -185,14 +186,14 @@ def test_bad_input_gives_one_line_errors_before_any_work(tiny, tmp_path):
 def test_a_span_component_with_its_own_transformer_is_found(tiny):
     nlp = spacy.blank("en")
     nlp.add_pipe("transformer", config=transformer_config(tiny["bert"]))
-    nlp.add_pipe("spanbert_ner")  # the standalone default: a SpanBERT.v1 transformer of its own
+    nlp.add_pipe("spanbert_ner")  # the standalone default: a SpanBERT transformer of its own
     overrides = quantize_overrides(nlp.config.interpolate(), "int8_per_tensor", "x")
     assert overrides == {
-        "components.transformer.model.quantize": "int8_per_tensor",  # SpanBERT.v3 has `quantize` already
-        "components.spanbert_ner.model.tok2vec.@architectures": V2,
+        "components.transformer.model.quantize": "int8_per_tensor",
         "components.spanbert_ner.model.tok2vec.quantize": "int8_per_tensor"}
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 def test_activations_get_8_bits_only_where_the_cpu_has_vnni_and_7_when_asked():
     import os
 

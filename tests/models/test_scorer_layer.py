@@ -13,6 +13,7 @@ from spacy_spanbert.models.scorer_layer import (
     get_torch_scorer,
     serialize_scorer,
 )
+from spacy_spanbert.models.torch_shim import torch_module
 from spacy_spanbert.nn.span_scorer import SpanScorer
 
 
@@ -72,11 +73,11 @@ def test_width_follows_the_suggester_or_must_cover_it():
 def test_safetensors_round_trip_rebuilds_the_module():
     layer, _ = initialised()
     model = get_torch_scorer(layer).eval()
-    data = serialize_scorer(model)
+    data = serialize_scorer(torch_module(layer.layers[0]))
     assert not data.startswith(b"PK")  # not a torch.save zip of pickles
     fresh = build_span_scorer(hidden_width=8, max_width=None, use_interior=True, dropout=0.0)  # width from the file
-    loaded = deserialize_scorer(fresh.layers[0].shims[0]._model, data, torch.device("cpu")).eval()
-    assert isinstance(loaded, SpanScorer) and loaded.max_width == 4
+    loaded = deserialize_scorer(torch_module(fresh.layers[0]), data, torch.device("cpu")).inner.eval()
+    assert isinstance(loaded, SpanScorer) and loaded.max_width == 4 and get_torch_scorer(fresh) is loaded
     tokens = torch.randn(6, 6)
     starts, ends = torch.tensor([0, 1, 2]), torch.tensor([1, 4, 6])
     torch.testing.assert_close(loaded(tokens, starts, ends), model(tokens, starts, ends))
@@ -84,7 +85,7 @@ def test_safetensors_round_trip_rebuilds_the_module():
         other = build_span_scorer(hidden_width=hidden_width, max_width=max_width, use_interior=use_interior,
                                   dropout=0.0)
         with pytest.raises(ValueError, match="saved pipeline's config"):
-            deserialize_scorer(other.layers[0].shims[0]._model, data, torch.device("cpu"))
+            deserialize_scorer(torch_module(other.layers[0]), data, torch.device("cpu"))
     whole = build_span_scorer(hidden_width=8, max_width=4, use_interior=True, dropout=0.0)
     whole.from_bytes(layer.to_bytes())
     assert isinstance(get_torch_scorer(whole), SpanScorer) and whole.attrs["max_width"] == 4

@@ -1,11 +1,11 @@
-"""sentence_ngram_suggester: every span up to max_width inside a sentence (v2: and a line); the Suggester protocol."""
+"""sentence_ngram_suggester: every span up to max_width inside a sentence and a line; the Suggester protocol."""
 import numpy
 import pytest
 import spacy
 from spacy.pipeline.spancat import Suggester
 from spacy.tokens import Doc
 
-from spacy_spanbert.models.suggesters import build_sentence_ngram_suggester, build_sentence_ngram_suggester_v2
+from spacy_spanbert.models.suggesters import build_sentence_ngram_suggester
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_all_spans_inside_sentences(vocab):
 
 def test_without_sentences_the_doc_is_one_window_and_space_tokens_are_skipped(vocab):
     doc = Doc(vocab, words=["a", "\n\n", "b", "c"], spaces=[True, False, True, False])
-    out = build_sentence_ngram_suggester(max_width=10)([doc])
+    out = build_sentence_ngram_suggester(max_width=10, within_lines=False)([doc])
     spans = rows(out, 0)
     assert (0, 4) in spans and (2, 4) in spans
     assert not [(s, e) for s, e in spans if s == 1 or e == 2]
@@ -51,26 +51,25 @@ def test_bad_max_width():
         build_sentence_ngram_suggester(max_width=0)
 
 
-def test_v2_keeps_spans_inside_lines_and_v1_lets_them_cross(vocab):
-    # "Nadim Ladki" on one line, "AL-AIN" on the next: a line break of any kind ends a segment in v2
+def test_spans_stay_inside_lines_unless_within_lines_is_off(vocab):
+    # "Nadim Ladki" on one line, "AL-AIN" on the next: a line break of any kind ends a segment
     for brk in ("\n", "\n\n", "\r\n", " \n", "\u2028", "\x0b"):
         doc = Doc(vocab, words=["Nadim", "Ladki", brk, "AL-AIN", ",", "UAE"],
                   spaces=[True, False, False, False, True, False])
-        within = rows(build_sentence_ngram_suggester_v2(max_width=10)([doc]), 0)
+        within = rows(build_sentence_ngram_suggester(max_width=10)([doc]), 0)
         assert within == [(0, 1), (0, 2), (1, 2), (3, 4), (3, 5), (3, 6), (4, 5), (4, 6), (5, 6)], brk
-        assert (1, 4) in rows(build_sentence_ngram_suggester(max_width=10)([doc]), 0)
-        assert (1, 4) in rows(build_sentence_ngram_suggester_v2(max_width=10, within_lines=False)([doc]), 0)
+        assert (1, 4) in rows(build_sentence_ngram_suggester(max_width=10, within_lines=False)([doc]), 0)
 
 
-def test_v2_other_whitespace_and_sentences_still_apply(vocab):
+def test_other_whitespace_and_sentences_still_apply(vocab):
     # a run of spaces is not a line break; sentence starts still end segments; a trailing break is harmless
     doc = Doc(vocab, words=["New", "  ", "York", "Paris", "\n"], spaces=[False, False, True, False, False],
               sent_starts=[True, False, False, True, False])
-    spans = rows(build_sentence_ngram_suggester_v2(max_width=10)([doc]), 0)
+    spans = rows(build_sentence_ngram_suggester(max_width=10)([doc]), 0)
     assert spans == [(0, 1), (0, 3), (2, 3), (3, 4)]
 
 
-def test_v2_is_registered_and_is_the_factories_default(vocab):
+def test_it_is_registered_and_is_the_factories_default(vocab):
     suggester = spacy.registry.misc.get("spacy-spanbert.sentence_ngram_suggester.v2")(max_width=4)
     assert suggester.max_width == 4 and suggester.within_lines
     nlp = spacy.blank("en")

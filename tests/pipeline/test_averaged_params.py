@@ -7,6 +7,7 @@ from span_helpers import component_config, ner_examples
 from spacy.util import fix_random_seed
 from thinc.api import Adam
 
+from spacy_spanbert.models.hf_encoder import HFEncoder
 from spacy_spanbert.models.scorer_layer import get_torch_scorer
 
 
@@ -23,12 +24,13 @@ def trained_with_averages(tiny_bert_dir, steps=4):
 
 
 def torch_modules(nlp):
-    """The encoder's and the scorer's torch modules with their shims' ids (the optimizer's keys)."""
+    """The encoder's and the scorer's torch modules, as their shims hold them, with the shims' ids (the optimizer's
+    keys)."""
     model = nlp.get_pipe("spanbert_ner").model
-    encoder_shim = next(shim for node in model.walk() for shim in node.shims if hasattr(shim, "_hfmodel"))
-    scorer = get_torch_scorer(model)
-    scorer_shim = next(shim for node in model.walk() for shim in node.shims if shim._model is scorer)
-    return [(encoder_shim.id, encoder_shim._model), (scorer_shim.id, scorer)]
+    shims = [shim for node in model.walk() for shim in node.shims]
+    encoder_shim = next(shim for shim in shims if isinstance(shim.module, HFEncoder))
+    scorer_shim = next(shim for shim in shims if shim.module.inner is get_torch_scorer(model))
+    return [(encoder_shim.id, encoder_shim.module), (scorer_shim.id, scorer_shim.module)]
 
 
 def snapshot(module):

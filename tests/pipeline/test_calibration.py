@@ -164,7 +164,8 @@ def trained_spancat(tiny_bert_dir, tmp_path_factory):
     from test_span_spancat import SPANCAT_DATA, make_examples
 
     nlp = spacy.blank("en")
-    nlp.add_pipe("spanbert_spancat", config=component_config(tiny_bert_dir))
+    # the head at the encoder's learning rate: 30 steps then leave wrong-ish scores on the training data to calibrate
+    nlp.add_pipe("spanbert_spancat", config=component_config(tiny_bert_dir, head_learn_rate_factor=1.0))
     examples = make_examples(nlp)
     train(nlp, examples, steps=30)
     out = tmp_path_factory.mktemp("calibration_spancat") / "model"
@@ -227,6 +228,7 @@ def _cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 def test_cli_writes_a_loadable_calibrated_pipeline(trained_ner, tmp_path):
     model_dir, dev_path = trained_ner
     res = _cli(model_dir, dev_path, tmp_path / "out")
@@ -247,6 +249,7 @@ def test_cli_writes_a_loadable_calibrated_pipeline(trained_ner, tmp_path):
         assert calibrated.spans["spanbert_ents"].attrs["scores"] != raw.spans["spanbert_ents"].attrs["scores"]
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 def test_cli_bad_input_is_one_line_naming_the_fix(trained_ner, tmp_path):
     model_dir, dev_path = trained_ner
     nlp = spacy.blank("en")

@@ -94,7 +94,7 @@ def test_relations_train_and_predict_with_device_arrays(tiny_bert_dir):
         nlp.add_pipe("entity_ruler").add_patterns(PATTERNS)
         tok2vec = component_config(tiny_bert_dir)["model"]["tok2vec"]
         nlp.add_pipe("spanbert_rel", config={"model": {"hidden_width": 32, "tok2vec": {
-            "@architectures": "spacy-spanbert.SpanBERT.v3", "case_types": True, **tok2vec,
+            "@architectures": "spacy-spanbert.SpanBERT.v4", "case_types": True, **tok2vec,
             "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", **tok2vec["get_spans"]}}}})
         egs = examples(nlp)
         optimizer = nlp.initialize(lambda: egs)

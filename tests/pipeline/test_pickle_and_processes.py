@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import numpy
+import pytest
 
 from span_helpers import ents, ner_examples, train
 
@@ -37,6 +38,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 def test_pipe_with_two_processes_finishes_with_openmp_threads(blank_ner, tmp_path):
     """Without the at-fork reset the forked workers wait forever on the parent's OpenMP pool (5 of 5 runs hung).
 
@@ -49,3 +51,30 @@ def test_pipe_with_two_processes_finishes_with_openmp_threads(blank_ner, tmp_pat
                          capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout.strip().splitlines()[-1]) == {"n": 300, "same": True}
+
+
+def test_threads_sharing_one_pipeline_get_the_sequential_entities_and_it_saves_unchanged(blank_ner, tmp_path):
+    """A threaded web server: four threads calling one trained pipeline get exactly what one thread gets, and the
+    pipeline saved after that use loads and predicts the same."""
+    import spacy
+    from concurrent.futures import ThreadPoolExecutor
+
+    nlp = blank_ner
+    train(nlp, ner_examples(nlp), steps=60)
+    texts = [f"{text} {i}" for i in range(12) for text in TEXTS]
+    expected = [(ents(doc), list(doc.spans["spanbert_ents"].attrs["scores"])) for doc in nlp.pipe(texts)]
+    assert any(found for found, _ in expected)
+
+    def run(_):
+        return [(ents(doc), list(doc.spans["spanbert_ents"].attrs["scores"])) for doc in nlp.pipe(texts)]
+
+    with ThreadPoolExecutor(4) as pool:
+        outputs = list(pool.map(run, range(8)))
+    for got in outputs:
+        for (found, scores), (want, want_scores) in zip(got, expected):
+            assert found == want
+            # concurrent calls split torch's intra-op work differently: float sums differ in the last bits
+            numpy.testing.assert_allclose(scores, want_scores, rtol=1e-4)
+    nlp.to_disk(tmp_path / "after_threads")
+    reloaded = spacy.load(tmp_path / "after_threads")
+    assert [ents(doc) for doc in reloaded.pipe(texts)] == [found for found, _ in expected]

@@ -31,7 +31,7 @@ PATTERNS = [{"label": "Peop", "pattern": name} for name in ("John", "Mary")] + [
 
 
 def transformer_config(bert_dir) -> dict:
-    return {"model": {"@architectures": "spacy-spanbert.SpanBERT.v3", "name": str(bert_dir), "case_types": True,
+    return {"model": {"@architectures": "spacy-spanbert.SpanBERT.v4", "name": str(bert_dir), "case_types": True,
                       "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": WINDOW,
                                     "stride": STRIDE}}}
 

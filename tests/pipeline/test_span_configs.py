@@ -14,6 +14,7 @@ from spacy.util import load_config
 from thinc.api import Config
 
 from spacy_spanbert.models.scorer_layer import get_torch_scorer
+from spacy_spanbert.models.transformer import encoder_of, is_spanbert_transformer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 NAMES = ["ner.cfg", "spancat.cfg", "ner_standalone.cfg"]
@@ -62,6 +63,7 @@ def test_config_is_filled(name, tmp_path):
     assert Config().from_disk(filled, interpolate=False) == Config().from_disk(CONFIGS / name, interpolate=False)
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 def test_cli_debug_config_accepts_the_documented_overrides(tiny_corpus, tiny_bert_dir):
     args = [f"--{k}={v}" for k, v in overrides(tiny_corpus, tiny_bert_dir).items()]
     result = subprocess.run(
@@ -78,15 +80,15 @@ def test_config_validates_and_initialises(name, tiny_corpus, tiny_bert_dir):
     nlp = init_nlp(config)
     component = nlp.get_pipe(nlp.pipe_names[-1])
     assert set(component.labels) >= {"PER", "LOC", "ORG"}
-    # shared configs: a SpanBERT.v3 transformer component the span model listens to; standalone: its own inside.
+    # shared configs: a SpanBERT transformer component the span model listens to; standalone: its own inside.
     # MiniLM is uncased, so each gives its encoder case types (its token-type table grows by the 3 case rows)
     shared = "transformer" in nlp.pipe_names
     assert nlp.pipe_names == (["transformer", component.name] if shared else [component.name])
     encoder = (nlp.config["components"]["transformer"]["model"] if shared
                else nlp.config["components"][component.name]["model"]["tok2vec"])
-    assert encoder["@architectures"] == "spacy-spanbert.SpanBERT.v3" and encoder["case_types"] is True
+    assert encoder["@architectures"] == "spacy-spanbert.SpanBERT.v4" and encoder["case_types"] is True
     trf = nlp.get_pipe("transformer").model if shared else component.model.get_ref("tok2vec")
-    hf = next(node for node in trf.walk() if node.shims).shims[0]._model
+    hf = encoder_of(next(node for node in trf.walk() if is_spanbert_transformer(node))).transformer
     assert hf.config.type_vocab_size == 2 + 3
 
 

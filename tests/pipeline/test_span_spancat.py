@@ -1,4 +1,5 @@
 """spanbert_spancat: nested and overlapping spans, multi-label sigmoid, serialisation, scorer."""
+import numpy
 import spacy
 from spacy.training import Example
 from span_helpers import assert_roundtrip, component_config, train
@@ -51,3 +52,17 @@ def test_empty_and_odd_input(tiny_bert_dir):
         scores = list(doc.spans["sc"].attrs["scores"])  # promised for every group, also with no candidates
         assert len(scores) == len(doc.spans["sc"])
         assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_decoding_keeps_labels_over_the_threshold_the_best_max_positive_and_no_overlap_when_asked():
+    from spacy_spanbert.pipeline.span_spancat import decode_spans
+
+    spans = numpy.asarray([[0, 2], [1, 3], [3, 4]])
+    scores = numpy.asarray([[0.9, 0.6, 0.1], [0.2, 0.95, 0.7], [0.3, 0.4, 0.45]], dtype="f")
+    every = decode_spans(spans, scores, 0.5, None)
+    assert [(s, e, k) for s, e, k, _ in every] == [(0, 2, 0), (0, 2, 1), (1, 3, 1), (1, 3, 2)]
+    assert [round(p, 2) for *_, p in every] == [0.9, 0.6, 0.95, 0.7]
+    assert [(s, e, k) for s, e, k, _ in decode_spans(spans, scores, 0.5, 1)] == [(0, 2, 0), (1, 3, 1)]
+    # one label per span, no overlap: (1, 3) scores best, so (0, 2) goes; nothing passes 0.5 at (3, 4)
+    assert [(s, e, k) for s, e, k, _ in decode_spans(spans, scores, 0.5, 1, allow_overlap=False)] == [(1, 3, 1)]
+    assert len(decode_spans(spans, scores, None, 2)) == 6 and decode_spans(spans[:0], scores[:0], 0.5, None) == []

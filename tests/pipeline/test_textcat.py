@@ -1,9 +1,9 @@
-"""spaCy's `textcat` listening to the SpanBERT.v3 transformer (configs/textcat.cfg): it learns a few docs, saves,
+"""spaCy's `textcat` listening to the SpanBERT.v4 transformer (configs/textcat.cfg): it learns a few docs, saves,
 loads and quantizes; a document longer than one window is classified from every window; the textcat configs pass
 `spacy debug config` and `spacy debug data`.
 
 The configs' windows (128 tokens) are longer than the tiny BERT's 128 positions allow, so the tests use 32-token
-windows with stride 24 (as bench/tiny_pipeline.py does): a 400-token document then spans 17 windows.
+windows with stride 24 (as tests/fixtures/tiny_pipeline.py does): a 400-token document then spans 17 windows.
 """
 import random
 import subprocess
@@ -19,7 +19,7 @@ from spacy.cli.debug_data import debug_data
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from bench.tiny_bert import NOUNS, VERBS
+from tests.fixtures.tiny_bert import NOUNS, VERBS
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = {"textcat": ROOT / "configs" / "textcat.cfg", "textcat_multilabel": ROOT / "configs" / "textcat_multilabel.cfg"}
@@ -80,6 +80,7 @@ def test_overfitting_IO(trained):
         assert after == pytest.approx(before, abs=1e-5)
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 def test_quantized_pipeline_predicts_the_same_classes(trained, tmp_path):
     out = tmp_path / "int8"
     done = subprocess.run([sys.executable, "-m", "spacy", "spanbert-quantize", str(trained["path"]), str(out)],
@@ -164,6 +165,7 @@ def test_spacy_debug_config_and_debug_data_pass(name, cats_docbin, tiny_bert_dir
     assert training["optimizer"]["learn_rate"]["total_steps"] == training["max_steps"]
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 def test_spacy_debug_config_on_the_command_line(tiny_bert_dir, cats_docbin):
     done = subprocess.run([sys.executable, "-m", "spacy", "debug", "config", str(CONFIGS["textcat"]),
                            "--paths.init_model", str(tiny_bert_dir), "--paths.train", str(cats_docbin),

@@ -47,6 +47,7 @@ def _script(name: str, *args) -> subprocess.CompletedProcess:
                           text=True, timeout=300, cwd=str(ROOT))
 
 
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 def test_converter_writes_gold_entities_and_relations(tmp_path):
     src = write_records(tmp_path / "train.json", 5, seed=1)
     done = _script("convert_relations.py", src, tmp_path / "train.spacy")
@@ -65,6 +66,7 @@ def test_converter_writes_gold_entities_and_relations(tmp_path):
     ({"tokens": ["a"], "entities": [[0, 3, "X"]]}, "is not [start, end, type]"),
     ({"tokens": []}, "non-empty list"),
 ])
+@pytest.mark.slow  # subprocesses or a long end-to-end run: CI runs it, the quick loop skips it
 def test_converter_errors_name_file_record_and_fix_before_writing(tmp_path, record, problem):
     good = {"tokens": ["a"], "entities": [], "relations": []}
     (tmp_path / "bad.json").write_text(json.dumps([good, record]))
