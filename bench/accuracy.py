@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    CPU_BF16, ROOT, cli_overrides, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_cli,
+    ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_cli,
     reused_note, run_logged, shown, thread_env, write_json,
 )
 from bench.ner_runs import (  # noqa: E402
@@ -34,35 +34,14 @@ from bench.report import publish  # noqa: E402
 BENCH = Path(__file__).resolve().parent
 SYSTEMS: Dict[str, Dict[str, Any]] = {
     "spanbert_ner": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner (ours)", "encoder": True},
-    # ours without any capitalisation (MiniLM is uncased): neither the 5 case flags per token nor case types
-    "spanbert_ner_nocase": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, no case features",
-                            "encoder": True, "overrides": ["--components.spanbert_ner.model.case_features", "false",
-                                                           "--components.transformer.model.case_types", "false"]},
     # ours in mixed precision on a GPU: the transformer's and the span scorer's autocast (no-op on a CPU)
     "spanbert_ner_amp": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, mixed precision",
                          "encoder": True, "overrides": ["--components.transformer.model.mixed_precision", "true",
                                                         "--components.spanbert_ner.model.mixed_precision", "true"]},
-    # ours with the encoder under bfloat16 autocast on a CPU (cpu_bf16)
-    "spanbert_ner_cpu_bf16": {"config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, cpu_bf16", "encoder": True,
-                              "overrides": cli_overrides(CPU_BF16)},
-    # ... with capitalisation as token types inside the encoder (SpanBERT.v3 case_types, as configs/ner.cfg has it
-    # since 0.3.0; MiniLM is uncased), and without them (the 0.2 configs)
-    "spanbert_ner_case_types": {
-        "config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, cpu_bf16, case types", "encoder": True,
-        "overrides": cli_overrides({**CPU_BF16, "components.transformer.model.case_types": True})},
-    "spanbert_ner_no_case_types": {
-        "config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, cpu_bf16, no case types", "encoder": True,
-        "overrides": cli_overrides({**CPU_BF16, "components.transformer.model.case_types": False})},
-    # one capitalisation mechanism: case types in the encoder only, without the span model's 5 case flags
-    "spanbert_ner_case_types_only": {
-        "config": ROOT / "configs" / "ner.cfg", "label": "spanbert_ner, case types only", "encoder": True,
-        "overrides": ["--components.spanbert_ner.model.case_features", "false"]},
     "trf_ner": {"config": BENCH / "configs" / "trf_ner.cfg", "label": "spacy-transformers + ner", "encoder": True},
     "span_marker": {"config": None, "label": "SpanMarker", "encoder": True},
     "cnn_ner": {"config": BENCH / "configs" / "cnn_ner.cfg", "label": "spaCy CNN tok2vec + ner", "encoder": False},
 }
-# span-marker has no spaCy config: it gets configs/ner.cfg's batch size, peak rate and warmup (these if it is absent)
-SPAN_MARKER_BUDGET = {"batch_words": 1000, "learning_rate": 1e-4, "warmup_steps": 150, "model_max_length": 256}
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -75,26 +54,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--eval-frequency", type=int, default=None, help="dev evaluation every N steps")
     p.add_argument("--warmup-steps", type=int, default=None,
                    help="learning-rate warmup of every system (default: each config's own; quick: a fifth of steps)")
-    p.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), dest="config_set",
-                   help="a config override for every selected spaCy system (repeatable; each config must have the "
-                        "key), e.g. --set training.optimizer.learn_rate.initial_rate 2e-4 (negative numbers as -0.1)")
     p.add_argument("--gpu-id", type=int, default=-1)
     p.add_argument("--threads", type=int, default=None, help="pin OMP/MKL threads of every run")
-    p.add_argument("--timeout", type=float, default=None, help="seconds per train or evaluate call")
-    p.add_argument("--reuse", action="store_true",
-                   help="take finished runs of the same inputs from --work-dir instead of training them again (same "
-                        "config and corpus contents, budget, seed, overrides and encoder files; not the code or the "
-                        "thread count; span_marker always runs)")
+    p.add_argument("--reuse", action="store_true", help="take finished runs of the same inputs (config and corpus "
+                   "contents, budget, seed, overrides, encoder files) from --work-dir; span_marker always runs")
     p.add_argument("--quick", action="store_true", help="a few dozen docs, a handful of steps: a sanity check")
     p.add_argument("--work-dir", type=Path, default=None, help="models and logs (default bench/work/accuracy[-quick])")
     p.add_argument("--output", type=Path, default=None, help="JSON (default bench/results/accuracy[-quick].json)")
-    p.add_argument("--title", default=None, help="heading of the Markdown table (default: names the step budget)")
     p.add_argument("--span-marker-job", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.config_set:
-        problem = set_problem(args)
-        if problem:
-            p.error(problem)
     suffix = "-quick" if args.quick else ""
     args.seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
     set_budget(args)
@@ -130,8 +98,8 @@ def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], enc
             run = train_and_evaluate(
                 spec["config"], run_dir, corpus, seed=seed, max_steps=args.max_steps,
                 eval_frequency=args.eval_frequency, gpu_id=args.gpu_id, reuse=args.reuse,
-                init_model=encoder if spec["encoder"] else None, env=env, timeout=args.timeout, label=label,
-                overrides=[*result["overrides"], *warmup_overrides(args), *set_overrides(args)],
+                init_model=encoder if spec["encoder"] else None, env=env, label=label,
+                overrides=[*result["overrides"], *warmup_overrides(args)],
             )
         result["runs"].append(run)
         result["summary"] = summarize_runs(result["runs"])
@@ -144,46 +112,16 @@ def run_system(name: str, args: argparse.Namespace, corpus: Dict[str, Path], enc
     return result
 
 
-def set_problem(args: argparse.Namespace) -> Optional[str]:
-    """Why --set cannot apply to every selected system (a config without the key, or span_marker), else None: checked
-    before any training starts, not found by a failed run."""
-    from spacy.cli._util import parse_config_overrides
+def span_marker_budget(args: argparse.Namespace) -> Dict[str, Any]:
+    """span-marker has no spaCy config: it gets configs/ner.cfg's words per batch, peak learning rate and warmup (or
+    --warmup-steps), for the HF Trainer that span-marker uses."""
     from spacy.util import load_config
 
-    if "span_marker" in args.systems:
-        return "--set overrides spaCy configs and span_marker has none: leave span_marker out of --systems"
-    for name in args.systems:
-        spec = SYSTEMS[name]
-        overrides = parse_config_overrides([*spec.get("overrides", []), *set_overrides(args)])
-        try:
-            load_config(spec["config"], overrides=overrides, interpolate=False)
-        except Exception as err:  # spaCy's ConfigValidationError and thinc's config errors alike
-            detail = " ".join(str(err).split())[:200]
-            return f"--set does not apply to {name} ({Path(spec['config']).name}): {detail}"
-    return None
-
-
-def set_overrides(args: argparse.Namespace) -> List[str]:
-    """--set KEY VALUE pairs as `spacy train` arguments (spaCy parses VALUE as its CLI does: JSON, else a string)."""
-    return [arg for key, value in args.config_set for arg in (f"--{key.lstrip('-')}", value)]
-
-
-def span_marker_budget(args: argparse.Namespace) -> Dict[str, Any]:
-    """configs/ner.cfg's words per batch, peak learning rate and warmup, for the HF Trainer that span-marker uses."""
-    budget = dict(SPAN_MARKER_BUDGET)
-    ner_cfg = ROOT / "configs" / "ner.cfg"
-    if ner_cfg.exists():
-        from spacy.util import load_config
-
-        training = load_config(ner_cfg, interpolate=False)["training"]
-        budget["batch_words"] = int(training["batcher"].get("size", budget["batch_words"]))
-        lr = training["optimizer"].get("learn_rate", {})
-        if isinstance(lr, dict):
-            budget["learning_rate"] = float(lr.get("initial_rate", budget["learning_rate"]))
-            budget["warmup_steps"] = int(lr.get("warmup_steps", budget["warmup_steps"]))
-    if args.warmup_steps is not None:
-        budget["warmup_steps"] = args.warmup_steps
-    return budget
+    training = load_config(ROOT / "configs" / "ner.cfg", interpolate=False)["training"]
+    lr = training["optimizer"]["learn_rate"]
+    return {"batch_words": int(training["batcher"]["size"]), "learning_rate": float(lr["initial_rate"]),
+            "warmup_steps": int(lr["warmup_steps"]) if args.warmup_steps is None else args.warmup_steps,
+            "model_max_length": 256}
 
 
 def run_span_marker(args, corpus, encoder, seed, run_dir, env) -> Dict[str, Any]:
@@ -196,7 +134,7 @@ def run_span_marker(args, corpus, encoder, seed, run_dir, env) -> Dict[str, Any]
     job_path = run_dir / "job.json"
     write_json(job_path, job)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--span-marker-job", str(job_path)]
-    done = run_logged(cmd, run_dir / "train.log", env=env, timeout=args.timeout, prefix=f"[span_marker seed {seed}] ")
+    done = run_logged(cmd, run_dir / "train.log", env=env, prefix=f"[span_marker seed {seed}] ")
     record: Dict[str, Any] = {"seed": seed, "status": "ok", "command": " ".join(cmd), "train_wall_s": done.wall_s}
     metrics_path = run_dir / "metrics.json"
     if not done.ok or not metrics_path.exists():
@@ -293,7 +231,7 @@ def render_markdown(result: Dict[str, Any]) -> str:
         ])
     s = result["settings"]
     table = markdown_table(["system", "P", "R", "F", *[f"F {t}" for t in types], "train time", "seeds", "status"], rows)
-    title = s.get("title") or f"CoNLL-2003 test accuracy, {s['max_steps']} training steps"
+    title = f"CoNLL-2003 test accuracy, {s['max_steps']} training steps"
     title += " (QUICK sanity run: tiny subset, not a result)" if s["quick"] else ""
     title += "" if result.get("finished", True) else " (in progress: seeds and systems not listed have not run yet)"
     return "\n".join([
@@ -301,19 +239,14 @@ def render_markdown(result: Dict[str, Any]) -> str:
         f"Encoder `{'/'.join(Path(s['encoder']).parts[-2:])}`; {s['max_steps']} training steps per run"
         f"{'' if s.get('warmup_steps') is None else ', warmup ' + str(s['warmup_steps']) + ' steps for every system'}; "
         f"seeds {s['seeds']}; "
-        f"{''.join(f'`{k} = {v}`, ' for k, v in s.get('config_set', []))}"
         f"corpus `{Path(s['corpus_dir']).name}`{' (first docs only)' if s['quick'] else ''}. "
         "Scores in %, mean ± sample standard deviation over seeds; train time is the mean wall time of one run.",
         "", table, "",
-        f"Total wall time {fmt_duration(result['wall_s'])}{_reused_note(result)}. {machine_line(result['machine'])}",
+        f"Total wall time {fmt_duration(result['wall_s'])}"
+        f"{reused_note(sum(bool(r.get('reused')) for sy in result['systems'].values() for r in sy.get('runs', [])))}. "
+        f"{machine_line(result['machine'])}",
         f"Rerun: `{shown(result['command'])}`",
     ])
-
-
-def _reused_note(result: Dict[str, Any]) -> str:
-    """With --reuse, the total wall time leaves out the runs taken from earlier invocations: say how many."""
-    return reused_note(sum(bool(run.get("reused")) for system in result["systems"].values()
-                           for run in system.get("runs", [])))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -330,7 +263,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "settings": {
             "quick": args.quick, "encoder": encoder, "corpus_dir": str(args.corpus_dir), "seeds": args.seeds,
             "max_steps": args.max_steps, "eval_frequency": args.eval_frequency, "warmup_steps": args.warmup_steps,
-            "gpu_id": args.gpu_id, "title": args.title, "config_set": [list(pair) for pair in args.config_set],
+            "gpu_id": args.gpu_id,
             "corpus": {k: str(v) for k, v in corpus.items()},
         },
         "machine": machine_info(args.gpu_id, args.threads),

@@ -16,8 +16,8 @@ The commands behind bench/results/calibration.* (a 2-core CPU, no GPU), as run b
     python scripts/convert_conll.py assets/conll2003/valid.txt corpus/dev.spacy --n-docs 60 --max-sents-per-doc 10
     python scripts/convert_conll.py assets/conll2003/valid.txt corpus/dev_full.spacy --max-sents-per-doc 10
     python scripts/convert_conll.py assets/conll2003/test.txt corpus/test.spacy --max-sents-per-doc 10
-    # nested spans for spancat: entities + their sub-spans that are names in train (see bench/nested_spans.py)
-    python bench/nested_spans.py corpus/train.spacy corpus/dev.spacy corpus/dev_full.spacy corpus/test.spacy \
+    # nested spans for spancat: entities + their sub-spans that are names in train (see `derive_nested` below)
+    python bench/calibration.py --nested corpus/train.spacy corpus/dev.spacy corpus/dev_full.spacy corpus/test.spacy \
         --out-dir corpus/nested
     OMP_NUM_THREADS=1 python -m spacy train configs/ner.cfg --output bench/work/calibration/ner \
         --paths.train corpus/train.spacy --paths.dev corpus/dev.spacy --paths.init_model assets/all-MiniLM-L6-v2 \
@@ -39,6 +39,7 @@ The commands behind bench/results/calibration.* (a 2-core CPU, no GPU), as run b
 """
 import argparse
 import sys
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -50,6 +51,45 @@ from bench.common import RESULTS_DIR, machine_info, machine_line, markdown_table
 THRESHOLDS = [round(0.1 * i, 1) for i in range(1, 10)]
 N_BINS = 15
 SYSTEMS = ("ner", "spancat")
+
+
+def derive_nested(paths: Sequence[Path], out_dir: Path, min_count: int = 2, min_rate: float = 0.5) -> None:
+    """Nested span data from CoNLL-2003 (flat) for spanbert_spancat: `<out_dir>/<name>.spacy` with doc.spans["sc"].
+
+    Every entity stays a span; every proper sub-span of an entity whose text is a name in the TRAIN lexicon (the first
+    path) is added with the label it most often has there. A name is in the lexicon when train has it as an entity at
+    least `min_count` times and at least `min_rate` of its occurrences there ARE that entity ("England" of "Bank of
+    England" gets in, "United" of "Manchester United" stays out); dev and test never read their own gold for it.
+    """
+    from spacy.tokens import DocBin, Span
+    from spacy.vocab import Vocab
+
+    loaded = [list(DocBin().from_disk(path).get_docs(Vocab())) for path in paths]
+    counts: Dict[str, Counter] = defaultdict(Counter)
+    for doc in loaded[0]:
+        for ent in doc.ents:
+            counts[ent.text][ent.label_] += 1
+    longest = max((len(text.split()) for text in counts), default=0)
+    seen: Counter = Counter()  # how often each entity text occurs in train at all
+    for doc in loaded[0]:
+        words = [t.text for t in doc]
+        seen.update(text for i in range(len(words)) for j in range(i + 1, min(i + longest, len(words)) + 1)
+                    if (text := " ".join(words[i:j])) in counts)
+    lexicon = {text: c.most_common(1)[0][0] for text, c in counts.items()
+               if sum(c.values()) >= max(min_count, min_rate * seen[text])}
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for path, docs in zip(paths, loaded):
+        out, n_nested = DocBin(attrs=["ORTH", "SENT_START", "ENT_IOB", "ENT_TYPE"], store_user_data=False), 0
+        for doc in docs:
+            found = {(e.start, e.end, e.label_) for e in doc.ents}
+            for ent in doc.ents:  # its proper sub-spans that are names
+                found |= {(i, j, lexicon[doc[i:j].text]) for i in range(ent.start, ent.end) for j in
+                          range(i + 1, ent.end + 1) if (i, j) != (ent.start, ent.end) and doc[i:j].text in lexicon}
+            doc.spans["sc"] = [Span(doc, i, j, label=label) for i, j, label in sorted(found)]
+            n_nested += len(found) - len(doc.ents)
+            out.add(doc)
+        out.to_disk(Path(out_dir) / Path(path).name)
+        print(f"{Path(out_dir) / Path(path).name}: {sum(len(d.ents) for d in docs)} entities + {n_nested} nested")
 
 
 def prf(scores: Any, correct: Any, n_gold: int, threshold: float) -> Dict[str, float]:
@@ -117,38 +157,32 @@ def plot(result: Dict[str, Any], out_dir: Path) -> List[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    systems = [name for name in SYSTEMS if name in result["systems"]]
+    systems = [result["systems"][name] for name in SYSTEMS if name in result["systems"]]
     paths = [out_dir / "calibration_reliability.png", out_dir / "calibration_thresholds.png"]
     fig, axes = plt.subplots(1, len(systems), figsize=(5 * len(systems), 4.6), squeeze=False)
-    for ax, name in zip(axes[0], systems):
-        entry = result["systems"][name]
+    for ax, entry in zip(axes[0], systems):
         ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=":", label="perfect")
         for stage, style in (("before", "o--"), ("after", "s-")):
             bins = [b for b in entry[stage]["bins"] if b["count"]]
             ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], style,
                     label=f"{stage} (ECE {entry[stage]['ece']:.3f})")
-        ax.set_title(f"{entry['component']}: reliability on CoNLL-2003 test", fontsize=9)
-        ax.set_xlabel("score (bin mean)")
-        ax.set_ylabel("share correct")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(paths[0], dpi=120)
-    fig, axes = plt.subplots(1, len(systems), figsize=(5 * len(systems), 4.2), squeeze=False)
-    for ax, name in zip(axes[0], systems):
-        entry = result["systems"][name]
+        ax.set(title=f"{entry['component']}: reliability on CoNLL-2003 test", xlabel="score (bin mean)",
+               ylabel="share correct")
+    fig2, axes2 = plt.subplots(1, len(systems), figsize=(5 * len(systems), 4.2), squeeze=False)
+    for ax, entry in zip(axes2[0], systems):
         for stage, style in (("before", "--"), ("after", "-")):
             rows = [row for row in entry[stage]["thresholds"] if row["threshold"] > 0]
             for metric, color in (("p", "C0"), ("r", "C1"), ("f", "C2")):
                 ax.plot([row["threshold"] for row in rows], [100 * row[metric] for row in rows], style, color=color,
                         label=f"{metric.upper()} {stage}")
-        ax.set_title(f"{entry['component']}: test P / R / F by threshold", fontsize=9)
-        ax.set_xlabel("threshold")
-        ax.set_ylabel("%")
-        ax.legend(fontsize=7, ncol=2)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(paths[1], dpi=120)
+        ax.set(title=f"{entry['component']}: test P / R / F by threshold", xlabel="threshold", ylabel="%")
+    for figure, axs, path in ((fig, axes, paths[0]), (fig2, axes2, paths[1])):
+        for ax in axs[0]:
+            ax.title.set_fontsize(9)
+            ax.legend(fontsize=7, ncol=1 if figure is fig else 2)
+            ax.grid(alpha=0.3)
+        figure.tight_layout()
+        figure.savefig(path, dpi=120)
     return paths
 
 
@@ -211,7 +245,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--note", default="", help="what was trained, and how long (goes under the tables)")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "calibration.json")
+    parser.add_argument("--nested", nargs="+", type=Path, metavar="SPACY",
+                        help="instead: derive spancat's nested data from these (train first) into --out-dir")
+    parser.add_argument("--out-dir", type=Path, default=Path("corpus/nested"))
     args = parser.parse_args(argv)
+    if args.nested:
+        missing = [str(p) for p in args.nested if not p.is_file()]
+        if missing:
+            parser.error(f"not found: {', '.join(missing)}; run `spacy project run convert` first")
+        derive_nested(args.nested, args.out_dir)
+        return 0
     jobs = {name: getattr(args, name) for name in SYSTEMS if getattr(args, name)}
     if not jobs:
         parser.error("pass --ner and/or --spancat MODEL_DIR TEST_SPACY")

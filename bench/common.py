@@ -1,4 +1,4 @@
-"""Shared helpers for the evidence benchmarks: machine facts, a logged subprocess runner, result writers.
+"""Shared helpers of the benchmarks: machine facts, a logged subprocess runner, statistics, formatting, result files.
 
 Why: every number must say where and with what it was measured, and one system that fails must not stop the
 others, so each training run is a subprocess whose exit code, wall time and last lines of output are recorded.
@@ -10,7 +10,6 @@ import platform
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import deque
 from contextlib import contextmanager
@@ -23,11 +22,6 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 PACKAGES = ("torch", "spacy", "thinc", "transformers", "spacy-transformers", "spacy-spanbert", "span-marker")
-# spanbert_ner's transformer under bfloat16 autocast on the CPU (cpu_bf16, SpanBERT.v2 and v3), as config overrides
-CPU_BF16 = {"components.transformer.model.@architectures": "spacy-spanbert.SpanBERT.v3",
-            "components.transformer.model.cpu_bf16": True}
-
-
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -86,33 +80,12 @@ def git_commit() -> Optional[str]:
         return None
 
 
-def torch_threads(threads: Optional[int]) -> Optional[int]:
-    """Intra-op threads a child torch process will use (it reads OMP_NUM_THREADS at start-up)."""
-    if threads:
-        return threads
+def torch_threads() -> Optional[int]:
     try:
         import torch
-
-        return torch.get_num_threads()
     except ImportError:
         return None
-
-
-def machine_info(gpu_id: int = -1, threads: Optional[int] = None) -> Dict[str, Any]:
-    """Everything a reader needs to compare our numbers with theirs: CPU, cores, threads, GPU, versions."""
-    return {
-        "cpu": cpu_model(),
-        "cpu_features": cpu_features(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch_threads(threads),
-        "threads": threads if threads else {k: os.environ.get(k) for k in THREAD_VARS if os.environ.get(k)} or "default",
-        "gpu": gpu_info(gpu_id),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": package_versions(),
-        "git_commit": git_commit(),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+    return torch.get_num_threads()
 
 
 def cpu_features() -> Dict[str, Any]:
@@ -122,6 +95,23 @@ def cpu_features() -> Dict[str, Any]:
     except ImportError:
         return {}
     return cpu.describe()
+
+
+def machine_info(gpu_id: int = -1, threads: Optional[int] = None) -> Dict[str, Any]:
+    """Everything a reader needs to compare our numbers with theirs: CPU, cores, threads, GPU, versions."""
+    return {
+        "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads or torch_threads(),  # what a child torch process uses (OMP_NUM_THREADS at start-up)
+        "threads": threads if threads else {k: os.environ.get(k) for k in THREAD_VARS if os.environ.get(k)} or "default",
+        "gpu": gpu_info(gpu_id),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
 
 
 def features_text(features: Dict[str, Any]) -> str:
@@ -145,8 +135,7 @@ def machine_line(machine: Dict[str, Any]) -> str:
     vers = ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items() if v)
     return (
         f"Machine: {machine.get('cpu')} [{features_text(machine.get('cpu_features') or {}) or 'CPU features not recorded'}] "
-        f"({machine.get('cpu_count')} logical cores, torch threads "
-        f"{machine.get('torch_threads')}, env: {threads}); "
+        f"({machine.get('cpu_count')} logical cores, torch threads {machine.get('torch_threads')}, env: {threads}); "
         f"device: {device}; Python {machine.get('python')}; {vers}; commit {machine.get('git_commit')}; "
         f"{machine.get('date')}."
     )
@@ -157,8 +146,7 @@ def thread_env(threads: Optional[int]) -> Dict[str, str]:
     env = dict(os.environ)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     if threads:
-        for var in THREAD_VARS:
-            env[var] = str(threads)
+        env.update({var: str(threads) for var in THREAD_VARS})
     return env
 
 
@@ -178,72 +166,38 @@ class RunResult:
         return self.returncode == 0
 
 
-def run_logged(
-    cmd: Sequence[str],
-    log_path: Optional[Path] = None,
-    *,
-    env: Optional[Dict[str, str]] = None,
-    timeout: Optional[float] = None,
-    cwd: Path = ROOT,
-    prefix: str = "",
-    tail_lines: int = 30,
-) -> RunResult:
+def run_logged(cmd: Sequence[Any], log_path: Optional[Path] = None, *, env: Optional[Dict[str, str]] = None,
+               cwd: Path = ROOT, prefix: str = "", tail_lines: int = 30) -> RunResult:
     """Run `cmd`, echo its output live (prefixed), save it to `log_path`, keep the last lines for failure reports.
-
-    A command past `timeout` seconds is killed with its process group and reported with return code 124.
-    """
+    Interrupted (Ctrl-C), it takes the command's whole process group with it."""
     cmd = [str(c) for c in cmd]
     tail: deque = deque(maxlen=tail_lines)
-    log = None
+    log_name = str(log_path) if log_path else None
     if log_path is not None:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "w", encoding="utf8")
-        log.write("$ " + " ".join(cmd) + "\n")
     start = time.perf_counter()
-    try:
-        proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            errors="replace", bufsize=1, start_new_session=True,
-        )
-    except OSError as err:
-        if log:
-            log.close()
-        return RunResult(cmd, 127, 0.0, f"could not start {cmd[0]}: {err}", str(log_path) if log_path else None)
-    killed = threading.Event()
-
-    def _kill() -> None:
-        killed.set()
+    with open(log_path or os.devnull, "w", encoding="utf8") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    timer = threading.Timer(timeout, _kill) if timeout else None
-    if timer:
-        timer.start()
-    assert proc.stdout is not None
-    try:
-        for line in proc.stdout:
-            sys.stdout.write(prefix + line)
-            sys.stdout.flush()
-            tail.append(line.rstrip("\n"))
-            if log:
+            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, errors="replace", bufsize=1, start_new_session=True)
+        except OSError as err:
+            return RunResult(cmd, 127, 0.0, f"could not start {cmd[0]}: {err}", log_name)
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                sys.stdout.write(prefix + line)
+                sys.stdout.flush()
+                tail.append(line.rstrip("\n"))
                 log.write(line)
-        proc.wait()
-    except KeyboardInterrupt:
-        _kill()
-        raise
-    finally:
-        if timer:
-            timer.cancel()
-        if log:
-            log.close()
-    wall = time.perf_counter() - start
-    timed_out = killed.is_set()
-    code = 124 if timed_out else proc.returncode
-    if timed_out:
-        tail.append(f"[killed after {timeout:.0f} s: over the time limit]")
-    return RunResult(cmd, code, round(wall, 2), "\n".join(tail), str(log_path) if log_path else None)
+            proc.wait()
+        except KeyboardInterrupt:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            raise
+    return RunResult(cmd, proc.returncode, round(time.perf_counter() - start, 2), "\n".join(tail), log_name)
 
 
 def spacy_cmd(*args: Any) -> List[str]:
@@ -251,7 +205,38 @@ def spacy_cmd(*args: Any) -> List[str]:
     return [sys.executable, "-m", "spacy", *[str(a) for a in args]]
 
 
-# ---------------------------------------------------------------- statistics and formatting
+@contextmanager
+def work_dir_lock(work_dir: Path, fix: str = "wait for it to finish or pass another --work-dir") -> Iterator[None]:
+    """Hold WORK_DIR/run.pid while a benchmark writes there: a second run on the same directory would train into the
+    same folders, so it stops with one line instead (a lock left by a process that is gone does not block)."""
+    lock = Path(work_dir) / "run.pid"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        other = int(lock.read_text().strip())
+        os.kill(other, 0)
+        alive = other != os.getpid()
+    except PermissionError:  # it exists, owned by someone else
+        alive = True
+    except (OSError, ValueError):  # no lock, a torn one, or its process is gone (ProcessLookupError)
+        alive = False
+    if alive:
+        raise ValueError(f"{work_dir} is in use by another run (pid {other}): {fix}")
+    write_text(lock, str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def run_cli(main: Callable[[], Any]) -> None:
+    """Run a benchmark's `main`; bad input (a missing file, a bad value) ends in one line, before any training."""
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")
+
+
+# ---------------------------------------------------------------- statistics, formatting and files
 
 
 def summarize(values: Sequence[float]) -> Optional[Dict[str, float]]:
@@ -269,9 +254,7 @@ def fmt_stat(stat: Optional[Dict[str, float]], scale: float = 100.0, digits: int
     if not stat:
         return "–"
     text = f"{stat['mean'] * scale:.{digits}f}"
-    if stat.get("n", 1) > 1:
-        text += f" ± {stat['std'] * scale:.{digits}f}"
-    return text
+    return text + (f" ± {stat['std'] * scale:.{digits}f}" if stat.get("n", 1) > 1 else "")
 
 
 def reused_note(n_reused: int) -> str:
@@ -303,8 +286,7 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str
         return str(v).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
 
 
 def short_error(tail: str, limit: int = 160) -> str:
@@ -325,46 +307,3 @@ def write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text if text.endswith("\n") else text + "\n", encoding="utf8")
     os.replace(tmp, path)
-
-
-@contextmanager
-def work_dir_lock(work_dir: Path, fix: str = "wait for it to finish or pass another --work-dir") -> Iterator[None]:
-    """Hold WORK_DIR/run.pid while a benchmark writes there: a second run on the same directory would resume the
-    same checkpoints and train into the same model folders, so it stops with one line instead."""
-    lock = Path(work_dir) / "run.pid"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        other = int(lock.read_text().strip())
-    except (OSError, ValueError):
-        other = None
-    if other is not None and other != os.getpid() and _alive(other):
-        raise ValueError(f"{work_dir} is in use by another run (pid {other}): {fix}")
-    write_text(lock, str(os.getpid()))
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def output_paths(json_path: Path) -> Dict[str, Path]:
-    """The JSON, Markdown and PNG files of one benchmark share a stem: accuracy.json → accuracy.md, accuracy.png."""
-    json_path = Path(json_path)
-    return {"json": json_path, "md": json_path.with_suffix(".md"), "png": json_path.with_suffix(".png")}
-
-
-def run_cli(main: Callable[[], Any]) -> None:
-    """Run a benchmark's `main`; bad input (a missing file, a bad value) ends in one line, before any training."""
-    try:
-        main()
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit(f"error: {err}")

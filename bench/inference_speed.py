@@ -17,15 +17,12 @@ untrained span-marker head costs what a trained one does: span-marker encodes ev
 packed into 256-piece samples) whatever its weights, and only the decoding of its predictions varies.
 
     python bench/inference_speed.py --data corpus/test.spacy --model all-MiniLM-L6-v2 --n-sents 2000
-    python bench/inference_speed.py --quick          # smoke test on a tiny random BERT and synthetic text
 """
 import argparse
 import importlib.util
 import json
-import random
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -36,35 +33,17 @@ if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench`
 from bench.common import (  # noqa: E402
     RESULTS_DIR, ROOT, machine_info, machine_line, run_logged, short_error, thread_env, write_json, write_text,
 )
-from bench.tiny_bert import build_tiny_bert  # noqa: E402
 
 PIPELINES = ["spanbert_ner", "trf_ner", "trf_only", "trf_only_stock", "cnn_ner", "span_marker"]
 LABELS = ["PER", "LOC", "ORG", "MISC"]
-TRF_NER_MODEL = {
-    "@architectures": "spacy.TransitionBasedParser.v2",
-    "state_type": "ner",
-    "extra_state_tokens": False,
-    "hidden_width": 64,
-    "maxout_pieces": 2,
-    "use_upper": False,
-    "nO": None,
-    "tok2vec": {
-        "@architectures": "spacy-transformers.TransformerListener.v1",
-        "grad_factor": 1.0,
-        "pooling": {"@layers": "reduce_mean.v1"},
-        "upstream": "*",
-    },
-}
+TRF_NER_MODEL = {"@architectures": "spacy.TransitionBasedParser.v2", "state_type": "ner", "extra_state_tokens": False,
+                 "hidden_width": 64, "maxout_pieces": 2, "use_upper": False, "nO": None,
+                 "tok2vec": {"@architectures": "spacy-transformers.TransformerListener.v1", "grad_factor": 1.0,
+                             "pooling": {"@layers": "reduce_mean.v1"}, "upstream": "*"}}
 
 
-def load_texts(path: Optional[Path], n_sents: int, unit: str, quick: bool) -> List[str]:
-    """Sentences (or whole docs) from a .spacy file or a one-text-per-line file; synthetic text with --quick."""
-    if path is None:
-        if not quick:
-            raise ValueError("--data is required (a .spacy or .txt file of English text) unless --quick is given")
-        rng = random.Random(0)
-        names, words = ["John", "Mary", "London", "Paris", "Reuters"], "the old man saw a red car near river".split()
-        return [" ".join([rng.choice(names)] + rng.sample(words, 6) + [rng.choice(names), "."]) for _ in range(n_sents)]
+def load_texts(path: Path, n_sents: int) -> List[str]:
+    """Sentences from a .spacy file, or the lines of a one-text-per-line file."""
     if not path.exists():
         raise FileNotFoundError(f"--data {path} does not exist")
     if path.suffix != ".spacy":
@@ -73,17 +52,13 @@ def load_texts(path: Optional[Path], n_sents: int, unit: str, quick: bool) -> Li
     import spacy
     from spacy.tokens import DocBin
 
-    docs = DocBin().from_disk(path).get_docs(spacy.blank("en").vocab)
     texts: List[str] = []
-    n = 0
-    for doc in docs:
+    for doc in DocBin().from_disk(path).get_docs(spacy.blank("en").vocab):
         # strip: with one CoNLL sentence per line (`convert_conll.py --line-breaks true`) a sentence ends in its "\n"
-        sents = [s.text.strip() for s in doc.sents] if doc.has_annotation("SENT_START") else [doc.text]
-        texts.extend(sents if unit == "sentence" else [doc.text])
-        n += len(sents)
-        if n >= n_sents:
+        texts.extend([s.text.strip() for s in doc.sents] if doc.has_annotation("SENT_START") else [doc.text])
+        if len(texts) >= n_sents:
             break
-    return texts[:n_sents] if unit == "sentence" else texts
+    return texts[:n_sents]
 
 
 def build_pipeline(name: str, model: str, trained: Dict[str, str], window: int, stride: int):
@@ -110,7 +85,7 @@ def build_pipeline(name: str, model: str, trained: Dict[str, str], window: int, 
         if name in ("trf_ner", "trf_only_stock"):  # spacy-transformers' own encoder, as bench/configs/trf_ner.cfg
             block = config["components"]["transformer"]["model"]
             block["@architectures"] = "spacy-transformers.TransformerModel.v3"
-            for key in ("quantize", "cpu_bf16", "case_types"):  # SpanBERT.v3's own settings
+            for key in ("quantize", "cpu_bf16", "case_types"):  # SpanBERT's own settings
                 block.pop(key, None)
         nlp = spacy.util.load_model_from_config(config, auto_fill=True)
     doc = nlp.make_doc("John met Mary in London for Reuters .")
@@ -157,7 +132,7 @@ def worker(args: argparse.Namespace) -> Dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    texts = load_texts(args.data, args.n_sents, args.unit, args.quick)
+    texts = load_texts(args.data, args.n_sents)
     trained = dict(t.split("=", 1) for t in args.trained)
     t0 = time.perf_counter()
     if args.worker == "span_marker":
@@ -174,19 +149,11 @@ def worker(args: argparse.Namespace) -> Dict:
         n_words += doc.n_words if hasattr(doc, "n_words") else len(doc)
         n_ents += len(doc.ents)
     wall = time.perf_counter() - t0
-    row = {
-        "pipeline": args.worker,
-        "texts": len(texts),
-        "words": n_words,
-        "entities_predicted": n_ents,
-        "wall_s": round(wall, 3),
-        "words_per_s": round(n_words / wall, 1),
-        "load_s": round(load_s, 2),
-        "rss_after_load_mb": round(rss_loaded, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "peak_rss_during_pipe_mb": peak_rss_since_reset(),
-        "trained": args.worker in dict(t.split("=", 1) for t in args.trained),
-    }
+    row = {"pipeline": args.worker, "texts": len(texts), "words": n_words, "entities_predicted": n_ents,
+           "wall_s": round(wall, 3), "words_per_s": round(n_words / wall, 1), "load_s": round(load_s, 2),
+           "rss_after_load_mb": round(rss_loaded, 1),
+           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+           "peak_rss_during_pipe_mb": peak_rss_since_reset(), "trained": args.worker in trained}
     if args.long_doc_words and args.worker == "spanbert_ner":
         row.update(long_doc_check(nlp, texts, args.long_doc_words))
     return row
@@ -230,13 +197,9 @@ def long_doc_check(nlp, texts: List[str], n_words: int) -> Dict:
     wall = time.perf_counter() - t0
     vectors = nlp.get_pipe("spanbert_ner").model.get_ref("tok2vec").predict([doc])[0]
     covered = int((abs(nlp.get_pipe("spanbert_ner").model.ops.to_numpy(vectors)).sum(axis=1) > 0).sum())
-    return {
-        "long_doc_words": len(doc),
-        "long_doc_tokens_with_vectors": covered,
-        "long_doc_wall_s": round(wall, 2),
-        "long_doc_entities": len(doc.ents),
-        "peak_rss_mb_with_long_doc": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }
+    return {"long_doc_words": len(doc), "long_doc_tokens_with_vectors": covered, "long_doc_wall_s": round(wall, 2),
+            "long_doc_entities": len(doc.ents),
+            "peak_rss_mb_with_long_doc": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
 def to_markdown(result: Dict) -> str:
@@ -277,11 +240,10 @@ def to_markdown(result: Dict) -> str:
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, help=".spacy (DocBin) or .txt (one text per line) of English text")
+    parser.add_argument("--data", type=Path, required=True,
+                        help=".spacy (DocBin) or .txt (one text per line) of English text")
     parser.add_argument("--model", default="all-MiniLM-L6-v2", help="encoder directory or short name")
     parser.add_argument("--n-sents", type=int, default=2000)
-    parser.add_argument("--unit", choices=["sentence", "doc"], default="sentence",
-                        help="pipe single sentences or whole docs of the .spacy file (e.g. 10-sentence documents)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--window", type=int, default=128)
@@ -290,50 +252,35 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--trained", nargs="*", default=[], help="NAME=DIR: load a trained pipeline for NAME")
     parser.add_argument("--long-doc-words", type=int, default=0, help="also run one doc of this many words")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--quick", action="store_true", help="smoke test: tiny random BERT, 64 synthetic texts")
     parser.add_argument("--worker", choices=PIPELINES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print("RESULT " + json.dumps(worker(args)))
         return
     start = time.perf_counter()
-    tmp = tempfile.TemporaryDirectory()
-    if args.quick:
-        args.model = str(build_tiny_bert(Path(tmp.name) / "tiny-bert"))
-        args.n_sents, args.window, args.stride = min(args.n_sents, 64), 32, 24
-        args.long_doc_words = args.long_doc_words or 3000
-    texts = load_texts(args.data, args.n_sents, args.unit, args.quick)  # fail early on bad --data
+    texts = load_texts(args.data, args.n_sents)  # fail early on bad --data
     results = []
     for name in args.pipelines:
         if name == "span_marker" and importlib.util.find_spec("span_marker") is None:
-            reason = ("span_marker is not importable: run bash bench/setup_span_marker.sh, then this script with "
-                      ".venv-span-marker/bin/python")
-            results.append({"pipeline": name, "skipped": reason})
-            print(json.dumps(results[-1]), flush=True)
-            continue
-        cmd = [sys.executable, __file__, "--worker", name, "--model", args.model, "--n-sents", str(args.n_sents),
-               "--unit", args.unit, "--batch-size", str(args.batch_size), "--threads", str(args.threads),
-               "--window", str(args.window), "--stride", str(args.stride), "--long-doc-words",
-               str(args.long_doc_words), "--trained", *args.trained]
-        cmd += ["--data", str(args.data)] if args.data else ["--quick"]
-        done = run_logged(cmd, env=thread_env(args.threads), prefix=f"[{name}] ")
-        lines = [line for line in done.tail.splitlines() if line.startswith("RESULT ")]
-        if not done.ok or not lines:
-            results.append({"pipeline": name, "skipped": f"worker failed: {short_error(done.tail)}"})
-            print(json.dumps(results[-1]), flush=True)
+            row = {"pipeline": name, "skipped": "span_marker is not importable: run bash bench/setup_span_marker.sh, "
+                                                "then this script with .venv-span-marker/bin/python"}
         else:
-            results.append(json.loads(lines[-1][len("RESULT "):]))
-    result = {
-        "machine": machine_info(threads=args.threads),
-        "threads": args.threads, "batch_size": args.batch_size, "unit": args.unit, "texts": len(texts),
-        "data": str(args.data) if args.data else "synthetic (--quick)", "model": args.model,
-        "quick": args.quick, "results": results, "total_wall_s": round(time.perf_counter() - start, 1),
-    }
-    stem = "inference_speed_quick" if args.quick else "inference_speed"
-    write_json(args.output_dir / f"{stem}.json", result)
-    write_text(args.output_dir / f"{stem}.md", to_markdown(result))
+            cmd = [sys.executable, __file__, "--worker", name, "--model", args.model, "--n-sents", str(args.n_sents),
+                   "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--window", str(args.window),
+                   "--stride", str(args.stride), "--long-doc-words", str(args.long_doc_words), "--data",
+                   str(args.data), "--trained", *args.trained]
+            done = run_logged(cmd, env=thread_env(args.threads), prefix=f"[{name}] ")
+            lines = [line for line in done.tail.splitlines() if line.startswith("RESULT ")]
+            row = (json.loads(lines[-1][len("RESULT "):]) if done.ok and lines else
+                   {"pipeline": name, "skipped": f"worker failed: {short_error(done.tail)}"})
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    result = {"machine": machine_info(threads=args.threads), "threads": args.threads, "batch_size": args.batch_size,
+              "unit": "sentence", "texts": len(texts), "data": str(args.data), "model": args.model, "results": results,
+              "total_wall_s": round(time.perf_counter() - start, 1)}
+    write_json(args.output_dir / "inference_speed.json", result)
+    write_text(args.output_dir / "inference_speed.md", to_markdown(result))
     print(to_markdown(result))
-    tmp.cleanup()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Train and evaluate spaCy NER systems through the CLI, for the accuracy and ablation benchmarks.
+"""Train and evaluate spaCy NER systems through the CLI, for the accuracy, int8 and pretraining benchmarks.
 
 Why: the benchmarks compare systems only when every run gets the same corpus, encoder and step budget, so the
 pieces that fix them (corpus files checked up front, the encoder every transformer system starts from, configs/ner.cfg's
@@ -22,9 +22,6 @@ def subset_docbin(src: Path, dst: Path, n_docs: int) -> int:
     from spacy.tokens import DocBin
     from spacy.vocab import Vocab
 
-    src = Path(src)
-    if not src.exists():
-        raise FileNotFoundError(f"{src} does not exist: run the project's `convert` step or pass --corpus-dir")
     docs = []
     for doc in DocBin().from_disk(src).get_docs(Vocab()):
         docs.append(doc)
@@ -56,22 +53,10 @@ def budget_overrides(max_steps: int, eval_frequency: int) -> List[str]:
             "--training.eval_frequency", str(eval_frequency)]
 
 
-def train_and_evaluate(
-    config: Path,
-    run_dir: Path,
-    corpus: Dict[str, Path],
-    *,
-    seed: int,
-    max_steps: int,
-    eval_frequency: int,
-    gpu_id: int = -1,
-    init_model: Optional[str] = None,
-    overrides: Sequence[str] = (),
-    env: Optional[Dict[str, str]] = None,
-    timeout: Optional[float] = None,
-    label: str = "",
-    reuse: bool = False,
-) -> Dict[str, Any]:
+def train_and_evaluate(config: Path, run_dir: Path, corpus: Dict[str, Path], *, seed: int, max_steps: int,
+                       eval_frequency: int, gpu_id: int = -1, init_model: Optional[str] = None,
+                       overrides: Sequence[str] = (), env: Optional[Dict[str, str]] = None, label: str = "",
+                       reuse: bool = False) -> Dict[str, Any]:
     """`spacy train` then `spacy evaluate` on the test split; a record with P/R/F, per-type scores and wall times.
 
     A failure at either stage gives status "failed" with the stage, the last line and the tail of the output. With
@@ -96,7 +81,7 @@ def train_and_evaluate(
     cmd = spacy_cmd("train", Path(config).resolve(), "--output", model_dir, *args, *overrides, "--gpu-id", gpu_id)
     prefix = f"[{label}] " if label else ""
     record: Dict[str, Any] = {"seed": seed, "status": "ok", "command": " ".join(map(str, cmd))}
-    trained = run_logged(cmd, run_dir / "train.log", env=env, timeout=timeout, prefix=prefix)
+    trained = run_logged(cmd, run_dir / "train.log", env=env, prefix=prefix)
     record["train_wall_s"] = trained.wall_s
     if not trained.ok:
         return failed_record(record, "train", trained)
@@ -105,7 +90,7 @@ def train_and_evaluate(
         best = model_dir / "model-last"
     metrics_path = run_dir / "metrics.json"
     cmd = spacy_cmd("evaluate", best, corpus["test"], "--output", metrics_path, "--gpu-id", gpu_id)
-    evaluated = run_logged(cmd, run_dir / "evaluate.log", env=env, timeout=timeout, prefix=prefix)
+    evaluated = run_logged(cmd, run_dir / "evaluate.log", env=env, prefix=prefix)
     record["eval_wall_s"] = evaluated.wall_s
     if not evaluated.ok:
         return failed_record(record, "evaluate", evaluated)
@@ -124,10 +109,6 @@ def reusable_record(run_dir: Path, identity: Dict[str, Any]) -> Optional[Dict[st
     return saved if saved.get("status") == "ok" and saved.get("identity") == identity else None
 
 
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def run_identity(config: Path, corpus: Dict[str, Path], *, seed: int, max_steps: int, eval_frequency: int,
                  gpu_id: int, init_model: Optional[str], overrides: Sequence[str]) -> Dict[str, Any]:
     """What a run's result depends on: the config and corpus contents, the budget, and the encoder's files.
@@ -136,13 +117,17 @@ def run_identity(config: Path, corpus: Dict[str, Path], *, seed: int, max_steps:
     encoder pretrained again under the same path makes its old fine-tunes stale. The code is not part of it: after
     changing spacy_spanbert, start a benchmark in a fresh work directory (or without reuse).
     """
+    def digest(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()[:16]
+
     encoder: Optional[str] = init_model
     if init_model is not None and Path(init_model).is_dir():
         files = sorted(f for f in Path(init_model).rglob("*") if f.is_file())
-        stamp = "".join(f"{f.relative_to(init_model)}:{f.stat().st_size}:{f.stat().st_mtime_ns};" for f in files)
-        encoder = hashlib.sha256(stamp.encode("utf8")).hexdigest()[:16]
+        encoder = digest("".join(f"{f.relative_to(init_model)}:{f.stat().st_size}:{f.stat().st_mtime_ns};"
+                                 for f in files).encode("utf8"))
     return {
-        "config": file_digest(config), **{split: file_digest(p) for split, p in sorted(corpus.items())},
+        "config": digest(Path(config).read_bytes()),
+        **{split: digest(Path(p).read_bytes()) for split, p in sorted(corpus.items())},
         "seed": seed, "max_steps": max_steps, "eval_frequency": eval_frequency, "gpu_id": gpu_id,
         "init_model": encoder, "overrides": [str(o) for o in overrides],
     }
@@ -150,13 +135,8 @@ def run_identity(config: Path, corpus: Dict[str, Path], *, seed: int, max_steps:
 
 def ner_scores(metrics: Dict[str, Any]) -> Dict[str, Any]:
     """P/R/F, per-type P/R/F and speed from `spacy evaluate` output (fractions in [0, 1], as spaCy writes them)."""
-    return {
-        "p": metrics.get("ents_p"),
-        "r": metrics.get("ents_r"),
-        "f": metrics.get("ents_f"),
-        "per_type": metrics.get("ents_per_type") or {},
-        "words_per_s": metrics.get("speed"),
-    }
+    return {"p": metrics.get("ents_p"), "r": metrics.get("ents_r"), "f": metrics.get("ents_f"),
+            "per_type": metrics.get("ents_per_type") or {}, "words_per_s": metrics.get("speed")}
 
 
 def failed_record(record: Dict[str, Any], stage: str, result: RunResult) -> Dict[str, Any]:
@@ -185,14 +165,11 @@ def summarize_runs(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
 def set_budget(args: argparse.Namespace) -> None:
     """Fill in --max-steps/--eval-frequency: configs/ner.cfg's own budget, or a handful of steps with --quick."""
     steps, every = 12, 6
-    ner_cfg = ROOT / "configs" / "ner.cfg"
-    if not args.quick and ner_cfg.exists():
+    if not args.quick:
         from spacy.util import load_config
 
-        training = load_config(ner_cfg, interpolate=False)["training"]
+        training = load_config(ROOT / "configs" / "ner.cfg", interpolate=False)["training"]
         steps, every = int(training["max_steps"]), int(training["eval_frequency"])
-    elif not args.quick:
-        steps, every = 2000, 200
     args.max_steps = args.max_steps or steps
     args.eval_frequency = args.eval_frequency or min(every, max(1, args.max_steps // 2))
     if args.quick and args.warmup_steps is None:  # so that a handful of updates actually move the weights

@@ -4,25 +4,14 @@
 Why: int8 inference is worth having only if it is smaller and faster at (almost) the same accuracy; the goal is at
 most 0.5 F lost and 1.7x the fp32 words/s on 2 cores. Every pipeline is quantized with the shipped command
 (`spacy spanbert-quantize`) and measured with spaCy's own commands (`spacy evaluate`, `spacy benchmark speed`), each
-in a fresh process, so the figures are what a user gets.
+in a fresh process, so the figures are what a user gets. Results: bench/results/quantize.{json,md}; each part keeps
+the other's section of the JSON.
 
-Commands (repository root):
-
-    # accuracy and size: any machine; one thread, so a busy machine changes only the wall time
+    # accuracy and size: one thread, so a busy machine changes only the wall time
     OMP_NUM_THREADS=1 .venv/bin/python bench/quantize.py --model training/model-best [--seven-bit]
-    # without a trained pipeline: --train trains one first (configs/ner.cfg, 400 steps, about 20 min at 1 thread):
-    #   spacy train configs/ner.cfg --paths.train corpus/train.spacy --paths.dev corpus/dev.spacy
-    #   --paths.init_model assets/all-MiniLM-L6-v2 --training.max_steps 400 --training.optimizer.learn_rate.total_steps 400
-    OMP_NUM_THREADS=1 .venv/bin/python bench/quantize.py --train
-
-    # speed: on a quiet machine (nothing else running), 2 threads; trains the transformer + ner baseline
-    # (bench/configs/trf_ner.cfg, 400 steps) into bench/work/quantize/trf_ner first unless --baseline DIR is given
-    .venv/bin/python bench/quantize.py --speed --model training/model-best --threads 2
-
-    # smoke test of both parts on a tiny random BERT (seconds; writes under bench/work/quantize/quick)
-    .venv/bin/python bench/quantize.py --quick --speed
-
-Results: bench/results/quantize.{json,md}; each part keeps the other's section of the JSON.
+    # speed: on a quiet machine, 2 threads, beside a spacy-transformers + ner pipeline on the same encoder
+    # (`bench/accuracy.py --systems trf_ner` trains one under bench/work/accuracy/trf_ner/)
+    .venv/bin/python bench/quantize.py --speed --model training/model-best --baseline DIR --threads 2
 """
 import argparse
 import json
@@ -37,12 +26,11 @@ if __package__ in (None, ""):  # run by path: make `bench` importable
 
 from bench.common import (RESULTS_DIR, ROOT, machine_info, machine_line, markdown_table, run_logged, shown,
                           spacy_cmd, thread_env, write_json, write_text)
-from bench.ner_runs import corpus_paths, ner_scores, resolve_encoder, train_and_evaluate
+from bench.ner_runs import ner_scores
 from spacy_spanbert.cli.quantize import dir_size  # noqa: E402
 
 WORK = ROOT / "bench" / "work" / "quantize"
 OUTPUT = RESULTS_DIR / "quantize.json"
-STEPS = 400
 MEAN = re.compile(r"Mean: ([\d.]+) words/s \(95% CI: -?([\d.]+) \+([\d.]+)\)")
 OUTLIERS = re.compile(r"Outliers: ([\d.]+)%")
 
@@ -57,32 +45,19 @@ def provenance(model: Path) -> Dict[str, Any]:
 
     meta = json.loads((model / "meta.json").read_text())
     dev_f = (meta.get("performance") or {}).get("ents_f")
-    if dev_f is None:  # not made by `spacy train` (e.g. --quick's pipeline): its config's budget was never used
+    if dev_f is None:  # not made by `spacy train`: its config's budget was never used
         return {"path": shown(str(model)), "max_steps": None, "dev_ents_f": None}
     training = load_config(model / "config.cfg", interpolate=False).get("training", {})
     return {"path": shown(str(model)), "max_steps": training.get("max_steps"), "dev_ents_f": dev_f}
 
 
-def fp32_model(args: argparse.Namespace, env: Dict[str, str]) -> Path:
-    """The trained fp32 pipeline: --model, else training/model-best, else (--train) one trained here."""
-    if args.quick:
-        from bench.tiny_pipeline import build_tiny_ner_pipeline
-
-        paths = build_tiny_ner_pipeline(args.work_dir / "tiny", steps=20)
-        args.test = args.data = paths["data"]
-        return paths["pipeline"]
+def fp32_model(args: argparse.Namespace) -> Path:
+    """The trained fp32 pipeline: --model, else training/model-best."""
     model = Path(args.model) if args.model else ROOT / "training" / "model-best"
-    if (model / "config.cfg").is_file():
-        return model.resolve()
-    if args.model or not args.train:
+    if not (model / "config.cfg").is_file():
         raise SystemExit(f"✘ no trained pipeline at {model}: pass --model DIR (a spanbert_ner pipeline such as "
-                         f"training/model-best) or --train to train one")
-    record = train_and_evaluate(ROOT / "configs" / "ner.cfg", args.work_dir / "spanbert_ner", corpus_paths(
-        args.corpus_dir), seed=args.seed, max_steps=STEPS, eval_frequency=STEPS // 2, init_model=resolve_encoder(None),
-        env=env, label="spanbert_ner")
-    if record["status"] != "ok":
-        raise SystemExit(f"✘ training spanbert_ner failed: {record['error']}")
-    return Path(record["model"])
+                         f"training/model-best, or one of bench/accuracy.py's)")
+    return model.resolve()
 
 
 def quantize(fp32: Path, scheme: str, args: argparse.Namespace, env: Dict[str, str]) -> Path:
@@ -113,7 +88,7 @@ def accuracy(args: argparse.Namespace) -> Dict[str, Any]:
     from spacy_spanbert.models.quantize import REDUCE_RANGE_ENV, activation_bits
 
     env = thread_env(args.threads or 1)
-    fp32 = fp32_model(args, env)
+    fp32 = fp32_model(args)
     rows = [evaluate(fp32, "fp32", args, env)]
     for scheme in args.schemes:
         int8 = quantize(fp32, scheme, args, env)
@@ -140,32 +115,14 @@ def benchmark_speed(model: Path, name: str, args: argparse.Namespace, env: Dict[
             "command": " ".join(shown(c) for c in done.cmd)}
 
 
-def baseline_model(args: argparse.Namespace, env: Dict[str, str]) -> Optional[Path]:
-    """spacy-transformers + ner on the same encoder: --baseline, an earlier run of ours, or trained now."""
-    if args.quick or args.no_baseline:
-        return None
-    if args.baseline:
-        return Path(args.baseline).resolve()
-    trained = args.work_dir / "trf_ner" / "model" / "model-best"
-    if (trained / "config.cfg").is_file():
-        return trained
-    record = train_and_evaluate(ROOT / "bench" / "configs" / "trf_ner.cfg", args.work_dir / "trf_ner",
-                                corpus_paths(args.corpus_dir), seed=args.seed, max_steps=STEPS,
-                                eval_frequency=STEPS // 2, init_model=resolve_encoder(None), env=env, label="trf_ner")
-    if record["status"] != "ok":
-        raise SystemExit(f"✘ training the transformer + ner baseline failed: {record['error']}")
-    return Path(record["model"])
-
-
 def speed(args: argparse.Namespace) -> Dict[str, Any]:
     from spacy_spanbert.models.quantize import activation_bits
 
     env = thread_env(args.threads or 2)
-    fp32 = fp32_model(args, env)
+    fp32 = fp32_model(args)
     models = {"fp32": fp32, "int8": quantize(fp32, "int8", args, env)}
-    baseline = baseline_model(args, env)
-    if baseline is not None:
-        models["trf_ner"] = baseline
+    if args.baseline:
+        models["trf_ner"] = Path(args.baseline).resolve()
     runs: List[Dict[str, Any]] = []
     for repeat in range(args.repeats):  # interleaved, so a slow spell of the machine hits every pipeline alike
         for name, model in models.items():
@@ -228,32 +185,27 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="trained fp32 spanbert_ner pipeline (default: training/model-best)")
-    parser.add_argument("--train", action="store_true", help="no trained pipeline: train one (configs/ner.cfg, 400 steps)")
     parser.add_argument("--speed", action="store_true", help="measure words/s instead of accuracy (a quiet machine!)")
     parser.add_argument("--schemes", nargs="+", default=["int8", "int8_per_tensor"], help="quantize settings to score")
     parser.add_argument("--seven-bit", action="store_true",
                         help="also score each int8 pipeline with PyTorch's 7-bit activations (SPACY_SPANBERT_INT8_REDUCE_RANGE=1)")
-    parser.add_argument("--baseline", help="trained spacy-transformers + ner pipeline for --speed")
-    parser.add_argument("--no-baseline", action="store_true", help="--speed without the transformer + ner row")
+    parser.add_argument("--baseline", help="trained spacy-transformers + ner pipeline for --speed (else no such row)")
     parser.add_argument("--threads", type=int, help="threads per run (default: 1 for accuracy, 2 for --speed)")
     parser.add_argument("--batch-size", type=int, default=32, help="docs per batch for --speed (the configs' 32)")
     parser.add_argument("--batches", type=int, default=50, help="batches per `benchmark speed` run (spaCy's 50)")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up passes over the data (spaCy's 3)")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved `benchmark speed` runs per pipeline")
-    parser.add_argument("--corpus-dir", type=Path, default=ROOT / "corpus", help="train/dev/test .spacy files")
-    parser.add_argument("--seed", type=int, default=1, help="seed for --train and the baseline's training")
+    parser.add_argument("--corpus-dir", type=Path, default=ROOT / "corpus", help="holds test.spacy")
     parser.add_argument("--work-dir", type=Path, default=WORK)
     parser.add_argument("--output", type=Path, help="results JSON (default bench/results/quantize.json)")
-    parser.add_argument("--quick", action="store_true", help="smoke test on a tiny random BERT")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.work_dir = args.work_dir / "quick"
-        args.batches, args.batch_size, args.warmup = 30, 2, 1
-    args.output = args.output or (args.work_dir / "quantize.json" if args.quick else OUTPUT)
+    args.output = args.output or OUTPUT
     args.work_dir = args.work_dir.resolve()
     args.work_dir.mkdir(parents=True, exist_ok=True)
     args.test = args.data = args.corpus_dir / "test.spacy"
-    if not args.quick and not args.test.is_file():
+    if args.baseline and not (Path(args.baseline) / "config.cfg").is_file():
+        raise SystemExit(f"✘ no trained pipeline at --baseline {args.baseline}")
+    if not args.test.is_file():
         raise SystemExit(f"✘ {args.test} not found: run `spacy project run convert` or pass --corpus-dir DIR")
     result = json.loads(args.output.read_text()) if args.output.is_file() else {}
     result["speed" if args.speed else "accuracy"] = speed(args) if args.speed else accuracy(args)

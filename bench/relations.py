@@ -190,9 +190,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         systems.setdefault(system, []).append({"seed": seed, "train_s": float(done["train_s"]),
                                                **evaluate(done["model"], corpus["test"])})
     result = {"command": "python bench/relations.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "encoder": args.encoder, "steps": args.steps, "seeds": args.seeds, "jobs": args.jobs, "reused": args.reuse,
-              "train_threads": threads, "systems": systems,
-              "machine": machine_info()}
+              "encoder": args.encoder, "steps": args.steps, "seeds": args.seeds, "jobs": args.jobs,
+              "reused": args.reuse, "train_threads": threads, "systems": systems, "machine": machine_info()}
     write_json(args.output, result)
     write_text(args.output.with_suffix(".md"), render(result))
     print(render(result))

@@ -2,9 +2,8 @@
 
 Why: the docs must show exactly the committed measurements, never numbers typed by hand. Every benchmark writes a
 Markdown table beside its JSON; this script pastes those tables, one section per claim (`CLAIMS`), between the
-page's markers `<!-- results:start -->` and `<!-- results:end -->`. Results of finished investigations stay in
-bench/results/ and are summarised in docs/design-notes.md; quick sanity runs (`*-quick.md`) are left out. The docs
-site serves the plots from bench/results/ (scripts/mkdocs_hooks.py).
+page's markers `<!-- results:start -->` and `<!-- results:end -->`; quick sanity runs (`*-quick.md`) are left
+out. The docs site serves the plots from bench/results/ (scripts/mkdocs_hooks.py).
 
     python bench/report.py            # rewrite plots and the benchmarks page
     python bench/report.py --check    # exit 1 when the page is out of date
@@ -19,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS_DIR, ROOT, output_paths, write_json, write_text  # noqa: E402
+from bench.common import RESULTS_DIR, ROOT, write_json, write_text  # noqa: E402
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
@@ -29,23 +28,20 @@ CLAIMS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("The embedded default: `spacy project run all`", ("workflow", "workflow_avx2")),
     ("Relation extraction on CoNLL04", ("relations", "workflow_rel")),
     ("Text classification on BBC News", ("textcat", "workflow_textcat")),
-    ("NER accuracy against the baselines", ("accuracy", "accuracy_50steps", "nested_spans")),
+    ("NER accuracy and training time against the baselines", ("accuracy", "accuracy_50steps")),
     ("Inference speed", ("inference_speed",)),
-    ("Training speed and memory", ("profile_train", "train_memory")),
     ("int8 inference", ("quantize", "quantize_avx2")),
     ("Calibrated confidence", ("calibration",)),
-    ("Does continued pretraining pay?", ("pretraining_payoff_655k", "pretraining_payoff", "pretrain_throughput")),
+    ("Does continued pretraining pay?", ("pretraining_payoff_655k", "pretraining_payoff")),
     ("Bad input", ("reliability",)),
 )
 
 
-def collect_sections(results_dir: Path, include_quick: bool = False) -> List[Tuple[str, List[Tuple[Path, str]]]]:
+def collect_sections(results_dir: Path) -> List[Tuple[str, List[Tuple[Path, str]]]]:
     """(claim title, [(path, table text), ...]) for every claim with at least one result file."""
     sections = []
     for title, stems in CLAIMS:
-        names = [f"{stem}-quick" if include_quick and not (Path(results_dir) / f"{stem}.md").exists() else stem
-                 for stem in stems]
-        found = [(Path(results_dir) / f"{name}.md") for name in names]
+        found = [Path(results_dir) / f"{stem}.md" for stem in stems]
         found = [(path, path.read_text(encoding="utf8").strip()) for path in found if path.exists()]
         if found:
             sections.append((title, found))
@@ -83,13 +79,13 @@ def replace_between_markers(text: str, block: str) -> str:
     return text[: start + len(START)] + "\n" + block.strip() + "\n" + text[end:]
 
 
-def update_page(page: Path, results_dir: Path, include_quick: bool = False, check: bool = False) -> bool:
+def update_page(page: Path, results_dir: Path, check: bool = False) -> bool:
     """Rewrite the page's results block; returns True when it changed (with check=True, nothing is written)."""
     page = Path(page)
     if not page.exists():
         raise FileNotFoundError(f"{page} does not exist: pass --page PATH")
     old = page.read_text(encoding="utf8")
-    new = replace_between_markers(old, render_section(collect_sections(results_dir, include_quick)))
+    new = replace_between_markers(old, render_section(collect_sections(results_dir)))
     if new != old and not check:
         page.write_text(new, encoding="utf8")
     return new != old
@@ -98,11 +94,8 @@ def update_page(page: Path, results_dir: Path, include_quick: bool = False, chec
 # ---------------------------------------------------------------- plots
 
 
-def plot_bars(groups: Sequence[Tuple[str, List[float], str]], ax: Any, ylabel: str, zoom: bool = False) -> None:
-    """Bars at the seed mean, whiskers from min to max, one dot per seed; systems that did not run are marked.
-
-    zoom: fit the y axis to the values (for losses that differ in the second decimal) instead of starting at 0.
-    """
+def plot_bars(groups: Sequence[Tuple[str, List[float], str]], ax: Any, ylabel: str) -> None:
+    """Bars at the seed mean, whiskers from min to max, one dot per seed; systems that did not run are marked."""
     for i, (label, values, status) in enumerate(groups):
         if values:
             mean = sum(values) / len(values)
@@ -110,16 +103,12 @@ def plot_bars(groups: Sequence[Tuple[str, List[float], str]], ax: Any, ylabel: s
             if len(values) > 1:
                 ax.errorbar(i, mean, yerr=[[mean - min(values)], [max(values) - mean]], color="black", capsize=4)
             ax.scatter([i] * len(values), values, color="black", s=12, zorder=3)
-            ax.annotate(f"{mean:.3g}" if zoom else f"{mean:.1f}", (i, mean), ha="center", va="bottom", fontsize=8, xytext=(0, 3),
+            ax.annotate(f"{mean:.1f}", (i, mean), ha="center", va="bottom", fontsize=8, xytext=(0, 3),
                         textcoords="offset points")
         else:
             ax.annotate(status, (i, 0), ha="center", va="bottom", fontsize=7, rotation=90, color="#a00")
     values = [v for _, vals, _ in groups for v in vals]
-    if values and zoom:
-        low, high = min(values), max(values)
-        pad = max(0.05 * (high - low), 0.01 * abs(high), 1e-3)
-        ax.set_ylim(low - 4 * pad, high + 2 * pad)
-    elif values:
+    if values:
         ax.set_ylim(0, max(1.0, 1.12 * max(values)))
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([g[0] for g in groups], rotation=20, ha="right", fontsize=8)
@@ -127,70 +116,44 @@ def plot_bars(groups: Sequence[Tuple[str, List[float], str]], ax: Any, ylabel: s
     ax.grid(axis="y", alpha=0.3)
 
 
-def _save(fig: Any, png: Path) -> None:
-    Path(png).parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-
-
-def _pyplot() -> Any:
+def plot_accuracy(result: Dict[str, Any], png: Path) -> None:
+    """F1 per system with its seed spread."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt
+    def f1s(system: Dict[str, Any]) -> List[float]:
+        return [100 * r["f"] for r in system.get("runs", []) if r.get("status") == "ok" and r.get("f") is not None]
 
-
-def _f1_values(entry: Dict[str, Any]) -> List[float]:
-    return [100 * r["f"] for r in entry.get("runs", []) if r.get("status") == "ok" and r.get("f") is not None]
-
-
-def plot_accuracy(result: Dict[str, Any], png: Path) -> None:
-    """F1 per system with its seed spread."""
-    plt = _pyplot()
-    groups = [(s["label"], _f1_values(s), s["status"]) for s in result["systems"].values()]
+    groups = [(s["label"], f1s(s), s["status"]) for s in result["systems"].values()]
     fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(groups)), 4))
     plot_bars(groups, ax, "CoNLL-2003 test F1 (%)")
     ax.set_title("NER accuracy, same encoder and budget" + (" (quick)" if result["settings"].get("quick") else ""))
-    _save(fig, png)
+    Path(png).parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
     plt.close(fig)
 
 
-def plot_ablation(result: Dict[str, Any], png: Path) -> None:
-    """Two panels per pretraining scheme: CoNLL test F1 (seed spread) and held-out masked-LM loss."""
-    plt = _pyplot()
-    schemes = result["schemes"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(schemes)), 4))
-    plot_bars([(n, _f1_values(s), s["status"]) for n, s in schemes.items()], ax1, "CoNLL-2003 test F1 (%)")
-    ax1.set_title("Fine-tuned spanbert_ner")
-    losses = [(n, [s["heldout_mlm_loss"]] if s.get("heldout_mlm_loss") is not None else [], "n/a")
-              for n, s in schemes.items()]
-    plot_bars(losses, ax2, f"held-out masked-LM loss ({result['settings'].get('heldout_schemes', ['?'])[0]} masks)",
-              zoom=True)
-    ax2.set_title("Held-out MLM loss (lower is better)")
-    _save(fig, png)
-    plt.close(fig)
-
-
-PLOTTERS = {"accuracy": plot_accuracy, "ablation": plot_ablation}
+PLOTTERS = {"accuracy": plot_accuracy}
 
 
 def publish(result: Dict[str, Any], json_path: Path, markdown: str) -> Dict[str, Path]:
     """Write a benchmark's JSON, Markdown and PNG side by side and print the table; a plot error loses no numbers."""
-    paths = output_paths(json_path)
-    write_json(paths["json"], result)
-    write_text(paths["md"], markdown)
+    json_path = Path(json_path)
+    write_json(json_path, result)
+    write_text(json_path.with_suffix(".md"), markdown)
     try:
-        PLOTTERS[result["benchmark"]](result, paths["png"])
+        PLOTTERS[result["benchmark"]](result, json_path.with_suffix(".png"))
     except Exception as err:  # e.g. matplotlib missing: the JSON and the table are what matter
         print(f"warning: no plot written ({type(err).__name__}: {err})", file=sys.stderr)
     print(markdown)
-    return paths
+    return {"json": json_path, "md": json_path.with_suffix(".md"), "png": json_path.with_suffix(".png")}
 
 
 def regenerate_plots(results_dir: Path) -> List[Path]:
-    """Redraw the PNG of every accuracy/ablation JSON in `results_dir`; returns the files written."""
+    """Redraw the PNG of every accuracy JSON in `results_dir`; returns the files written."""
     written = []
     for path in sorted(Path(results_dir).glob("*.json")):
         try:
@@ -208,7 +171,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--page", type=Path, default=PAGE)
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    p.add_argument("--include-quick", action="store_true", help="also paste *-quick.md sanity runs")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if the page is out of date")
     args = p.parse_args(argv)
@@ -217,7 +179,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.no_plots and not args.check:
         for png in regenerate_plots(args.results_dir):
             print(f"plot: {png}")
-    changed = update_page(args.page, args.results_dir, args.include_quick, check=args.check)
+    changed = update_page(args.page, args.results_dir, check=args.check)
     print(f"{args.page}: {'out of date' if args.check and changed else 'updated' if changed else 'up to date'}")
     return 1 if args.check and changed else 0
 

@@ -34,9 +34,8 @@ def run_workflow(steps: Sequence[str], overrides: Sequence[str], log_dir: Path) 
     """Run each step forced; stop at the first failure (later steps depend on it), keeping what was measured."""
     records = []
     for step in steps:
-        result = run_logged(
-            spacy_cmd("project", "run", step, ".", "--force", *overrides), log_dir / f"{step}.log", prefix=f"[{step}] "
-        )
+        result = run_logged(spacy_cmd("project", "run", step, ".", "--force", *overrides), log_dir / f"{step}.log",
+                            prefix=f"[{step}] ")
         records.append({"step": step, "wall_s": round(result.wall_s, 1), "ok": result.ok})
         if not result.ok:
             records[-1]["error"] = result.tail[-500:]
@@ -110,10 +109,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     start = time.time()
     records = earlier + run_workflow(steps, overrides, ROOT / "bench" / "work" / "workflow")
     result = {
-        "workflow": args.workflow,
-        "command": " ".join([f"spacy project run {args.workflow}", *overrides]),
-        "steps": records,
-        "skipped": list(args.skip),
+        "workflow": args.workflow, "command": " ".join([f"spacy project run {args.workflow}", *overrides]),
+        "steps": records, "skipped": list(args.skip),
         "total_s": round(time.time() - start + sum(r["wall_s"] for r in earlier), 1),
         "test_metrics": read_json(ROOT / "metrics" / METRICS[args.workflow]),
         "pretrain_heldout": read_json(ROOT / "metrics" / "pretrain_heldout.json") if args.workflow == "all" else None,

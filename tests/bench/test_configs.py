@@ -62,45 +62,17 @@ def test_cnn_floor_shares_the_training_budget():
     assert cnn_lr == ours_lr
 
 
-def test_the_cpu_bf16_overrides_reach_the_transformer_through_the_cli():
-    """bench/accuracy.py passes CPU_BF16 as `spacy train` arguments: they must parse back to SpanBERT.v3 + bf16."""
-    from bench.common import CPU_BF16, cli_overrides
-
-    overrides = parse_config_overrides(cli_overrides(CPU_BF16))
-    assert overrides == CPU_BF16
-    block = _load(NER_CFG, **overrides)["components"]["transformer"]["model"]
-    assert block["@architectures"] == "spacy-spanbert.SpanBERT.v3" and block["cpu_bf16"] is True
-
-
-def test_accuracy_set_overrides_reach_the_config_and_refuse_span_marker(capsys):
-    """`bench/accuracy.py --set KEY VALUE` is how the README's training-setting comparisons are rerun: each pair must
-    land in the config as spaCy's CLI would parse it, and span_marker (no spaCy config) is refused up front."""
-    from bench import accuracy
-
-    args = accuracy.parse_args(["--systems", "spanbert_ner", "--set", "training.optimizer.learn_rate.initial_rate",
-                                "2e-4", "--set", "components.transformer.model.get_spans.window", "192"])
-    overrides = parse_config_overrides(accuracy.set_overrides(args))
-    config = _load(NER_CFG, **overrides)
-    assert config["training"]["optimizer"]["learn_rate"]["initial_rate"] == 2e-4
-    assert config["components"]["transformer"]["model"]["get_spans"]["window"] == 192
-    with pytest.raises(SystemExit):
-        accuracy.parse_args(["--systems", "span_marker", "--set", "training.dropout", "0.2"])
-    assert "span_marker has none" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # a key the CNN baseline's config has no section for: refused before training
-        accuracy.parse_args(["--systems", "spanbert_ner", "cnn_ner", "--set", "components.transformer.model.window", "1"])
-    assert "does not apply to cnn_ner" in capsys.readouterr().err
-
-
-def test_accuracy_runs_get_the_set_overrides_and_reuse(monkeypatch, tmp_path):
-    """What each run of bench/accuracy.py receives: the system's own overrides, then --set, and --reuse."""
+def test_accuracy_runs_get_the_system_overrides_the_warmup_and_reuse(monkeypatch, tmp_path):
+    """What each run of bench/accuracy.py receives: the system's own overrides, then --warmup-steps, and --reuse."""
     from bench import accuracy
 
     seen = []
     monkeypatch.setattr(accuracy, "train_and_evaluate",
                         lambda *a, **kw: seen.append(kw) or {"seed": kw["seed"], "status": "failed", "error": "x"})
-    args = accuracy.parse_args(["--systems", "spanbert_ner_cpu_bf16", "--seeds", "4", "--max-steps", "10", "--reuse",
-                                "--set", "training.dropout", "0.2", "--work-dir", str(tmp_path)])
-    accuracy.run_system("spanbert_ner_cpu_bf16", args, {}, "encoder")
-    assert len(seen) == 1 and seen[0]["seed"] == 4 and seen[0]["reuse"] is True
-    assert seen[0]["overrides"][-2:] == ["--training.dropout", "0.2"]
-    assert seen[0]["overrides"][:4] == accuracy.SYSTEMS["spanbert_ner_cpu_bf16"]["overrides"]
+    args = accuracy.parse_args(["--systems", "spanbert_ner_amp", "--seeds", "4", "--max-steps", "10", "--reuse",
+                                "--warmup-steps", "2", "--work-dir", str(tmp_path)])
+    result = accuracy.run_system("spanbert_ner_amp", args, {}, "encoder")
+    assert len(seen) == 1 and seen[0]["seed"] == 4 and seen[0]["reuse"] is True and seen[0]["init_model"] == "encoder"
+    assert seen[0]["overrides"] == [*accuracy.SYSTEMS["spanbert_ner_amp"]["overrides"],
+                                    "--training.optimizer.learn_rate.warmup_steps", "2"]
+    assert result["status"] == "failed" and result["reason"] == "x"

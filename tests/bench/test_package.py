@@ -8,18 +8,19 @@ import pytest
 from bench import inference_speed
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ["accuracy", "ablation", "inference_speed", "report", "train_memory", "workflow", "quantize", "profile_train",
-           "pretraining_payoff", "calibration", "pretrain_throughput", "pretrain_loss_curves", "heads_warmup"]
+SCRIPTS = ["accuracy", "calibration", "inference_speed", "pretraining_payoff", "quantize", "relations", "report",
+           "textcat", "workflow"]
 
 
-def test_one_process_loads_each_helper_once_and_ablation_does_not_load_the_accuracy_script():
+def test_one_process_loads_each_helper_once():
     code = (
         "import sys\n"
-        "from bench import ablation, inference_speed, report, train_memory, workflow, common, ner_runs\n"
+        "from bench import pretraining_payoff\n"
+        "assert 'bench.accuracy' not in sys.modules, 'the payoff benchmark imports the accuracy script'\n"
+        "from bench import accuracy, inference_speed, report, workflow, common, ner_runs\n"
         "assert 'common' not in sys.modules and 'ner_runs' not in sys.modules, 'a helper was loaded twice'\n"
-        "assert train_memory.write_json is common.write_json is workflow.write_json\n"
-        "assert ablation.train_and_evaluate is ner_runs.train_and_evaluate\n"
-        "assert 'bench.accuracy' not in sys.modules, 'ablation imports the accuracy script'\n"
+        "assert inference_speed.write_json is common.write_json is workflow.write_json\n"
+        "assert pretraining_payoff.train_and_evaluate is ner_runs.train_and_evaluate is accuracy.train_and_evaluate\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from bench import ablation, accuracy, ner_runs, report
+from bench import accuracy, ner_runs, report
 from bench.common import fmt_stat, markdown_table, summarize
 from bench.ner_runs import summarize_runs
 
@@ -71,34 +71,20 @@ def test_accuracy_markdown_says_how_many_runs_were_reused():
     assert "(1 run(s) reused from earlier invocations" in accuracy.render_markdown(result)
 
 
-def test_ablation_statement_is_computed_from_the_numbers():
-    runs = lambda *fs: {"status": "ok", "summary": summarize_runs([_run(i, f) for i, f in enumerate(fs)])}
-    holds = ablation.paper_ordering({"none": runs(0.80, 0.81), "span": runs(0.84, 0.85), "span_sbo": runs(0.86, 0.87),
-                                     "subword": runs(0.82, 0.83)})
-    assert holds["holds"] is True and len(holds["comparisons"]) == 3
-    assert holds["statement"].startswith("The paper's ordering holds")
-    broken = ablation.paper_ordering({"span": runs(0.86), "span_sbo": runs(0.84)})
-    assert broken["holds"] is False and "does not hold" in broken["statement"]
-    assert "span_sbo -2.0 F vs span" in broken["statement"] and "one fine-tuning seed" in broken["statement"]
-    tie = ablation.paper_ordering({"span": runs(0.85), "subword": runs(0.85)})
-    assert tie["holds"] is False and "span = subword (tie)" in tie["statement"]
-    assert ablation.paper_ordering({"span": {"status": "failed"}})["holds"] is None
-
-
 def test_the_page_gets_one_section_per_claim_between_its_markers(tmp_path):
     results = tmp_path / "bench" / "results"
     results.mkdir(parents=True)
     (results / "quantize.md").write_text("### int8 table\n\nMachine: X; commit 0123abc; today.\n")
     (results / "accuracy.md").write_text("### Accuracy table (issue 4)\n")
     (results / "accuracy-quick.md").write_text("### Quick table\n")
-    (results / "accuracy_lr_2e4.md").write_text("### An investigation\n")
+    (results / "investigation.md").write_text("### An investigation\n")
     (results / "accuracy.png").write_bytes(b"png")
     page = tmp_path / "benchmarks.md"
     page.write_text(f"# T\n\n{report.START}\nold numbers\n{report.END}\n\nfooter\n")
     assert report.update_page(page, results) is True
     text = page.read_text()
     assert "old numbers" not in text and "Quick table" not in text and text.endswith("footer\n")
-    assert "An investigation" not in text  # results of finished investigations belong to the design notes
+    assert "An investigation" not in text  # a results file that backs no claim stays off the page
     assert text.index("## NER accuracy") < text.index("Accuracy table") < text.index("![accuracy](bench/accuracy.png)")
     assert text.index("![accuracy]") < text.index("## int8 inference") < text.index("int8 table")
     assert "commit 0123abc" not in text and "issue 4" not in text and "Machine: X; today." in text

@@ -1,6 +1,7 @@
 """bench/textcat.py: the --quick run trains and scores every system (ours also after int8 quantization); the baseline
 configs mirror configs/textcat.cfg and pass `spacy debug config/data`; a missing BBC folder is one line."""
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,23 +14,40 @@ from spacy.cli.debug_data import debug_data
 from spacy.tokens import DocBin
 
 from bench import textcat
+from tests.fixtures.tiny_bert import ADJECTIVES, DETERMINERS, VERBS
 
 ROOT = Path(__file__).resolve().parents[2]
 OURS = ROOT / "configs" / "textcat.cfg"
 BASELINES = [ROOT / "bench" / "configs" / "trf_textcat.cfg", ROOT / "bench" / "configs" / "cnn_textcat.cfg"]
+# synthetic topics from the tiny BERT's vocabulary: every topic's articles repeat its own three nouns
+TOPICS = {"business": "bank market company", "politics": "president government minister", "sport": "team game year",
+          "tech": "car ship road", "entertainment": "book letter garden"}
+
+
+def write_bbc(folder: Path, per_topic: int = 10, seed: int = 0) -> Path:
+    """A BBC-like folder (<topic>/*.txt) of short synthetic articles."""
+    rng = random.Random(seed)
+    for topic, nouns in TOPICS.items():
+        (folder / topic).mkdir(parents=True, exist_ok=True)
+        for i in range(per_topic):
+            sents = [f"{rng.choice(DETERMINERS)} {rng.choice(ADJECTIVES)} {rng.choice(nouns.split())} "
+                     f"{rng.choice(VERBS)} the {rng.choice(nouns.split())}." for _ in range(8)]
+            (folder / topic / f"{i:03d}.txt").write_text(" ".join(sents).capitalize() + "\n", encoding="utf8")
+    return folder
 
 
 @pytest.mark.slow
-def test_quick_run_scores_every_system(tmp_path):
+def test_quick_run_scores_every_system(tmp_path, tiny_bert_dir):
     out = tmp_path / "textcat.json"
-    textcat.main(["--quick", "--work-dir", str(tmp_path / "work"), "--output", str(out), "--threads", "1"])
+    textcat.main(["--quick", "--bbc-dir", str(write_bbc(tmp_path / "bbc")), "--encoder", str(tiny_bert_dir),
+                  "--work-dir", str(tmp_path / "work"), "--output", str(out), "--threads", "1"])
     result = json.loads(out.read_text())
     assert list(result["systems"]) == ["spanbert_textcat", "spanbert_textcat_int8", "trf_textcat", "cnn_textcat"]
-    assert result["settings"]["split"]["test"] == {topic: 1 for topic in sorted(textcat.QUICK_TOPICS)}
+    assert result["settings"]["split"]["test"] == {topic: 1 for topic in sorted(TOPICS)}
     for name, system in result["systems"].items():
         (run,) = system["runs"]
         assert run["status"] == "ok", (name, run.get("error"))
-        assert sorted(run["per_class_f"]) == sorted(textcat.QUICK_TOPICS)
+        assert sorted(run["per_class_f"]) == sorted(TOPICS)
         assert 0.0 <= run["accuracy"] <= 1.0 and run["words_per_s"] > 0
         # spaCy's macro F is the mean of the per-class F
         assert run["macro_f"] == pytest.approx(sum(run["per_class_f"].values()) / len(run["per_class_f"]))
@@ -38,10 +56,10 @@ def test_quick_run_scores_every_system(tmp_path):
     assert util.load_config(Path(int8) / "config.cfg")["components"]["transformer"]["model"]["quantize"] == "int8"
     ours = util.load_config(Path(result["systems"]["spanbert_textcat"]["runs"][0]["model"]) / "config.cfg")
     assert ours["training"]["max_steps"] == result["settings"]["max_steps"] == 6
-    assert ours["components"]["transformer"]["model"]["@architectures"] == "spacy-spanbert.SpanBERT.v3"
+    assert ours["components"]["transformer"]["model"]["@architectures"] == "spacy-spanbert.SpanBERT.v4"
     markdown = out.with_suffix(".md").read_text()
     assert "QUICK" in markdown and "ours, int8" in markdown and "Machine:" in markdown
-    assert "| textcat on SpanBERT.v3 (ours) |" in markdown
+    assert "| textcat on SpanBERT (ours) |" in markdown
 
 
 def test_missing_bbc_folder_is_one_line_before_any_training(tmp_path):
@@ -61,7 +79,7 @@ def test_trf_baseline_mirrors_ours():
     ours_trf = dict(ours["components"]["transformer"]["model"])
     base_trf = dict(base["components"]["transformer"]["model"])
     assert base_trf.pop("@architectures") == "spacy-transformers.TransformerModel.v3"
-    assert ours_trf.pop("@architectures") == "spacy-spanbert.SpanBERT.v3"
+    assert ours_trf.pop("@architectures") == "spacy-spanbert.SpanBERT.v4"
     assert (ours_trf.pop("case_types"), ours_trf.pop("quantize"), ours_trf.pop("cpu_bf16")) == (True, None, "auto")
     assert base_trf == ours_trf
     cnn = util.load_config(BASELINES[1]).interpolate()
