@@ -164,7 +164,7 @@ class SpanBoundaryNER(SpanBoundaryPipe):
             blocked = numpy.isin(doc.to_array("ENT_IOB"), (1, 3)) if keep_existing and len(doc) else None
             window = slice(offset, offset + length)
             spans, span_scores = self.decode_entities(doc, data[window], best[window], best_p[window], blocked,
-                                              rank_p[window])
+                                                      rank_p[window])
             offset += length
             if keep_existing:
                 doc.set_ents(spans, default="unmodified")
@@ -187,8 +187,8 @@ class SpanBoundaryNER(SpanBoundaryPipe):
         return self.model.ops.to_numpy(probs[xp.arange(scores.shape[0]), best_d])
 
     def decode_entities(self, doc: Doc, spans: numpy.ndarray, best: numpy.ndarray, best_p: numpy.ndarray,
-                blocked: Optional[numpy.ndarray] = None,
-                rank_p: Optional[numpy.ndarray] = None) -> Tuple[List[Span], List[float]]:
+                        blocked: Optional[numpy.ndarray] = None,
+                        rank_p: Optional[numpy.ndarray] = None) -> Tuple[List[Span], List[float]]:
         """Greedy decoding: highest-probability non-negative spans first, skipping any that overlap a kept one.
 
         best, best_p: each span's winning label (or "no entity") and its (calibrated) probability.
