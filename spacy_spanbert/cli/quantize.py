@@ -1,7 +1,8 @@
 """`python -m spacy spanbert-quantize IN_PIPELINE OUT_PIPELINE [--scheme int8|int8_per_tensor]`.
 
 Turns a trained pipeline's SpanBERT transformer(s) into int8 for CPU inference: every `spacy-spanbert.SpanBERT.v4`
-model in the config gets `quantize` set (and `cpu_bf16` off), the pipeline is loaded under that config (the fp32 weights are quantized as they load) and saved with int8 weights.
+model in the config gets `quantize` set (and `cpu_bf16` off), the pipeline is loaded under that config (the fp32
+weights are quantized as they load) and saved with int8 weights.
 The result is an ordinary spaCy pipeline: `spacy.load`, `spacy package` and `spacy benchmark speed` take it as it
 is. Registered on spaCy's CLI through the `spacy_cli` entry point; torch and the pipeline load only when the command
 runs.

@@ -1,8 +1,9 @@
 """Capitalisation as token types: an uncased encoder (MiniLM, bert-base-uncased) that sees case in every layer.
 
 An uncased tokenizer lower-cases the text before the encoder sees it, so "Bush" and "bush" reach it as the same
-wordpiece: the strongest cue for named entities is gone before the first layer. Here each wordpiece's token type says how its whitespace-delimited word is capitalised (none, title, upper, mixed):
-BERT adds the token-type embedding to every input vector, so case reaches all layers and every token's context.
+wordpiece: the strongest cue for named entities is gone before the first layer. Here each wordpiece's token type
+says how its whitespace-delimited word is capitalised (none, title, upper, mixed): BERT adds the token-type embedding
+to every input vector, so case reaches all layers and every token's context.
 
 The three case rows are appended to the checkpoint's token-type table (BERT's 2: segments A and B, which stay as
 they were) and start as copies of row 0, the type every single-segment input has: before fine-tuning the encoder

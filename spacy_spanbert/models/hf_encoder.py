@@ -20,7 +20,7 @@ import torch
 from ..hf import check_tokenizer_files, looks_cased
 from .case_types import CONFIG_KEY, add_case_type_rows
 from .checkpoint_names import missing_package_hint
-from .torch_bridge import safetensors_metadata
+from .torch_bridge import cpu_state, safetensors_metadata
 
 DEFAULT_MAX_LENGTH = 512
 # Padded wordpieces per encoder call, in training and prediction. On CPU small calls are faster (a 512-piece call's
@@ -102,10 +102,7 @@ class HFEncoder(torch.nn.Module):
                 groups: Optional[List[Tuple[List[int], int]]] = None) -> Any:
         """Encode the batch; `groups` (row indices, columns to keep) splits it into calls whose outputs are merged
         back in batch order at the padded width (zeros in the padding). The merge is differentiable, so one backward
-        reaches every group."""
-        if self.transformer is None:
-            raise ValueError("The transformer has no weights yet: call nlp.initialize() (or load a trained pipeline) "
-                             "before using it")
+        reaches every group. The transformer's forward checks that the weights are loaded."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
@@ -192,7 +189,7 @@ def serialize_encoder(module: HFEncoder) -> bytes:
         state = quantized_state(module.transformer)
         metadata[_QUANTIZE_KEY] = scheme
     else:
-        state = {k: v.detach().contiguous().cpu() for k, v in module.transformer.state_dict().items()}
+        state = cpu_state(module.transformer)
     with tempfile.TemporaryDirectory() as tmp:
         module.tokenizer.save_pretrained(tmp)
         files = {path.name: path.read_bytes() for path in Path(tmp).iterdir() if path.is_file()}
@@ -209,11 +206,10 @@ def deserialize_encoder(module: HFEncoder, data: bytes, device: Any) -> HFEncode
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     saved = safetensors_metadata(msg["state"]).get(_QUANTIZE_KEY)
-    if saved != module.quantize:
-        if saved is not None:
-            raise ValueError(f"The saved transformer is int8 ({saved!r}) but its config builds "
-                             f"{'an fp32' if module.quantize is None else repr(module.quantize)} one: set its model's "
-                             f"quantize = \"{saved}\" (or re-run spanbert-quantize)")
+    if saved is not None and saved != module.quantize:
+        raise ValueError(f"The saved transformer is int8 ({saved!r}) but its config builds "
+                         f"{'an fp32' if module.quantize is None else repr(module.quantize)} one: set its model's "
+                         f"quantize = \"{saved}\" (or re-run spanbert-quantize)")
     if module.case_types != (msg["config"].get(CONFIG_KEY) is not None):
         raise ValueError(f"The saved transformer was trained with case_types = {not module.case_types}, but its "
                          f"config sets {module.case_types}: set case_types = {str(not module.case_types).lower()}")

@@ -23,7 +23,7 @@ from thinc.types import Floats2d, Ragged
 
 from ..nn.relation_scorer import REPRESENTATIONS, RelationScorer
 from .span_model import as_token_vectors
-from .torch_bridge import flat_tokens, safetensors_metadata
+from .torch_bridge import cpu_state, flat_tokens, safetensors_metadata
 from .torch_shim import LazyModule, torch_layer, torch_module
 
 InT = Tuple[List[Any], Ragged]
@@ -142,7 +142,7 @@ def _serialize(slot: LazyModule) -> bytes:
     scorer = slot.inner
     if scorer is None:
         return save({}, metadata={"n_in": "None"})
-    state = {k: v.detach().contiguous().cpu() for k, v in scorer.state_dict().items()}
+    state = cpu_state(scorer)
     meta = {key: str(int(getattr(scorer, key))) for key in _SHAPE_KEYS}
     meta["representation"] = scorer.representation
     return save(state, metadata=meta)

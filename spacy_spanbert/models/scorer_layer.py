@@ -21,7 +21,7 @@ from thinc.shims import Shim
 from thinc.types import Floats2d, Ragged
 
 from ..nn.span_scorer import SpanScorer
-from .torch_bridge import flat_tokens, safetensors_metadata
+from .torch_bridge import cpu_state, flat_tokens, safetensors_metadata
 from .torch_shim import LazyModule, torch_layer, torch_module
 
 SCORER_NAME = "spanbert_span_scorer"
@@ -148,7 +148,7 @@ def serialize_scorer(slot: LazyModule) -> bytes:
     scorer = slot.inner
     if scorer is None:
         return save({}, metadata={"n_in": "None"})
-    state = {k: v.detach().contiguous().cpu() for k, v in scorer.state_dict().items()}
+    state = cpu_state(scorer)
     meta = {key: str(int(getattr(scorer, key))) for key in _REBUILD_KEYS}
     return save(state, metadata=meta)
 

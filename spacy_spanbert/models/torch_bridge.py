@@ -1,5 +1,5 @@
-"""What the span and relation scorers' PyTorchWrapper bridges share: per-doc token vectors as one flat torch matrix
-(with each row group's offset into it and the way back), and the metadata in a safetensors header."""
+"""What our PyTorchWrapper bridges share: per-doc token vectors as one flat torch matrix (with each row group's offset
+into it and the way back), a module's weights as CPU tensors for safetensors, and the metadata in its header."""
 import json
 import struct
 from typing import Any, Callable, Dict, List, Tuple
@@ -29,6 +29,11 @@ def flat_tokens(model: Model, vectors: List[Floats2d], rows_per_doc: Ints1d, n_r
         return ops.unflatten(ops.asarray2f(torch2xp(d_tokens, ops=ops)), ops.asarray1i(lengths))
 
     return tokens, offsets, backprop
+
+
+def cpu_state(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """The module's state dict as detached, contiguous CPU tensors: what safetensors saves."""
+    return {key: value.detach().contiguous().cpu() for key, value in module.state_dict().items()}
 
 
 def safetensors_metadata(data: bytes) -> Dict[str, Any]:
