@@ -12,14 +12,13 @@ import spacy
 
 ROOT = Path(__file__).parents[1]
 PACKAGE = ROOT / "spacy_spanbert"
-# the private reads left, and why:
-# - PyTorch's dynamic int8 Linear keeps its packed weights only under a private name, and our subclass passes them to
-#   torch.ops.quantized.linear_dynamic with 8-bit activations on VNNI CPUs;
-# - the pretraining Trainer extends two of transformers' Trainer steps (4.53, pinned below 4.53.3) that have no
-#   callback carrying what they need: the pre-clip gradient norm, and the checkpoint directory written in place
-ALLOWED_PRIVATE_READS = {("models/quantize.py", "self._packed_params._packed_params"),
-                         ("pretraining/trainer.py", "super()._maybe_log_save_evaluate"),
-                         ("pretraining/trainer.py", "super()._save_checkpoint")}
+# the private reads left, and why (none: every other package is reached through its public API)
+ALLOWED_PRIVATE_READS = set()
+# private methods of another package's class that a subclass of ours overrides, and why:
+# - transformers' Trainer (4.53, pinned below 4.53.3) resumes by loading `model.safetensors` from the checkpoint
+#   itself; our checkpoints keep the encoder in HF format (encoder/) beside the heads, and Trainer offers no public
+#   hook to load another layout before it restores the optimizer, scheduler, RNG and data position
+ALLOWED_PRIVATE_OVERRIDES = {"spacy_spanbert.pretraining.trainer.SpanBertTrainer._load_from_checkpoint"}
 REWRITES = re.compile(r"\.(__class__|_func|init|state_dict|forward)\s*=[^=]")
 
 
@@ -60,6 +59,30 @@ def test_no_private_member_of_another_package_is_read():
                 if (name, text_) not in ALLOWED_PRIVATE_READS:
                     found.append(f"{name}:{node.lineno}: {text_}")
     assert not found, found
+
+
+def test_no_private_method_of_another_package_is_overridden():
+    """A subclass of another package's class defines no `_name` that the other package's classes define, except
+    the listed ones: a private method may change in any release."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import spacy_spanbert
+
+    found = set()
+    for info in pkgutil.walk_packages(spacy_spanbert.__path__, "spacy_spanbert."):
+        module = importlib.import_module(info.name)
+        for cls in vars(module).values():
+            if not inspect.isclass(cls) or cls.__module__ != info.name:
+                continue
+            foreign = [base for base in cls.__mro__[1:] if not base.__module__.startswith("spacy_spanbert")]
+            for name, member in vars(cls).items():
+                if not (inspect.isfunction(member) or isinstance(member, (classmethod, staticmethod, property))):
+                    continue
+                if name.startswith("_") and not name.startswith("__") and any(name in vars(b) for b in foreign):
+                    found.add(f"{info.name}.{cls.__qualname__}.{name}")
+    assert found == ALLOWED_PRIVATE_OVERRIDES
 
 
 def test_self_private_reads_are_our_own_members():

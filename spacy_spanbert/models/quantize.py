@@ -73,54 +73,88 @@ def activation_bits() -> int:
     return 7 if _reduce_range() else 8
 
 
-with _quiet():
-    from torch.ao.nn.quantized.dynamic import Linear as _DynamicLinear
+class DynamicInt8Linear(torch.nn.Module):
+    """A Linear layer with int8 weights whose activations are quantized on the fly: PyTorch's dynamic int8 Linear,
+    through torch's public quantized ops, with 8-bit activations where the CPU sums int8 products without
+    saturating (`activation_bits`).
 
+    At module level so that quantized pipelines pickle (multiprocessing's `spawn` start method needs it); the packed
+    weights pickle as torch's own packed-parameters object."""
 
-class DynamicInt8Linear(_DynamicLinear):
-    """PyTorch's dynamic int8 Linear, with 8-bit activations where the CPU sums int8 products without saturating.
+    def __init__(self, in_features: int, out_features: int, weight: torch.Tensor, bias: Optional[torch.Tensor]):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.set_weight_bias(weight, bias)
 
-    At module level so that quantized pipelines pickle (multiprocessing's `spawn` start method needs it)."""
+    @classmethod
+    def from_float(cls, linear: torch.nn.Linear, scheme: str) -> "DynamicInt8Linear":
+        """Weights quantized symmetrically to int8 as `torch.ao.quantization.quantize_dynamic` quantizes them: one
+        scale per output row ("int8") or per matrix ("int8_per_tensor")."""
+        with _quiet():
+            from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
+
+            qconfig = default_dynamic_qconfig if scheme == "int8_per_tensor" else per_channel_dynamic_qconfig
+            observer = qconfig.weight()
+            weight = linear.weight.detach().float()
+            observer(weight)
+            scale, zero_point = observer.calculate_qparams()
+            if scheme == "int8_per_tensor":
+                qweight = torch.quantize_per_tensor(weight, float(scale), int(zero_point), torch.qint8)
+            else:
+                qweight = torch.quantize_per_channel(weight, scale.double(), zero_point.long(), 0, torch.qint8)
+        bias = None if linear.bias is None else linear.bias.detach().float()
+        return cls(linear.in_features, linear.out_features, qweight, bias)
+
+    def set_weight_bias(self, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
+        self.packed = torch.ops.quantized.linear_prepack(weight, bias)
+
+    def weight(self) -> torch.Tensor:
+        return torch.ops.quantized.linear_unpack(self.packed)[0]
+
+    def bias(self) -> Optional[torch.Tensor]:
+        return torch.ops.quantized.linear_unpack(self.packed)[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        packed = self._packed_params._packed_params
-        return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=_reduce_range()).to(x.dtype)
+        return torch.ops.quantized.linear_dynamic(x, self.packed, reduce_range=_reduce_range()).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, qscheme={self.weight().qscheme()}"
 
 
 def quantize_encoder(module: Any, scheme: str) -> Any:
     """Replace every `torch.nn.Linear` inside `module` by a dynamic int8 Linear, in place; RETURNS `module`.
 
     In place, so every holder of the module (the HF wrapper, the thinc shim) keeps pointing at the quantized one.
+    Only modules of exactly `torch.nn.Linear`'s type are replaced, as `quantize_dynamic` does.
     """
     check_scheme(scheme)
-    with _quiet():
-        from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
-
-        qconfig = default_dynamic_qconfig if scheme == "int8_per_tensor" else per_channel_dynamic_qconfig
-        module.eval()
-        quantize_dynamic(module, {torch.nn.Linear: qconfig}, dtype=torch.qint8, inplace=True,
-                         mapping={torch.nn.Linear: DynamicInt8Linear})
+    module.eval()
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.Linear:
+                setattr(parent, name, DynamicInt8Linear.from_float(child, scheme))
     return module
 
 
 def quantized_scheme(module: Any) -> Optional[str]:
     """The scheme `module`'s Linear layers are quantized with, or None when none is quantized (fp32)."""
     for sub in module.modules():
-        if isinstance(sub, _DynamicLinear):
+        if isinstance(sub, DynamicInt8Linear):
             return "int8" if sub.weight().qscheme() == torch.per_channel_affine else "int8_per_tensor"
     return None
 
 
 def _quantized_modules(module: Any) -> Dict[str, Any]:
-    return {name: sub for name, sub in module.named_modules() if isinstance(sub, _DynamicLinear)}
+    return {name: sub for name, sub in module.named_modules() if isinstance(sub, DynamicInt8Linear)}
 
 
 def quantized_state(module: Any) -> Dict[str, Any]:
     """Every weight of a quantized encoder as a plain contiguous CPU tensor (see the module docstring for names)."""
 
     quantized = _quantized_modules(module)
+    # the int8 Linears hold no parameters or buffers of their own: state_dict() is every other weight
     state = {key: value.detach().contiguous().cpu() for key, value in module.state_dict().items()
-             if isinstance(value, torch.Tensor) and not _owned_by(key, quantized)}
+             if isinstance(value, torch.Tensor)}
     with _quiet():
         for name, sub in quantized.items():
             weight = sub.weight()
@@ -151,15 +185,12 @@ def load_quantized_state(module: Any, state: Dict[str, Any]) -> None:
 
     quantized = _quantized_modules(module)
     plain = {key: value for key, value in state.items() if not _owned_by(key, quantized)}
-    # quantized Linears read their own entries even with strict=False: give them back their current ones
-    current = module.state_dict()
-    expected = {key for key in current if not _owned_by(key, quantized)}
+    expected = set(module.state_dict())
     missing, unexpected = sorted(expected - plain.keys()), sorted(plain.keys() - expected)
     if missing or unexpected:
         raise ValueError(f"The saved int8 transformer weights do not fit the model built from its config (missing "
                          f"{missing[:3]}, unexpected {unexpected[:3]}): re-run spanbert-quantize on the fp32 pipeline")
-    current.update(plain)  # in place: the dict's `_metadata` (module versions) must travel with it
-    module.load_state_dict(current, strict=True)
+    module.load_state_dict(plain, strict=True)
     with _quiet():
         for name, sub in quantized.items():
             try:

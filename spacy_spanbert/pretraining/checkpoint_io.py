@@ -2,8 +2,8 @@
 
 OUTPUT_DIR/checkpoints/step-N/ holds encoder/ (HF format + tokenizer), heads.safetensors, optimizer.pt,
 scheduler.pt, rng_state*.pth and trainer_state.json (global step and epoch: the data position). A checkpoint is
-written under checkpoints/.tmp-step-N and renamed into place once complete, so a crash never leaves a
-half-written step-N behind.
+written under checkpoints/.tmp-staging/checkpoint-N (the Trainer's output directory) and renamed into place once
+complete, so a crash never leaves a half-written step-N behind.
 """
 import errno
 import json
@@ -32,6 +32,11 @@ class DiskFullError(OSError):
 
 def checkpoints_dir(output_dir: Path) -> Path:
     return Path(output_dir) / "checkpoints"
+
+
+def staging_dir(output_dir: Path) -> Path:
+    """Where Trainer writes a checkpoint before it is published (TrainingArguments.output_dir)."""
+    return checkpoints_dir(output_dir) / ".tmp-staging"
 
 
 def list_checkpoints(output_dir: Path) -> List[Path]:
@@ -128,7 +133,7 @@ def disk_full_is_one_line(output_dir: Path) -> Iterator[None]:
         if not _is_disk_full(err):
             raise
         root = checkpoints_dir(output_dir)
-        for tmp in [*root.glob(".tmp-step-*"), Path(output_dir) / ".encoder-tmp"]:
+        for tmp in [*root.glob(".tmp-*"), Path(output_dir) / ".encoder-tmp"]:
             shutil.rmtree(tmp, ignore_errors=True)
         found = list_checkpoints(output_dir)
         kept = f"the latest checkpoint {found[-1].name} is intact" if found else "no checkpoint was completed yet"

@@ -262,9 +262,9 @@ def _train(cfg, masking, t: TrainingSettings, tokenizer, model, nlp, output_dir:
         torch.cuda.set_device(gpu)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     args = TrainingArguments(
-        output_dir=str(output_dir), max_steps=t.max_steps, per_device_train_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum_steps, learning_rate=t.learning_rate, weight_decay=t.weight_decay,
-        warmup_steps=t.warmup_steps, lr_scheduler_type="linear", optim="adamw_torch", max_grad_norm=t.max_grad_norm,
+        output_dir=str(ckpt.staging_dir(output_dir)), max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum_steps, learning_rate=t.learning_rate, weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_steps, lr_scheduler_type="linear", optim="adamw_torch", max_grad_norm=0.0,
         logging_steps=t.logging_steps, logging_first_step=True, save_strategy="steps", save_steps=t.save_steps,
         save_total_limit=None, seed=int(sys_cfg["seed"]), data_seed=int(sys_cfg["seed"]), report_to=[],
         remove_unused_columns=False, dataloader_num_workers=t.dataloader_workers, use_cpu=not on_gpu,
@@ -284,7 +284,8 @@ def _train(cfg, masking, t: TrainingSettings, tokenizer, model, nlp, output_dir:
         callbacks.append(HeadsWarmupCallback(t.heads_warmup_steps))
     trainer = SpanBertTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                               callbacks=callbacks, run_dir=output_dir, keep_checkpoints=t.save_total_limit,
-                              save_tokenizer=tokenizer, grad_normalization=t.grad_normalization,
+                              save_tokenizer=tokenizer, max_grad_norm=t.max_grad_norm,
+                              grad_normalization=t.grad_normalization,
                               head_lr_factor=t.head_lr_factor)
     if not args.disable_tqdm:
         trainer.remove_callback(ProgressCallback)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from . import checkpoint_io as ckpt
 from .model import SpanBertForPretraining
@@ -35,15 +36,24 @@ class SpanBertTrainer(Trainer):
     Random replacements are drawn by corpus frequency when the dataset exposes its token stream (`ids`).
     """
 
-    def __init__(self, *args, run_dir: Path, keep_checkpoints: int, save_tokenizer,
+    def __init__(self, *args, run_dir: Path, keep_checkpoints: int, save_tokenizer, max_grad_norm: float = 1.0,
                  grad_normalization: str = "masked_tokens", head_lr_factor: float = 1.0, **kwargs):
         if grad_normalization not in GRAD_NORMALIZATIONS:
             raise ValueError(f"training.grad_normalization must be one of {', '.join(GRAD_NORMALIZATIONS)}, "
                              f"got {grad_normalization!r}.")
         if not head_lr_factor > 0:
             raise ValueError(f"training.head_lr_factor must be positive, got {head_lr_factor}.")
-        if kwargs.get("args") is not None:
-            feed_the_device(kwargs["args"])
+        if not max_grad_norm >= 0:
+            raise ValueError(f"max_grad_norm must be 0 (no clip) or positive, got {max_grad_norm}.")
+        training_args = kwargs.get("args")
+        if training_args is not None:
+            if training_args.max_grad_norm:
+                raise ValueError(f"TrainingArguments.max_grad_norm = {training_args.max_grad_norm}: SpanBertTrainer "
+                                 f"clips the gradient itself, to count the clipped steps; pass max_grad_norm to it "
+                                 f"and 0 to TrainingArguments.")
+            feed_the_device(training_args)
+        # first in line, so that callbacks given by the caller see the clipped gradient, as Trainer's clip leaves it
+        kwargs["callbacks"] = [_OwnSteps(self), *(kwargs.get("callbacks") or [])]
         super().__init__(*args, **kwargs)
         if self.args.dataloader_persistent_workers and self.args.dataloader_num_workers > 0:
             raise ValueError("dataloader_persistent_workers would keep masking with the first epoch's seeds in the "
@@ -51,10 +61,11 @@ class SpanBertTrainer(Trainer):
         self.run_dir = Path(run_dir)
         self.keep_checkpoints = keep_checkpoints
         self.save_tokenizer = save_tokenizer
+        self.max_grad_norm = float(max_grad_norm)
         self.grad_normalization = grad_normalization
         self.head_lr_factor = float(head_lr_factor)
         self._grad_scale = None
-        self._counted_step = -1
+        self._last_grad_norm = None
         self._run_loss = [0.0, 0]  # per-token mean loss summed over this run's micro-batches, and their count
         self._use_corpus_frequencies()
         self._reset_stats()
@@ -121,15 +132,18 @@ class SpanBertTrainer(Trainer):
                 loss = outputs["loss_sum" if self.grad_normalization == "masked_tokens" else "loss"] * self._grad_scale
         return (loss, outputs) if return_outputs else loss
 
-    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
-        """Called once per optimizer step with the pre-clip gradient norm: count the steps that clipped."""
-        if grad_norm is not None and self.state.global_step != self._counted_step:  # not again at epoch end
-            self._counted_step = self.state.global_step
-            norm = grad_norm.detach().float() if torch.is_tensor(grad_norm) else torch.tensor(float(grad_norm))
-            self._stats["steps"] += 1
-            self._stats["clipped"] = self._stats["clipped"] + (norm > self.args.max_grad_norm)
-            self._stats["gnorm_max"] = torch.maximum(torch.as_tensor(self._stats["gnorm_max"]).to(norm), norm)
-        return super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
+    def clip_gradients(self, model) -> None:
+        """Clip the update's gradient at max_grad_norm (as Trainer would: through the accelerator, which unscales
+        fp16 gradients first) and count the steps that clipped, from the norm before the clip."""
+        limit = self.max_grad_norm if self.max_grad_norm > 0 else float("inf")
+        norm = self.accelerator.clip_grad_norm_(model.parameters(), limit)
+        if norm is None:  # a backend that clips inside its own optimizer step reports no norm
+            return
+        norm = norm.detach().float() if torch.is_tensor(norm) else torch.tensor(float(norm))
+        self._last_grad_norm = norm
+        self._stats["steps"] += 1
+        self._stats["clipped"] = self._stats["clipped"] + (norm > limit)
+        self._stats["gnorm_max"] = torch.maximum(torch.as_tensor(self._stats["gnorm_max"]).to(norm), norm)
 
     def log(self, logs, start_time=None):
         s = self._stats
@@ -137,6 +151,8 @@ class SpanBertTrainer(Trainer):
             mask = s["mask"].tolist() if torch.is_tensor(s["mask"]) else [0, 0, 0, 0]
             n_pieces, n_masked, n_spans, n_words = (int(x) for x in mask)
             logs["lr"] = logs.get("learning_rate")
+            if self._last_grad_norm is not None:  # the norm before the clip, as Trainer logs it when it clips
+                logs["grad_norm"] = float(self._last_grad_norm)
             # Trainer's own "loss" sums the scaled losses it backpropagates: report the per-token mean instead
             logs["loss"] = round(float(s["loss"]) / s["micro"], 4)
             self._run_loss = [self._run_loss[0] + float(s["loss"]), self._run_loss[1] + s["micro"]]
@@ -155,27 +171,33 @@ class SpanBertTrainer(Trainer):
         super().log(logs, start_time)
 
     # --- checkpoints -----------------------------------------------------------------------------------------
-    def _get_output_dir(self, trial):
-        return str(ckpt.checkpoints_dir(self.run_dir) / f".tmp-step-{self.state.global_step}")
-
-    def _save(self, output_dir=None, state_dict=None):
-        model: SpanBertForPretraining = self.accelerator.unwrap_model(self.model)
-        output_dir = Path(output_dir)
-        model.save_encoder(output_dir / "encoder", self.save_tokenizer)
-        model.save_heads(output_dir)
-
-    def _save_checkpoint(self, model, trial):
-        staging = Path(self._get_output_dir(trial))
+    # Trainer writes each checkpoint under args.output_dir (the staging directory, checkpoint_io.staging_dir);
+    # once every rank has written its part, it is renamed to OUTPUT_DIR/checkpoints/step-N.
+    def save_model(self, output_dir=None, _internal_call: bool = False) -> None:
+        """The model in our layout: encoder/ (HF format + tokenizer) and heads.safetensors, from the main process."""
         if self.args.should_save:
-            shutil.rmtree(staging, ignore_errors=True)  # leftovers of a save that crashed at this step
-        self.accelerator.wait_for_everyone()
-        super()._save_checkpoint(model, trial)  # writes staging/checkpoint-N (every rank its RNG state)
-        self.accelerator.wait_for_everyone()
+            model: SpanBertForPretraining = self.accelerator.unwrap_model(self.model)
+            output_dir = Path(output_dir or self.args.output_dir)
+            model.save_encoder(output_dir / "encoder", self.save_tokenizer)
+            model.save_heads(output_dir)
+
+    def clear_staging(self, remove_dir: bool = False) -> None:
+        """Remove the checkpoint directories a crashed save left in the staging directory (and, at the end, the
+        staging directory itself when nothing else is in it)."""
         if self.args.should_save:
-            written = next(staging.glob("checkpoint-*"))
-            final = ckpt.checkpoints_dir(self.run_dir) / f"step-{self.state.global_step}"
-            ckpt.publish(written, final)
-            shutil.rmtree(staging, ignore_errors=True)
+            staging = Path(self.args.output_dir)
+            for leftover in staging.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+            if remove_dir and staging.is_dir() and not any(staging.iterdir()):
+                staging.rmdir()
+        self.accelerator.wait_for_everyone()
+
+    def publish_checkpoint(self) -> None:
+        """Move the checkpoint Trainer has just written into place in one rename, and keep the newest K."""
+        self.accelerator.wait_for_everyone()  # every rank has written its RNG state
+        if self.args.should_save:
+            written = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            ckpt.publish(written, ckpt.checkpoints_dir(self.run_dir) / f"step-{self.state.global_step}")
             ckpt.rotate(self.run_dir, self.keep_checkpoints)
         self.accelerator.wait_for_everyone()
 
@@ -196,6 +218,25 @@ class SpanBertTrainer(Trainer):
         if mismatch:
             raise ValueError(f"Checkpoint {path} does not match the model (e.g. {mismatch[0]}): "
                              f"resume with the settings that wrote it.")
+
+
+class _OwnSteps(TrainerCallback):
+    """Hands the Trainer events that SpanBertTrainer acts on to it (callbacks are not given the trainer)."""
+
+    def __init__(self, trainer: SpanBertTrainer) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer.clear_staging()
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        self.trainer.clip_gradients(model)
+
+    def on_save(self, args, state, control, **kwargs):
+        self.trainer.publish_checkpoint()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.trainer.clear_staging(remove_dir=True)
 
 
 def feed_the_device(args) -> None:

@@ -79,6 +79,33 @@ def test_quantized_weights_are_plain_tensors_that_rebuild_the_same_encoder(tiny,
     assert cosine > 0.99 and not torch.allclose(got, expected, atol=1e-6)  # close to fp32, but not fp32
 
 
+@pytest.mark.parametrize("scheme", ["int8", "int8_per_tensor"])
+def test_int8_weights_and_outputs_are_pytorchs_dynamic_quantization(tiny, scheme):
+    """Our int8 Linear quantizes weights as `torch.ao.quantization.quantize_dynamic` does, and computes what
+    PyTorch's dynamic Linear computes from them at the same activation bits; it pickles (`spawn` workers)."""
+    import torch
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
+
+    from spacy_spanbert.models.quantize import DynamicInt8Linear, activation_bits
+
+    ours = quantize_encoder(_encoder(tiny), scheme)
+    qconfig = per_channel_dynamic_qconfig if scheme == "int8" else default_dynamic_qconfig
+    theirs = quantize_dynamic(_encoder(tiny), {torch.nn.Linear: qconfig}, dtype=torch.qint8)
+    theirs_linears = {n: m for n, m in theirs.named_modules() if hasattr(m, "weight") and callable(m.weight)}
+    ours_linears = {n: m for n, m in ours.named_modules() if isinstance(m, DynamicInt8Linear)}
+    assert ours_linears and ours_linears.keys() == theirs_linears.keys()
+    for name, mine in ours_linears.items():
+        torch.testing.assert_close(mine.weight().int_repr(), theirs_linears[name].weight().int_repr(), rtol=0, atol=0)
+        torch.testing.assert_close(mine.bias(), theirs_linears[name].bias(), rtol=0, atol=0)
+    ids = torch.tensor([[2, 10, 11, 12, 13, 3]])
+    with torch.no_grad():
+        got = ours(input_ids=ids).last_hidden_state
+        if activation_bits() == 7:  # PyTorch's module always uses 7 bits on x86: equal where ours does too
+            torch.testing.assert_close(got, theirs(input_ids=ids).last_hidden_state, rtol=0, atol=0)
+        again = pickle.loads(pickle.dumps(ours))(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(again, got, rtol=0, atol=0)
+
+
 def test_state_from_another_model_is_one_clear_error(tiny):
     state = quantized_state(quantize_encoder(_encoder(tiny), "int8"))
     state.pop("embeddings.word_embeddings.weight")
