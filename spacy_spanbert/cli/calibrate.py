@@ -1,7 +1,7 @@
 """`python -m spacy spanbert-calibrate MODEL_DIR DEV_SPACY OUTPUT_DIR [--component NAME] [--platt-floor P]`.
 
-Fits the calibration of a trained `spanbert_ner` (a temperature) / `spanbert_spancat` (per-label Platt scaling)
-on labelled dev data (see `calibration`) and saves the calibrated pipeline; the fit is recorded in `meta.json`
+Fits the calibration of a trained `spanbert_ner` or `spanbert_rel` (a temperature) / `spanbert_spancat` or a
+multi-label `spanbert_rel` (per-label Platt scaling) on labelled dev data (see `calibration`) and saves the calibrated pipeline; the fit is recorded in `meta.json`
 under `spanbert_calibration`. Registered on spaCy's CLI through the `spacy_cli` entry point; the pipeline and
 torch load only when the command runs.
 """
@@ -56,14 +56,14 @@ def calibrate_cli(
     model_dir: Path = Arg(..., help="Trained pipeline directory, e.g. training/model-best"),
     dev_path: Path = Arg(..., help="Labelled dev data (.spacy), e.g. corpus/dev.spacy"),
     output_dir: Path = Arg(..., help="Where to save the calibrated pipeline (may be MODEL_DIR itself)"),
-    component: Optional[str] = Opt(None, "--component", "-c", help="Component to calibrate (default: the only spanbert_* one)"),
+    component: Optional[str] = Opt(None, "--component", "-c", help="Component to calibrate (default: the only spanbert_ner/spancat/rel)"),
     gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
     batch_size: int = Opt(32, "--batch-size", "-b", help="Docs per prediction batch"),
-    platt_floor: Optional[float] = Opt(None, "--platt-floor", help="spancat: fit on pairs scoring >= this (default 0.01)"),
+    platt_floor: Optional[float] = Opt(None, "--platt-floor", help="spancat, multi-label rel: fit on pairs scoring >= this (default 0.01)"),
     # fmt: on
 ):
-    """Fit the confidence calibration of a trained spanbert_ner (temperature) / spanbert_spancat (per-label Platt
-    scaling) on dev data and save it."""
+    """Fit the confidence calibration of a trained spanbert_ner or spanbert_rel (temperature) / spanbert_spancat
+    (per-label Platt scaling) on dev data and save it."""
     try:
         result = run_calibrate(model_dir, dev_path, output_dir, component, gpu_id, batch_size, platt_floor)
     except (ValueError, FileNotFoundError) as err:

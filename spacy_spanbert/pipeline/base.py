@@ -23,6 +23,26 @@ from ..models.scorer_layer import fit_max_width, get_torch_scorer, scorer_shims
 from ..models.suggesters import DEFAULT_MAX_WIDTH
 
 
+def probabilities(ops: Any, logits: Floats2d, normalize: str, calibration: Dict[str, Any]) -> Floats2d:
+    """Softmax or sigmoid of the logits on the model's device (`ops.xp`: nothing goes through host memory per
+    batch), after the fitted calibration in `calibration` (a component's cfg): the logits divided by `temperature`
+    plus `calibration_bias`, each a scalar or one per column. Prediction passes the cfg; training losses pass {}."""
+    logits = ops.asarray2f(logits)
+    n_columns = logits.shape[1]
+    per_column = lambda value: ops.asarray1f(  # noqa: E731
+        numpy.broadcast_to(numpy.asarray(value, dtype="f"), (n_columns,)))
+    temperature = calibration.get("temperature", 1.0)
+    if temperature != 1.0:
+        logits = logits / per_column(temperature)
+    bias = calibration.get("calibration_bias", 0.0)
+    if bias != 0.0:  # Platt scaling's offset, per label (sigmoids only: it could change a softmax's argmax)
+        logits = logits + per_column(bias)
+    if normalize == "softmax":
+        exp = ops.xp.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+    return 1.0 / (1.0 + ops.xp.exp(-ops.xp.clip(logits, -60.0, 60.0)))
+
+
 def update_with_head_factor(model: Model, sgd: Optimizer, head_shims: List[Shim], factor: float) -> None:
     """Apply `sgd` to every weight of `model`; the shims in `head_shims` (a fresh head) learn `factor` times faster."""
     head = {id(shim) for shim in head_shims}
@@ -108,25 +128,8 @@ class SpanBoundaryPipe(SpanCategorizer):
         return getattr(self.suggester, "max_width", None)
 
     def _probabilities(self, logits: Floats2d, calibrated: bool = True) -> Floats2d:
-        """Softmax (ner) or sigmoid (spancat) of the logits, on the model's device (`ops.xp`): nothing goes through
-        host memory per batch. `calibrated`: first divide by the fitted `temperature` and add `calibration_bias`
-        (prediction); the training loss uses the model's own probabilities."""
-        ops = self.model.ops
-        logits = ops.asarray2f(logits)
-        temperature = self.cfg.get("temperature", 1.0) if calibrated else 1.0
-        if temperature != 1.0:  # a scalar, or one per output column
-            logits = logits / self._per_column(temperature, logits.shape[1])
-        bias = self.cfg.get("calibration_bias", 0.0) if calibrated else 0.0
-        if bias != 0.0:  # Platt scaling's offset, per label (spancat's sigmoid; it could change ner's argmax)
-            logits = logits + self._per_column(bias, logits.shape[1])
-        if self.normalize == "softmax":
-            exp = ops.xp.exp(logits - logits.max(axis=1, keepdims=True))
-            return exp / exp.sum(axis=1, keepdims=True)
-        return 1.0 / (1.0 + ops.xp.exp(-ops.xp.clip(logits, -60.0, 60.0)))
-
-    def _per_column(self, value: Any, n_columns: int) -> Floats2d:
-        """A scalar or per-column calibration setting as a device row vector."""
-        return self.model.ops.asarray1f(numpy.broadcast_to(numpy.asarray(value, dtype="f"), (n_columns,)))
+        """Softmax (ner) or sigmoid (spancat) of the logits, calibrated or not (`probabilities`)."""
+        return probabilities(self.model.ops, logits, self.normalize, self.cfg if calibrated else {})
 
     def predict(self, docs: Iterable[Doc]) -> Tuple[Ragged, Floats2d]:
         """Suggest spans and return (indices, probabilities in [0, 1]), both on the model's device."""

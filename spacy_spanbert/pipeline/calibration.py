@@ -1,4 +1,4 @@
-"""Calibration of `spanbert_ner` and `spanbert_spancat`: entity scores a user can read as probabilities.
+"""Calibration of `spanbert_ner`, `spanbert_spancat` and `spanbert_rel`: scores a user can read as probabilities.
 
 A trained span model is over- or under-confident; a map of its logits fitted on held-out data fixes much of that
 without touching what it predicts. The map lives in the component's cfg (`temperature`, `calibration_bias`: the
@@ -15,6 +15,9 @@ pipeline.
   over-confident in the middle (0.5-0.7 right 35-47% of the time on CoNLL-2003) and needs the offset too. Fitted
   on the pairs scoring >= `PLATT_FLOOR` (see `platt_rows`). Within a label the order of the scores is unchanged;
   the threshold then cuts calibrated probabilities, so which pairs it keeps changes.
+- `spanbert_rel`: as ner (softmax over labels + "no relation"): one temperature, fitted on the relations it writes
+  against whether each is a gold relation (label, both arguments' boundaries and types: the strict measure). With
+  `multi_label` (a sigmoid per label): per-label Platt scaling, as spancat, on the (entity pair, label) rows.
 """
 import math
 from contextlib import contextmanager
@@ -27,6 +30,10 @@ from spacy.training import Example
 from spacy.util import minibatch
 
 from .base import SpanBoundaryPipe
+from .relation_extractor import SpanRelationExtractor
+from .relation_scoring import relation_keys
+
+Calibrated = "SpanBoundaryPipe | SpanRelationExtractor"
 
 EPS = 1e-7
 LOG_T_RANGE = (math.log(0.05), math.log(20.0))  # temperatures searched; outside it a model is broken, not miscalibrated
@@ -40,39 +47,107 @@ class CalibrationData:
 
     logits (n_candidates, n_columns); gold_class (n_candidates,) the gold column per candidate for softmax (the
     "none" column when no gold span matches), gold_multi (n_candidates, n_labels) 0/1 per label for sigmoid;
-    decoded (rows of `logits`) the candidates greedy decoding keeps and decoded_correct whether each is gold.
+    decoded (rows of `logits`) the candidates greedy decoding keeps, decoded_column the column each was written
+    with (None: each row's argmax; rel with type constraints: the best label its entity types allow) and
+    decoded_correct whether each is gold.
     """
 
     logits: numpy.ndarray
     gold_class: numpy.ndarray
     gold_multi: numpy.ndarray
     decoded: numpy.ndarray = field(default_factory=lambda: numpy.zeros((0,), dtype=int))
+    decoded_column: Optional[numpy.ndarray] = None
     decoded_correct: numpy.ndarray = field(default_factory=lambda: numpy.zeros((0,), dtype=bool))
     n_gold: int = 0
 
 
 def span_components(nlp: Language) -> List[str]:
-    """Names of the pipeline's span-boundary components (the ones calibration applies to)."""
-    return [name for name, pipe in nlp.pipeline if isinstance(pipe, SpanBoundaryPipe)]
+    """Names of the pipeline's components that calibration applies to: spanbert_ner, spanbert_spancat and
+    spanbert_rel."""
+    return [name for name, pipe in nlp.pipeline if isinstance(pipe, (SpanBoundaryPipe, SpanRelationExtractor))]
 
 
-def resolve_component(nlp: Language, name: Optional[str]) -> SpanBoundaryPipe:
-    """The component to calibrate: `name`, or the pipeline's only span-boundary component. Raises ValueError."""
+def resolve_component(nlp: Language, name: Optional[str]) -> Calibrated:
+    """The component to calibrate: `name`, or the pipeline's only calibratable component. Raises ValueError."""
     candidates = span_components(nlp)
     if name is None:
         if len(candidates) != 1:
             found = ", ".join(candidates) or "none"
-            raise ValueError(f"cannot choose the component to calibrate (span-boundary components: {found}); "
-                             f"pass --component NAME")
+            raise ValueError(f"cannot choose the component to calibrate (spanbert_ner/spancat/rel components: "
+                             f"{found}); pass --component NAME")
         name = candidates[0]
     if name not in nlp.pipe_names:
         raise ValueError(f"component '{name}' is not in the pipeline ({', '.join(nlp.pipe_names)}); "
                          f"pass --component with one of: {', '.join(candidates) or 'none (no spanbert_* component)'}")
-    pipe = nlp.get_pipe(name)
-    if not isinstance(pipe, SpanBoundaryPipe):
-        raise ValueError(f"component '{name}' is not spanbert_ner or spanbert_spancat; "
+    if name not in candidates:
+        raise ValueError(f"component '{name}' is not spanbert_ner, spanbert_spancat or spanbert_rel; "
                          f"pass --component with one of: {', '.join(candidates) or 'none'}")
-    return pipe
+    return nlp.get_pipe(name)
+
+
+def _unit(pipe: Calibrated) -> str:
+    return "relation" if isinstance(pipe, SpanRelationExtractor) else "entity"
+
+
+def _run_before(nlp: Language, name: str, batch: Sequence[Example]) -> List[Example]:
+    """The examples with their predicted docs run through the components before `name`: the examples' own
+    predicted docs, with the gold's tokens (a re-tokenised text would misalign spans)."""
+    docs = [eg.predicted.copy() for eg in batch]
+    for other in nlp.pipe_names[: nlp.pipe_names.index(name)]:
+        docs = list(nlp.get_pipe(other).pipe(docs))
+    return [Example(doc, eg.reference) for doc, eg in zip(docs, batch)]
+
+
+def collect_relations(nlp: Language, name: str, examples: Sequence[Example], batch_size: int = 32) -> CalibrationData:
+    """Run the pipeline up to `name` (a spanbert_rel) on the examples and keep its raw logits for every candidate
+    pair of predicted entities, with the gold: a pair's label is gold when the reference has that relation between
+    entities of the same boundaries and types. Gold relations between entities the pipeline missed count in
+    `n_gold` only. Raises ValueError when the examples hold no gold relations."""
+    pipe: SpanRelationExtractor = nlp.get_pipe(name)
+    labels = pipe.labels
+    parts: Dict[str, List[numpy.ndarray]] = {"logits": [], "multi": [], "cls": [], "decoded": [], "column": [],
+                                             "correct": []}
+    offset = n_gold = 0
+    for batch in minibatch(list(examples), batch_size):
+        batch = _run_before(nlp, name, batch)
+        candidates, logits = pipe.logits([eg.predicted for eg in batch])
+        logits = pipe.model.ops.to_numpy(logits).astype("float32")
+        probs = _softmax(logits) if pipe.normalize == "softmax" else None
+        row = 0
+        for eg, (entities, pairs) in zip(batch, candidates):
+            gold = relation_keys(eg.reference)
+            n_gold += len(gold)
+            multi = numpy.zeros((len(pairs), len(labels)), dtype="float32")
+            for r, (i, j) in enumerate(pairs):
+                head, tail = entities[i], entities[j]
+                for k, label in enumerate(labels):
+                    key = (head.start_char, head.end_char, head.label_, tail.start_char, tail.end_char, tail.label_,
+                           label)
+                    multi[r, k] = float(key in gold)
+                if pipe.normalize == "softmax":
+                    with _no_threshold(pipe):
+                        for k in pipe.decode(entities, (i, j), probs[row + r]):
+                            parts["decoded"].append(numpy.array([offset + row + r]))
+                            parts["column"].append(numpy.array([k]))
+                            parts["correct"].append(numpy.array([bool(multi[r, k])]))
+            parts["multi"].append(multi)
+            parts["cls"].append(numpy.where(multi.any(axis=1), multi.argmax(axis=1), len(labels)))
+            row += len(pairs)
+        parts["logits"].append(logits)
+        offset += row
+    if n_gold == 0:
+        raise ValueError(f"the dev data has no gold relations in doc._.spanbert_rels for '{name}'; calibrate on "
+                         f"labelled dev data (e.g. corpus/rel_dev.spacy from `spacy project run rel`)")
+    cat = lambda key, empty: numpy.concatenate(parts[key]) if parts[key] else empty  # noqa: E731
+    return CalibrationData(
+        logits=cat("logits", numpy.zeros((0, len(labels) + (pipe.negative_column is not None)), dtype="float32")),
+        gold_class=cat("cls", numpy.zeros((0,), dtype=int)),
+        gold_multi=cat("multi", numpy.zeros((0, len(labels)), dtype="float32")),
+        decoded=cat("decoded", numpy.zeros((0,), dtype=int)),
+        decoded_column=cat("column", numpy.zeros((0,), dtype=int)),
+        decoded_correct=cat("correct", numpy.zeros((0,), dtype=bool)),
+        n_gold=n_gold,
+    )
 
 
 def collect(nlp: Language, name: str, examples: Sequence[Example], batch_size: int = 32) -> CalibrationData:
@@ -81,21 +156,20 @@ def collect(nlp: Language, name: str, examples: Sequence[Example], batch_size: i
     Raises ValueError when the examples hold no gold spans for the component (calibration needs labelled data).
     """
     pipe = nlp.get_pipe(name)
-    before = nlp.pipe_names[: nlp.pipe_names.index(name)]
+    if isinstance(pipe, SpanRelationExtractor):
+        return collect_relations(nlp, name, examples, batch_size)
     softmax = pipe.normalize == "softmax"
     label_map = pipe.label_index
     logits_parts: List[numpy.ndarray] = []
     gold_class: List[numpy.ndarray] = []
     gold_multi: List[numpy.ndarray] = []
     decoded: List[numpy.ndarray] = []
+    decoded_column: List[numpy.ndarray] = []
     decoded_correct: List[numpy.ndarray] = []
     offset = n_gold = 0
     for batch in minibatch(list(examples), batch_size):
-        # the examples' own predicted docs: same tokens as the gold (a re-tokenised text would misalign spans)
-        docs = [eg.predicted.copy() for eg in batch]
-        for other in before:
-            docs = list(nlp.get_pipe(other).pipe(docs))
-        batch = [Example(doc, eg.reference) for doc, eg in zip(docs, batch)]
+        batch = _run_before(nlp, name, batch)
+        docs = [eg.predicted for eg in batch]
         indices = pipe.suggester(docs, ops=pipe.model.ops)
         lengths = pipe.model.ops.to_numpy(indices.lengths)
         spans = pipe.model.ops.to_numpy(indices.dataXd)
@@ -122,6 +196,7 @@ def collect(nlp: Language, name: str, examples: Sequence[Example], batch_size: i
                 with _no_threshold(pipe):
                     ents, _ = pipe.decode_entities(doc, rows, best, probs[numpy.arange(len(best)), best])
                 decoded.append(numpy.array([offset + start + index[(e.start, e.end)] for e in ents], dtype=int))
+                decoded_column.append(numpy.array([label_map[e.label_] for e in ents], dtype=int))
                 decoded_correct.append(numpy.array([(e.start, e.end, e.label_) in gold for e in ents], dtype=bool))
             start += length
         logits_parts.append(logits)
@@ -136,6 +211,7 @@ def collect(nlp: Language, name: str, examples: Sequence[Example], batch_size: i
         gold_class=cat(gold_class, numpy.zeros((0,), dtype=int)),
         gold_multi=cat(gold_multi, numpy.zeros((0, len(pipe.labels)), dtype="float32")),
         decoded=cat(decoded, numpy.zeros((0,), dtype=int)),
+        decoded_column=cat(decoded_column, numpy.zeros((0,), dtype=int)),
         decoded_correct=cat(decoded_correct, numpy.zeros((0,), dtype=bool)),
         n_gold=n_gold,
     )
@@ -191,12 +267,19 @@ def golden_section(loss: Callable[[float], float], lo: float, hi: float, tol: fl
     return (a + b) / 2
 
 
-def entity_nll(data: CalibrationData, temperature: float) -> float:
-    """Mean binary cross-entropy of the decoded entities' scores at `temperature` against their correctness."""
+def decoded_nll(data: CalibrationData, temperature: float) -> float:
+    """Mean binary cross-entropy of the decoded entities' (relations') scores at `temperature` against their
+    correctness."""
     if data.decoded.size == 0:
         return 0.0
-    probs = _softmax(data.logits[data.decoded] / temperature)
-    return _bce(probs.max(axis=1), data.decoded_correct.astype("float32"))
+    return _bce(decoded_scores(data, temperature), data.decoded_correct.astype("float32"))
+
+
+def decoded_scores(data: CalibrationData, temperature: float) -> numpy.ndarray:
+    """The score each decoded candidate is written with at `temperature`: its column's softmax probability."""
+    probs = _softmax(data.logits[data.decoded] / float(temperature))
+    column = probs.argmax(axis=1) if data.decoded_column is None else data.decoded_column
+    return probs[numpy.arange(len(probs)), column]
 
 
 def fit_platt(logits: numpy.ndarray, gold: numpy.ndarray, max_iter: int = 100) -> Tuple[float, float]:
@@ -254,16 +337,18 @@ def platt_rows(logits: numpy.ndarray, floor: float = PLATT_FLOOR) -> numpy.ndarr
     return logits >= math.log(floor / (1 - floor))
 
 
-def fit_temperature(pipe: SpanBoundaryPipe, data: CalibrationData) -> float:
-    """ner: a scalar T fitted on the decoded entities (softmax; a bias could change the winning label)."""
+def fit_temperature(pipe: Calibrated, data: CalibrationData) -> float:
+    """ner and rel: a scalar T fitted on the decoded entities / relations (softmax; a bias could change the winning
+    label)."""
+    unit = _unit(pipe)
     if data.decoded.size == 0:
-        raise ValueError(f"'{pipe.name}' predicts no entities on the dev data, so there is nothing to calibrate; "
+        raise ValueError(f"'{pipe.name}' predicts no {unit}s on the dev data, so there is nothing to calibrate; "
                          f"train it longer or check that the dev data matches the training data")
     if data.decoded_correct.all() or not data.decoded_correct.any():
         # every entity right (or every one wrong): the likelihood has no optimum, only an edge of the search range
-        raise ValueError(f"'{pipe.name}' gets every dev entity {'right' if data.decoded_correct.all() else 'wrong'}, "
+        raise ValueError(f"'{pipe.name}' gets every dev {unit} {'right' if data.decoded_correct.all() else 'wrong'}, "
                          f"so a temperature cannot be fitted: calibrate on more (or more varied) dev data")
-    return math.exp(golden_section(lambda lt: entity_nll(data, math.exp(lt)), *LOG_T_RANGE))
+    return math.exp(golden_section(lambda lt: decoded_nll(data, math.exp(lt)), *LOG_T_RANGE))
 
 
 def fit_label_platt(data: CalibrationData, floor: float = PLATT_FLOOR) -> Tuple[List[float], List[float]]:
@@ -313,17 +398,16 @@ def reliability_bins(confidence: numpy.ndarray, correct: numpy.ndarray, n_bins: 
     return bins
 
 
-def scores_and_correctness(pipe: SpanBoundaryPipe, data: CalibrationData, temperature: "float | Sequence[float]",
+def scores_and_correctness(pipe: Calibrated, data: CalibrationData, temperature: "float | Sequence[float]",
                            bias: "float | Sequence[float]" = 0.0) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """The scores the component writes at (`temperature`, `bias`), and whether each is right.
 
-    ner: one score per decoded entity (the same entities at any scalar temperature; its bias is always 0).
-    spancat: one score per (candidate span, label) pair, sigmoid(logit / T + b), right when the pair is gold; a
+    ner and rel: one score per decoded entity / relation (the same ones at any scalar temperature; bias 0).
+    spancat and multi_label rel: one score per (candidate, label) pair, sigmoid(logit / T + b), right when the pair is gold; a
     threshold t keeps the pairs scoring >= t.
     """
     if pipe.normalize == "softmax":
-        probs = _softmax(data.logits[data.decoded] / float(temperature))
-        return probs.max(axis=1), data.decoded_correct
+        return decoded_scores(data, temperature), data.decoded_correct
     n_labels = data.logits.shape[1]
     t = numpy.broadcast_to(numpy.asarray(temperature, dtype="float32"), (n_labels,))
     b = numpy.broadcast_to(numpy.asarray(bias, dtype="float32"), (n_labels,))
@@ -331,13 +415,13 @@ def scores_and_correctness(pipe: SpanBoundaryPipe, data: CalibrationData, temper
     return probs.ravel(), data.gold_multi.ravel().astype(bool)
 
 
-def scored(pipe: SpanBoundaryPipe, scores: numpy.ndarray) -> numpy.ndarray:
+def scored(pipe: Calibrated, scores: numpy.ndarray) -> numpy.ndarray:
     """Which scores a calibration error is measured on: every ner entity, the spancat pairs >= `SCORED_FLOOR`
     (all candidate pairs would give an ECE of ~0: the easy negatives score ~0 and are right)."""
     return numpy.ones(scores.shape, dtype=bool) if pipe.normalize == "softmax" else scores >= SCORED_FLOOR
 
 
-def calibration_error(pipe: SpanBoundaryPipe, data: CalibrationData, temperature: "float | Sequence[float]",
+def calibration_error(pipe: Calibrated, data: CalibrationData, temperature: "float | Sequence[float]",
                       bias: "float | Sequence[float]" = 0.0) -> float:
     """ECE of the scores the component writes at (`temperature`, `bias`), on the scores `scored` keeps."""
     scores, correct = scores_and_correctness(pipe, data, temperature, bias)
@@ -349,8 +433,9 @@ def calibrate(nlp: Language, examples: Iterable[Example], component: Optional[st
               batch_size: int = 32, platt_floor: float = PLATT_FLOOR) -> Dict[str, object]:
     """Fit the component's calibration on labelled `examples` and store it in its cfg (saved with the pipeline).
 
-    ner: `temperature` (scalar), `calibration_bias` 0. spancat: per-label Platt scaling, `temperature` = 1 / a and
-    `calibration_bias` = b per label, fitted on the pairs scoring >= `platt_floor` (see `platt_rows`).
+    ner and rel: `temperature` (scalar), `calibration_bias` 0. spancat and multi_label rel: per-label Platt scaling,
+    `temperature` = 1 / a and `calibration_bias` = b per label, fitted on the pairs scoring >= `platt_floor` (see
+    `platt_rows`).
     RETURNS (Dict[str, object]): component name, temperature, bias, the fitting loss and dev ECE before and after.
     """
     check_platt_floor(platt_floor)
@@ -360,7 +445,7 @@ def calibrate(nlp: Language, examples: Iterable[Example], component: Optional[st
     if pipe.normalize == "softmax":
         temperature: "float | List[float]" = round(fit_temperature(pipe, data), 6)
         bias: "float | List[float]" = 0.0
-        before, after = entity_nll(data, 1.0), entity_nll(data, temperature)
+        before, after = decoded_nll(data, 1.0), decoded_nll(data, temperature)
     else:
         temperatures, biases = fit_label_platt(data, platt_floor)
         temperature, bias = [round(t, 6) for t in temperatures], [round(b, 6) for b in biases]
@@ -374,4 +459,5 @@ def calibrate(nlp: Language, examples: Iterable[Example], component: Optional[st
             "ece_before": calibration_error(pipe, data, 1.0),
             "ece_after": calibration_error(pipe, data, temperature, bias),
             "platt_floor": None if pipe.normalize == "softmax" else platt_floor,
-            "n_candidates": int(data.logits.shape[0]), "n_entities": int(data.decoded.size), "n_gold": data.n_gold}
+            "n_candidates": int(data.logits.shape[0]), f"n_{_unit(pipe)}s": int(data.decoded.size),
+            "n_gold": data.n_gold}

@@ -23,7 +23,7 @@ from .. import fork_safety
 from ..memory import release_free_memory
 from ..models.relation_model import get_relation_scorer, set_entity_types
 from ..relations import candidate_pairs, entity_spans, get_relations, make_record, set_relations
-from .base import update_with_head_factor
+from .base import probabilities, update_with_head_factor
 
 DEFAULT_REL_MODEL = Config().from_str("""
 [model]
@@ -106,6 +106,8 @@ class SpanRelationExtractor(TrainablePipe):
             "max_distance": max_distance, "within_sentence": within_sentence, "type_constraints": type_constraints,
             "multi_label": multi_label, "threshold": threshold, "negative_weight": negative_weight,
             "head_learn_rate_factor": head_learn_rate_factor,
+            # fitted after training by `spacy spanbert-calibrate` (temperature; per-label Platt when multi_label)
+            "temperature": 1.0, "calibration_bias": 0.0,
         }
         self._warned_labels: set = set()
 
@@ -122,6 +124,16 @@ class SpanRelationExtractor(TrainablePipe):
     @property
     def _n_out(self) -> int:
         return len(self.labels) + (0 if self.cfg["multi_label"] else 1)
+
+    @property
+    def normalize(self) -> str:
+        """"softmax" over the labels + "no relation", or "sigmoid" per label (`multi_label`)."""
+        return "sigmoid" if self.cfg["multi_label"] else "softmax"
+
+    @property
+    def negative_column(self) -> Optional[int]:
+        """The "no relation" column (softmax), or None (multi_label's independent sigmoids)."""
+        return None if self.cfg["multi_label"] else len(self.labels)
 
     # --- candidates -------------------------------------------------------------------------------------------
     def _candidates(self, doc: Doc, entities: List[Span]) -> List[Tuple[int, int]]:
@@ -142,7 +154,13 @@ class SpanRelationExtractor(TrainablePipe):
 
     # --- prediction -------------------------------------------------------------------------------------------
     def predict(self, docs: Iterable[Doc]) -> Tuple[Candidates, Floats2d]:
-        """Score every candidate pair of every doc: (candidates per doc, probabilities on the model's device)."""
+        """Score every candidate pair of every doc: (candidates per doc, calibrated probabilities on the model's
+        device)."""
+        candidates, logits = self.logits(docs)
+        return candidates, self._probabilities(logits)
+
+    def logits(self, docs: Iterable[Doc]) -> Tuple[Candidates, Floats2d]:
+        """(candidates per doc, the model's raw logits for them), what calibration is fitted on."""
         fork_safety.guard()
         release_free_memory()
         docs = list(docs)
@@ -153,40 +171,38 @@ class SpanRelationExtractor(TrainablePipe):
         pairs = self._ragged([self._rows(ents, pairs) for ents, pairs in candidates])
         if not pairs.dataXd.shape[0]:
             return candidates, self.model.ops.alloc2f(0, self._n_out)
-        return candidates, self._probabilities(self.model.predict((docs, pairs)))
+        return candidates, self.model.predict((docs, pairs))
 
-    def _probabilities(self, logits: Floats2d) -> Floats2d:
-        """Softmax over labels + "no relation", or a sigmoid per label, on the model's device."""
-        xp = self.model.ops.xp
-        logits = self.model.ops.asarray2f(logits)
+    def _probabilities(self, logits: Floats2d, calibrated: bool = True) -> Floats2d:
+        """Softmax over labels + "no relation", or a sigmoid per label, calibrated or not (`base.probabilities`)."""
+        return probabilities(self.model.ops, logits, self.normalize, self.cfg if calibrated else {})
+
+    def decode(self, entities: List[Span], pair: Tuple[int, int], p: numpy.ndarray) -> List[int]:
+        """The labels written for one pair with output probabilities `p`: the most probable output if it is a
+        label (softmax), or every label at or above the threshold (multi_label); labels the pair's entity types
+        never took in training are skipped with `type_constraints`."""
+        cut = self.cfg["threshold"]
+        if cut is None and self.cfg["multi_label"]:
+            cut = 0.5
+        i, j = pair
+        masked = p * self._allowed_mask(entities[i].label_, entities[j].label_)
         if self.cfg["multi_label"]:
-            return 1.0 / (1.0 + xp.exp(-xp.clip(logits, -60.0, 60.0)))
-        exp = xp.exp(logits - logits.max(axis=1, keepdims=True))
-        return exp / exp.sum(axis=1, keepdims=True)
+            return [k for k in range(len(self.labels)) if masked[k] >= cut]
+        best = int(masked.argmax())
+        return [best] if best < len(self.labels) and (cut is None or masked[best] >= cut) else []
 
     def set_annotations(self, docs: Iterable[Doc], scores: Tuple[Candidates, Floats2d]) -> None:
-        """Write each doc's relations (`doc._.spanbert_rels`): per pair the most probable output if it is a label
-        (softmax), or every label at or above the threshold (multi_label); labels a pair's entity types never took
-        in training are skipped with `type_constraints`."""
+        """Write each doc's relations (`doc._.spanbert_rels`), each pair's labels as `decode` chooses them."""
         candidates, probs = scores
         probs = self.model.ops.to_numpy(probs)
-        labels, multi = self.labels, self.cfg["multi_label"]
-        cut = self.cfg["threshold"]
-        if cut is None and multi:
-            cut = 0.5
         row = 0
         for doc, (entities, pairs) in zip(docs, candidates):
             records = []
-            for i, j in pairs:
+            for pair in pairs:
                 p = probs[row]
                 row += 1
-                masked = p * self._allowed_mask(entities[i].label_, entities[j].label_)
-                if multi:
-                    chosen = [k for k in range(len(labels)) if masked[k] >= cut]
-                else:
-                    best = int(masked.argmax())
-                    chosen = [best] if best < len(labels) and (cut is None or masked[best] >= cut) else []
-                records += [make_record(entities[i], entities[j], labels[k], float(p[k])) for k in chosen]
+                records += [make_record(entities[pair[0]], entities[pair[1]], self.labels[k], float(p[k]))
+                            for k in self.decode(entities, pair, p)]
             set_relations(doc, records)
 
     def _allowed_mask(self, head_type: str, tail_type: str) -> numpy.ndarray:
@@ -269,7 +285,7 @@ class SpanRelationExtractor(TrainablePipe):
                     target[row, -1] = 1.0
         if not self.cfg["multi_label"]:  # a pair with two gold labels: each half (rare; CoNLL04 has none)
             target /= target.sum(axis=1, keepdims=True)
-        probs = self._probabilities(logits)
+        probs = self._probabilities(logits, calibrated=False)
         target_d, weights_d = ops.asarray2f(target), ops.asarray2f(weights)
         xp, eps, norm = ops.xp, 1e-8, max(float(weights.sum()), 1.0)
         if self.cfg["multi_label"]:

@@ -17,7 +17,7 @@ from ..relations import get_relations
 Key = Tuple[int, int, str, int, int, str, str]
 
 
-def _keys(doc: Doc) -> Set[Key]:
+def relation_keys(doc: Doc) -> Set[Key]:
     """(head chars, head type, tail chars, tail type, label) of every relation record on the doc."""
     keys = set()
     for record in get_relations(doc):
@@ -39,7 +39,7 @@ def score_relations(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any
     strict, boundaries = PRFScore(), PRFScore()
     per_label: Dict[str, PRFScore] = {}
     for eg in examples:
-        gold, pred = _keys(eg.reference), _keys(eg.predicted)
+        gold, pred = relation_keys(eg.reference), relation_keys(eg.predicted)
         strict.score_set(pred, gold)
         boundaries.score_set(_untyped(pred), _untyped(gold))
         for label in {key[-1] for key in gold | pred}:

@@ -15,7 +15,7 @@ from span_helpers import component_config, ents, ner_examples, train
 
 from spacy_spanbert.cli.calibrate import run_calibrate
 from spacy_spanbert.pipeline.calibration import (
-    LOG_T_RANGE, CalibrationData, calibrate, entity_nll, expected_calibration_error, fit_label_platt, fit_platt,
+    LOG_T_RANGE, CalibrationData, calibrate, decoded_nll, expected_calibration_error, fit_label_platt, fit_platt,
     golden_section, reliability_bins,
 )
 
@@ -89,9 +89,9 @@ def test_fit_recovers_a_known_temperature():
     p = numpy.exp(z / 0.5) / numpy.exp(z / 0.5).sum(axis=1, keepdims=True)
     data = CalibrationData(logits=z, gold_class=numpy.zeros(0, int), gold_multi=numpy.zeros((0, 4), "f"),
                            decoded=numpy.arange(20000), decoded_correct=rng.random(20000) < p.max(axis=1))
-    t = math.exp(golden_section(lambda lt: entity_nll(data, math.exp(lt)), *LOG_T_RANGE))
+    t = math.exp(golden_section(lambda lt: decoded_nll(data, math.exp(lt)), *LOG_T_RANGE))
     assert t == pytest.approx(0.5, rel=0.1)
-    assert entity_nll(data, t) < entity_nll(data, 1.0)
+    assert decoded_nll(data, t) < decoded_nll(data, 1.0)
 
 
 def test_ece_is_the_weighted_gap_between_confidence_and_accuracy():

@@ -216,3 +216,48 @@ def test_a_batch_without_pairs_still_sends_the_transformer_its_gradient(trained)
     egs = examples(nlp, [{"tokens": ["John", "slept", "."], "entities": [[0, 1, "Peop"]], "relations": []}])
     losses = nlp.update(egs, sgd=nlp.create_optimizer(), losses={})
     assert losses["spanbert_rel"] == 0.0 and "transformer" in losses
+
+
+def _partly_wrong_dev(nlp):
+    """The training records with one gold relation relabelled and one dropped (3 gold relations left): the overfit
+    pipeline writes four relations on them and gets two right."""
+    records = [dict(r) for r in RECORDS]
+    records[1] = dict(records[1], relations=[[0, 1, 3, 4, "Live_In"], [3, 4, 5, 6, "OrgBased_In"]])
+    records[2] = dict(records[2], relations=[])
+    return examples(nlp, records)
+
+
+def test_calibration_fits_a_temperature_that_keeps_the_relations_and_is_saved(trained, tmp_path):
+    from spacy_spanbert.cli.calibrate import run_calibrate
+
+    nlp, _ = trained
+    nlp.to_disk(tmp_path / "pipe")
+    texts = [" ".join(r["tokens"]) for r in RECORDS]
+    before = [get_relations(doc) for doc in nlp.pipe(texts)]
+    dev = tmp_path / "dev.spacy"
+    DocBin(store_user_data=True, docs=[eg.reference for eg in _partly_wrong_dev(nlp)]).to_disk(dev)
+    result = run_calibrate(tmp_path / "pipe", dev, tmp_path / "calibrated")
+    assert result["component"] == "spanbert_rel" and result["n_relations"] == 4 and result["n_gold"] == 3
+    # half of its confident relations are wrong: the fitted temperature softens the scores
+    assert result["temperature"] > 1.0 and result["nll_after"] < result["nll_before"]
+    assert result["ece_after"] < result["ece_before"]
+    calibrated = spacy.load(tmp_path / "calibrated")
+    assert calibrated.get_pipe("spanbert_rel").cfg["temperature"] == pytest.approx(result["temperature"], rel=1e-12)
+    after = [get_relations(doc) for doc in calibrated.pipe(texts)]
+    strip = lambda docs: [[{k: v for k, v in r.items() if k != "score"} for r in rels] for rels in docs]  # noqa: E731
+    assert strip(after) == strip(before)  # a temperature changes the scores, never the relations
+    old, new = [r["score"] for rels in before for r in rels], [r["score"] for rels in after for r in rels]
+    assert len(new) == 4 and all(n < o for n, o in zip(new, old))
+
+
+def test_multi_label_relations_get_per_label_platt_scaling(tiny_bert_dir):
+    from spacy_spanbert.pipeline.calibration import calibrate
+
+    nlp = rel_pipeline(tiny_bert_dir, multi_label=True)
+    train(nlp, examples(nlp))
+    result = calibrate(nlp, _partly_wrong_dev(nlp))
+    pipe = nlp.get_pipe("spanbert_rel")
+    assert len(result["temperature"]) == len(result["calibration_bias"]) == len(pipe.labels)
+    assert pipe.cfg["temperature"] == result["temperature"] and result["nll_after"] <= result["nll_before"]
+    # the relabelled pair's Work_For is now wrong in dev: that label's fit moves, the map stays monotone
+    assert result["temperature"] != [1.0] * len(pipe.labels) or result["calibration_bias"] != [0.0] * len(pipe.labels)
