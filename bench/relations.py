@@ -2,10 +2,12 @@
 entities, with entity F, training time and prediction speed.
 
 Why: the README's relation figures must come from a script anyone can rerun. Every system trains with
-configs/rel.cfg (transformer + spanbert_ner + spanbert_rel, the same encoder, steps, batches and seeds); only the
-relation model differs:
+configs/rel.cfg or configs/rel_markers.cfg (transformer + spanbert_ner + spanbert_rel, the same encoder, steps,
+batches and seeds); only the relation model differs:
   - spanbert_rel: the shipped model (argument boundaries, widths and entity types, pooled context, distance; softmax
     over labels + "no relation");
+  - typed_markers: configs/rel_markers.cfg, PURE's approximation model: an encoder of its own reads each pair marked
+    in its sentence with typed levitated markers (`MarkerRelationModel.v1`);
   - tutorial_baseline: built the way spaCy's relation-extraction tutorial builds it: the mean of each argument's token
     vectors, concatenated, one Linear layer, a sigmoid per label with threshold 0.5.
 Each trained pipeline is scored on CoNLL04 test end to end (relations between the entities spanbert_ner predicted;
@@ -32,10 +34,12 @@ from bench.common import (  # noqa: E402
     run_cli, run_logged, spacy_cmd, summarize, thread_env, write_json, write_text,
 )
 
-SYSTEMS: Dict[str, Dict[str, Any]] = {
-    "spanbert_rel": {},
-    "tutorial_baseline": {"components.spanbert_rel.model.representation": "mean_pooled",
-                          "components.spanbert_rel.multi_label": True},
+SYSTEMS: Dict[str, Dict[str, Any]] = {  # config file and overrides
+    "spanbert_rel": {"config": "rel.cfg", "overrides": {}},
+    "typed_markers": {"config": "rel_markers.cfg", "overrides": {}},
+    "tutorial_baseline": {"config": "rel.cfg",
+                          "overrides": {"components.spanbert_rel.model.representation": "mean_pooled",
+                                        "components.spanbert_rel.multi_label": True}},
 }
 SPERT = {"entities_f": 88.94, "relations_f": 71.47}  # SpERT, BERT-base cased, CoNLL04 test (Eberts and Ulges 2020)
 QUICK_RECORDS = {"train": 24, "valid": 6, "test": 6}
@@ -63,8 +67,8 @@ def train(system: str, seed: int, corpus: Dict[str, Path], encoder: str, steps: 
                  "training.max_steps": steps, "training.optimizer.learn_rate.total_steps": steps,
                  "training.optimizer.learn_rate.warmup_steps": max(1, steps // 10),
                  "training.eval_frequency": max(1, steps // 6), "system.seed": seed,
-                 "components.transformer.model.cpu_bf16": "auto", **SYSTEMS[system], **extra}
-    cmd = spacy_cmd("train", ROOT / "configs" / "rel.cfg", "--output", out, *cli_overrides(overrides))
+                 "components.transformer.model.cpu_bf16": "auto", **SYSTEMS[system]["overrides"], **extra}
+    cmd = spacy_cmd("train", ROOT / "configs" / SYSTEMS[system]["config"], "--output", out, *cli_overrides(overrides))
     result = run_logged(cmd, out / "train.log", prefix=f"[{system} seed {seed}] ", env=thread_env(threads))
     if not result.ok:
         raise RuntimeError(f"{system} seed {seed}: spacy train failed; see {out / 'train.log'}")
@@ -142,7 +146,8 @@ def render(result: Dict[str, Any]) -> str:
     seeds = ", ".join(map(str, result["seeds"]))
     lines = [
         "### Relation extraction on CoNLL04 test", "",
-        f"{result['steps']} training steps of configs/rel.cfg from `{result['encoder']}`, seeds {seeds} (mean ± sd); "
+        f"{result['steps']} training steps of configs/rel.cfg (typed_markers: configs/rel_markers.cfg) from "
+        f"`{result['encoder']}`, seeds {seeds} (mean ± sd); "
         "strict relation F: label and both arguments' boundaries and types right, between predicted entities. "
         + (f"Trainings ran {result['jobs']} side by side at {result['train_threads']} thread(s) each; "
            if result.get("jobs", 1) > 1 else "")

@@ -15,7 +15,6 @@ from thinc.api import (
     Model,
     chain,
     get_torch_default_device,
-    torch2xp,
     with_getitem,
     xp2torch,
 )
@@ -23,7 +22,7 @@ from thinc.types import Floats2d, Ragged
 
 from ..nn.relation_scorer import REPRESENTATIONS, RelationScorer
 from .span_model import as_token_vectors
-from .torch_bridge import cpu_state, flat_tokens, safetensors_metadata
+from .torch_bridge import cpu_state, flat_tokens, safetensors_metadata, tensor_outputs
 from .torch_shim import LazyModule, torch_layer, torch_module
 
 InT = Tuple[List[Any], Ragged]
@@ -57,7 +56,7 @@ def build_relation_model(
     wrapper = torch_layer(  # thinc's PyTorchWrapper on our shim, whose parameter averages reach the scorer
         LazyModule("relation scorer", dropout=dropout, representation=representation),
         convert_inputs=_convert_inputs,
-        convert_outputs=_convert_outputs,
+        convert_outputs=tensor_outputs,
         serialize_model=_serialize,
         deserialize_model=_deserialize,
     )
@@ -86,8 +85,11 @@ def get_relation_scorer(model: Model) -> RelationScorer:
 
 
 def set_entity_types(model: Model, n_types: int) -> None:
-    """The number of entity-type ids the scorer embeds (the component's entity labels + 1 for unseen types)."""
-    model.get_ref("scorer").attrs["n_types"] = int(n_types)
+    """The number of entity-type ids the relation model embeds (the component's entity labels + 1 for unseen
+    types), for each of its layers that embeds them (the scorer; the marker model's encoder)."""
+    for node in model.walk():
+        if "n_types" in node.attrs:
+            node.attrs["n_types"] = int(n_types)
 
 
 def _forward(model: Model, X: Tuple[List[Floats2d], Ragged], is_train: bool) -> Tuple[Floats2d, Callable]:
@@ -123,16 +125,6 @@ def _convert_inputs(model: Model, X: Tuple[List[Floats2d], Ragged], is_train: bo
         return backprop_tokens(d_inputs.args[0]), pairs
 
     return ArgsKwargs(args=(tokens_t, rows + shift), kwargs={}), backprop
-
-
-def _convert_outputs(model: Model, inputs_outputs: Tuple[Any, Any], is_train: bool) -> Tuple[Floats2d, Callable]:
-    _, logits_t = inputs_outputs
-
-    def backprop(d_logits: Floats2d) -> ArgsKwargs:
-        grad = xp2torch(d_logits, device=logits_t.device).to(logits_t.dtype)
-        return ArgsKwargs(args=(logits_t,), kwargs={"grad_tensors": grad})
-
-    return model.ops.asarray2f(torch2xp(logits_t.float(), ops=model.ops)), backprop
 
 
 def _serialize(slot: LazyModule) -> bytes:

@@ -7,21 +7,19 @@ The component reaches the torch module and the width it was built for only throu
 """
 from typing import Any, Callable, List, Optional, Tuple
 
-import torch
 from thinc.api import (
     ArgsKwargs,
     Model,
     PyTorchGradScaler,
     get_current_ops,
     get_torch_default_device,
-    torch2xp,
     xp2torch,
 )
 from thinc.shims import Shim
 from thinc.types import Floats2d, Ragged
 
 from ..nn.span_scorer import SpanScorer
-from .torch_bridge import cpu_state, flat_tokens, safetensors_metadata
+from .torch_bridge import cpu_state, flat_tokens, safetensors_metadata, tensor_outputs
 from .torch_shim import LazyModule, torch_layer, torch_module
 
 SCORER_NAME = "spanbert_span_scorer"
@@ -41,7 +39,7 @@ def build_span_scorer(
         LazyModule("span scorer", hidden_width=hidden_width, max_width=max_width, use_interior=use_interior,
                    dropout=dropout),
         convert_inputs=_convert_inputs,
-        convert_outputs=_convert_outputs,
+        convert_outputs=tensor_outputs,
         mixed_precision=mixed_precision,
         # autocast is CUDA's only (a no-op on CPU tensors), and thinc's scaler refuses CPU tensors: scale only
         # where the Ops are a GPU's, so a mixed-precision pipeline still trains and loads on a CPU (CUDA or not)
@@ -127,17 +125,6 @@ def _convert_inputs(model: Model, X: Tuple[List[Floats2d], Ragged], is_train: bo
         return backprop_tokens(d_inputs.args[0]), spans
 
     return ArgsKwargs(args=(tokens_t, rows[:, 0] + offsets, rows[:, 1] + offsets), kwargs={}), backprop
-
-
-def _convert_outputs(model: Model, inputs_outputs: Tuple[Any, Any], is_train: bool) -> Tuple[Floats2d, Callable]:
-    _, logits_t = inputs_outputs
-    logits = torch2xp(logits_t.float(), ops=model.ops)  # float32 also when autocast computed it in half precision
-
-    def backprop(d_logits: Floats2d) -> ArgsKwargs:
-        grad = xp2torch(d_logits, device=logits_t.device).to(logits_t.dtype)
-        return ArgsKwargs(args=(logits_t,), kwargs={"grad_tensors": grad})
-
-    return model.ops.asarray2f(logits), backprop
 
 
 def serialize_scorer(slot: LazyModule) -> bytes:

@@ -7,7 +7,7 @@ The tok2vec is a `spacy-transformers.TransformerListener.v1` (shared `transforme
 token vectors here. The scorer is the pure torch `SpanScorer` behind a `PyTorchWrapper` (`scorer_layer.py`), saved as
 safetensors.
 """
-from typing import Any, Callable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from spacy.tokens import Doc
 from thinc.api import Model, chain, with_getitem

@@ -6,7 +6,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import numpy
 import torch
-from thinc.api import Model, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.types import Floats2d, Ints1d
 
 
@@ -40,3 +40,16 @@ def safetensors_metadata(data: bytes) -> Dict[str, Any]:
     """The `__metadata__` of safetensors bytes (8-byte little-endian header length, then the JSON header)."""
     (header_len,) = struct.unpack("<Q", data[:8])
     return json.loads(data[8 : 8 + header_len].decode("utf8")).get("__metadata__", {})
+
+
+def tensor_outputs(model: Model, inputs_outputs: Tuple[Any, Any], is_train: bool) -> Tuple[Floats2d, Callable]:
+    """A PyTorchWrapper `convert_outputs` for a module returning one 2d float tensor: a float32 array on the model's
+    device (also when autocast computed it in half precision), and the backprop that hands the tensor its
+    gradient."""
+    _, output = inputs_outputs
+
+    def backprop(d_output: Floats2d) -> ArgsKwargs:
+        grad = xp2torch(d_output, device=output.device).to(output.dtype)
+        return ArgsKwargs(args=(output,), kwargs={"grad_tensors": grad})
+
+    return model.ops.asarray2f(torch2xp(output.float(), ops=model.ops)), backprop

@@ -1,4 +1,4 @@
-"""bench/relations.py end to end on tiny data: both systems train, are scored end to end and on gold entities, and
+"""bench/relations.py end to end on tiny data: every system trains, are scored end to end and on gold entities, and
 the report names every figure with its machine line."""
 import json
 import sys
@@ -13,7 +13,7 @@ from test_rel_workflow import write_records  # noqa: E402
 
 
 @pytest.mark.slow
-def test_quick_run_reports_both_systems(tmp_path, tiny_bert_dir):
+def test_quick_run_reports_every_system(tmp_path, tiny_bert_dir):
     from bench import relations
 
     data = tmp_path / "conll04"
@@ -24,14 +24,14 @@ def test_quick_run_reports_both_systems(tmp_path, tiny_bert_dir):
     relations.main(["--quick", "--conll04-dir", str(data), "--encoder", str(tiny_bert_dir), "--seeds", "1",
                     "--steps", "4", "--work-dir", str(tmp_path / "work"), "--output", str(out)])
     result = json.loads(out.read_text())
-    assert set(result["systems"]) == {"spanbert_rel", "tutorial_baseline"}
+    assert set(result["systems"]) == {"spanbert_rel", "typed_markers", "tutorial_baseline"}
     for runs in result["systems"].values():
         run = runs[0]
         for key in ("rel_f", "rel_boundaries_f", "ents_f", "rel_f_gold_entities"):
             assert 0.0 <= run[key] <= 1.0
         assert run["wps"] > 0 and run["wps_without_rel"] > 0 and run["train_s"] > 0
     report = out.with_suffix(".md").read_text()
-    assert "SpERT (BERT-base, published)" in report and "Machine:" in report and "tutorial_baseline" in report
+    assert "SpERT (BERT-base, published)" in report and "Machine:" in report and "tutorial_baseline" in report and "typed_markers" in report
 
 
 def test_a_missing_corpus_is_one_line_before_any_training(tmp_path, tiny_bert_dir):

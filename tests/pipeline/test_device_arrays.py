@@ -85,9 +85,21 @@ def test_gpu_trained_pipeline_loads_on_gpu_and_cpu(tiny_bert_dir, tmp_path, fact
     assert [read(doc) for doc in on_cpu.pipe(texts)] == gold
 
 
+def _train_three_steps(nlp) -> None:
+    from test_relations import PATTERNS, examples
+
+    egs = examples(nlp)
+    optimizer = nlp.initialize(lambda: egs)
+    nlp.get_pipe("entity_ruler").add_patterns(PATTERNS)  # initialize empties the ruler
+    losses = {}
+    for _ in range(3):
+        nlp.update(egs, sgd=optimizer, losses=losses)
+    assert losses["spanbert_rel"] > 0
+
+
 def test_relations_train_and_predict_with_device_arrays(tiny_bert_dir):
     """spanbert_rel with its own transformer: update, predict and set_annotations keep device arrays on the device."""
-    from test_relations import PATTERNS, examples, triples
+    from test_relations import PATTERNS, triples
 
     with device_ops():
         nlp = spacy.blank("en")
@@ -96,14 +108,21 @@ def test_relations_train_and_predict_with_device_arrays(tiny_bert_dir):
         nlp.add_pipe("spanbert_rel", config={"model": {"hidden_width": 32, "tok2vec": {
             "@architectures": "spacy-spanbert.SpanBERT.v4", "case_types": True, **tok2vec,
             "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", **tok2vec["get_spans"]}}}})
-        egs = examples(nlp)
-        optimizer = nlp.initialize(lambda: egs)
-        nlp.get_pipe("entity_ruler").add_patterns(PATTERNS)
-        losses = {}
-        for _ in range(3):
-            nlp.update(egs, sgd=optimizer, losses=losses)
-        assert losses["spanbert_rel"] > 0
+        _train_three_steps(nlp)
         candidates, probs = nlp.get_pipe("spanbert_rel").predict([nlp("Mary works for Google in Paris .")])
         assert isinstance(probs, DeviceArray) and probs.shape[0] == len(candidates[0][1]) > 0
         docs = list(nlp.pipe(["Mary works for Google in Paris .", ""]))
+        assert all(isinstance(triples(doc), list) for doc in docs)
+
+
+def test_marker_relations_train_and_predict_with_device_arrays(tiny_bert_dir):
+    """spanbert_rel on typed markers: its pair vectors, their reordering and gradients stay device arrays."""
+    from test_relations import marker_pipeline, triples
+
+    with device_ops():
+        nlp = marker_pipeline(tiny_bert_dir)
+        _train_three_steps(nlp)
+        candidates, probs = nlp.get_pipe("spanbert_rel").predict([nlp("Mary works for Google in Paris .")])
+        assert isinstance(probs, DeviceArray) and probs.shape[0] == len(candidates[0][1]) == 6
+        docs = list(nlp.pipe(["Mary works for Google in Paris .", "", "John ."]))
         assert all(isinstance(triples(doc), list) for doc in docs)

@@ -261,3 +261,42 @@ def test_multi_label_relations_get_per_label_platt_scaling(tiny_bert_dir):
     assert pipe.cfg["temperature"] == result["temperature"] and result["nll_after"] <= result["nll_before"]
     # the relabelled pair's Work_For is now wrong in dev: that label's fit moves, the map stays monotone
     assert result["temperature"] != [1.0] * len(pipe.labels) or result["calibration_bias"] != [0.0] * len(pipe.labels)
+
+
+def marker_pipeline(bert_dir, **rel_config) -> Language:
+    """The entity ruler and spanbert_rel on typed markers, with an encoder of its own (no shared transformer)."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns(PATTERNS)
+    nlp.add_pipe("spanbert_rel", config={"model": {"@architectures": "spacy-spanbert.MarkerRelationModel.v1",
+                                                   "name": str(bert_dir), "case_types": True, "max_pairs": 2},
+                                         **rel_config})
+    return nlp
+
+
+def test_marker_model_overfits_saves_loads_and_pickles(tiny_bert_dir, tmp_path):
+    import pickle
+
+    nlp = marker_pipeline(tiny_bert_dir)
+    egs = examples(nlp)
+    train(nlp, egs, steps=80)
+    texts = [" ".join(r["tokens"]) for r in RECORDS]
+    docs = list(nlp.pipe(texts))
+    expected = [sorted((r["tokens"][h0], label, r["tokens"][t0]) for h0, _, t0, _, label in r["relations"])
+                for r in RECORDS]
+    assert [triples(doc) for doc in docs] == expected
+    assert nlp.evaluate(egs)["rel_micro_f"] == 1.0
+    # levitated markers: text never attends to markers and a pair's markers only to their own, so a pair scores the
+    # same whether its segment carries 1 pair or all of them (and in whichever call it is batched)
+    pipe = nlp.get_pipe("spanbert_rel")
+    ruled = [nlp.get_pipe("entity_ruler")(nlp.make_doc(text)) for text in texts]
+    by_two = pipe.model.ops.to_numpy(pipe.logits(ruled)[1])
+    pipe.model.get_ref("encoder").attrs["max_pairs"] = 16
+    numpy.testing.assert_allclose(pipe.model.ops.to_numpy(pipe.logits(ruled)[1]), by_two, rtol=1e-4, atol=1e-4)
+    pipe.model.get_ref("encoder").attrs["max_pairs"] = 2
+    nlp.to_disk(tmp_path / "pipe")
+    for loaded in (spacy.load(tmp_path / "pipe"), pickle.loads(pickle.dumps(nlp))):
+        for text, doc in zip(texts, docs):
+            again = loaded(text)
+            assert triples(again) == triples(doc)
+            numpy.testing.assert_allclose([r["score"] for r in get_relations(again)],
+                                          [r["score"] for r in get_relations(doc)], rtol=1e-4, atol=1e-5)
