@@ -1,8 +1,8 @@
 """`python -m spacy spanbert-calibrate MODEL_DIR DEV_SPACY OUTPUT_DIR [--component NAME] [--platt-floor P]`.
 
 Fits the calibration of a trained `spanbert_ner` or `spanbert_rel` (a temperature) / `spanbert_spancat` or a
-multi-label `spanbert_rel` (per-label Platt scaling) on labelled dev data (see `calibration`) and saves the calibrated pipeline; the fit is recorded in `meta.json`
-under `spanbert_calibration`. Registered on spaCy's CLI through the `spacy_cli` entry point; the pipeline and
+multi-label `spanbert_rel` (per-label Platt scaling) on labelled dev data (see `calibration`) and saves the
+calibrated pipeline; the fit is recorded in `meta.json` under `spanbert_calibration`. Registered on spaCy's CLI through the `spacy_cli` entry point; the pipeline and
 torch load only when the command runs.
 """
 from pathlib import Path
@@ -62,8 +62,8 @@ def calibrate_cli(
     platt_floor: Optional[float] = Opt(None, "--platt-floor", help="spancat, multi-label rel: fit on pairs scoring >= this (default 0.01)"),
     # fmt: on
 ):
-    """Fit the confidence calibration of a trained spanbert_ner or spanbert_rel (temperature) / spanbert_spancat
-    (per-label Platt scaling) on dev data and save it."""
+    """Fit the confidence calibration of a trained spanbert_ner or spanbert_rel (temperature) / spanbert_spancat or
+    multi-label spanbert_rel (per-label Platt scaling) on dev data and save it."""
     try:
         result = run_calibrate(model_dir, dev_path, output_dir, component, gpu_id, batch_size, platt_floor)
     except (ValueError, FileNotFoundError) as err:

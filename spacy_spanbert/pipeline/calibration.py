@@ -459,5 +459,6 @@ def calibrate(nlp: Language, examples: Iterable[Example], component: Optional[st
             "ece_before": calibration_error(pipe, data, 1.0),
             "ece_after": calibration_error(pipe, data, temperature, bias),
             "platt_floor": None if pipe.normalize == "softmax" else platt_floor,
-            "n_candidates": int(data.logits.shape[0]), f"n_{_unit(pipe)}s": int(data.decoded.size),
-            "n_gold": data.n_gold}
+            "n_candidates": int(data.logits.shape[0]), "n_gold": data.n_gold,
+            # the entities / relations the temperature was fitted on (softmax only: Platt fits candidate pairs)
+            f"n_{_unit(pipe)}s": int(data.decoded.size) if pipe.normalize == "softmax" else None}

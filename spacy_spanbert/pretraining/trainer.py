@@ -20,6 +20,8 @@ from .model import SpanBertForPretraining
 
 
 GRAD_NORMALIZATIONS = ("reference", "masked_tokens", "mean")
+_DEEPSPEED = ("DeepSpeed clips the gradient inside its own optimizer step, so SpanBertTrainer can neither clip it nor "
+              "count the clipped steps: train with DDP (torchrun) or on one device.")
 
 
 class SpanBertTrainer(Trainer):
@@ -45,20 +47,23 @@ class SpanBertTrainer(Trainer):
             raise ValueError(f"training.head_lr_factor must be positive, got {head_lr_factor}.")
         if not max_grad_norm >= 0:
             raise ValueError(f"max_grad_norm must be 0 (no clip) or positive, got {max_grad_norm}.")
-        training_args = kwargs.get("args")
-        if training_args is not None:
-            if training_args.max_grad_norm:
-                raise ValueError(f"TrainingArguments.max_grad_norm = {training_args.max_grad_norm}: SpanBertTrainer "
-                                 f"clips the gradient itself, to count the clipped steps; pass max_grad_norm to it "
-                                 f"and 0 to TrainingArguments.")
-            feed_the_device(training_args)
+        if kwargs.get("args") is not None:
+            feed_the_device(kwargs["args"])
         # first in line, so that callbacks given by the caller see the clipped gradient, as Trainer's clip leaves it
         kwargs["callbacks"] = [_OwnSteps(self), *(kwargs.get("callbacks") or [])]
         super().__init__(*args, **kwargs)
+        if self.is_deepspeed_enabled:
+            raise ValueError(_DEEPSPEED)
+        if self.args.max_grad_norm:
+            raise ValueError(f"TrainingArguments.max_grad_norm = {self.args.max_grad_norm}: SpanBertTrainer clips the "
+                             f"gradient itself, to count the clipped steps; pass max_grad_norm to it and 0 to "
+                             f"TrainingArguments.")
         if self.args.dataloader_persistent_workers and self.args.dataloader_num_workers > 0:
             raise ValueError("dataloader_persistent_workers would keep masking with the first epoch's seeds in the "
                              "workers: leave it off (workers restart each epoch with the collator's new epoch).")
         self.run_dir = Path(run_dir)
+        # the staging directory is ours to clean only where Trainer's output directory is the one we give it
+        self.owns_output_dir = Path(self.args.output_dir).resolve() == ckpt.staging_dir(self.run_dir).resolve()
         self.keep_checkpoints = keep_checkpoints
         self.save_tokenizer = save_tokenizer
         self.max_grad_norm = float(max_grad_norm)
@@ -135,10 +140,12 @@ class SpanBertTrainer(Trainer):
     def clip_gradients(self, model) -> None:
         """Clip the update's gradient at max_grad_norm (as Trainer would: through the accelerator, which unscales
         fp16 gradients first) and count the steps that clipped, from the norm before the clip."""
-        limit = self.max_grad_norm if self.max_grad_norm > 0 else float("inf")
-        norm = self.accelerator.clip_grad_norm_(model.parameters(), limit)
-        if norm is None:  # a backend that clips inside its own optimizer step reports no norm
+        if self.max_grad_norm <= 0:  # no clip, as Trainer with max_grad_norm 0: nothing to count
             return
+        limit = self.max_grad_norm
+        norm = self.accelerator.clip_grad_norm_(model.parameters(), limit)
+        if norm is None:  # a backend that clips inside its own optimizer step
+            raise ValueError(_DEEPSPEED)
         norm = norm.detach().float() if torch.is_tensor(norm) else torch.tensor(float(norm))
         self._last_grad_norm = norm
         self._stats["steps"] += 1
@@ -184,7 +191,7 @@ class SpanBertTrainer(Trainer):
     def clear_staging(self, remove_dir: bool = False) -> None:
         """Remove the checkpoint directories a crashed save left in the staging directory (and, at the end, the
         staging directory itself when nothing else is in it)."""
-        if self.args.should_save:
+        if self.args.should_save and self.owns_output_dir:
             staging = Path(self.args.output_dir)
             for leftover in staging.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
                 shutil.rmtree(leftover, ignore_errors=True)

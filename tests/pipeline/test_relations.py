@@ -258,9 +258,18 @@ def test_multi_label_relations_get_per_label_platt_scaling(tiny_bert_dir):
     result = calibrate(nlp, _partly_wrong_dev(nlp))
     pipe = nlp.get_pipe("spanbert_rel")
     assert len(result["temperature"]) == len(result["calibration_bias"]) == len(pipe.labels)
-    assert pipe.cfg["temperature"] == result["temperature"] and result["nll_after"] <= result["nll_before"]
-    # the relabelled pair's Work_For is now wrong in dev: that label's fit moves, the map stays monotone
-    assert result["temperature"] != [1.0] * len(pipe.labels) or result["calibration_bias"] != [0.0] * len(pipe.labels)
+    assert pipe.cfg["temperature"] == result["temperature"]
+    # Work_For has no positive pair left in this dev set, so its map stays the identity; OrgBased_In (right for
+    # Google -> Paris, wrong for Google -> Boston) gets a map, which the component applies to its logits
+    k, m = pipe.labels.index("Work_For"), pipe.labels.index("OrgBased_In")
+    assert (result["temperature"][k], result["calibration_bias"][k]) == (1.0, 0.0)
+    assert (result["temperature"][m], result["calibration_bias"][m]) != (1.0, 0.0)
+    docs = [nlp.get_pipe("entity_ruler")(nlp.make_doc(text)) for text in ("Mary works for Google in Paris .",
+                                                                         "Google is based in Boston .")]
+    logits = pipe.model.ops.to_numpy(pipe.logits(docs)[1])
+    probs = pipe.model.ops.to_numpy(pipe.predict(docs)[1])
+    a, b = 1 / numpy.asarray(result["temperature"]), numpy.asarray(result["calibration_bias"])
+    numpy.testing.assert_allclose(probs, 1 / (1 + numpy.exp(-(a * logits + b))), rtol=1e-5)
 
 
 def marker_pipeline(bert_dir, **rel_config) -> Language:
@@ -271,6 +280,52 @@ def marker_pipeline(bert_dir, **rel_config) -> Language:
                                                    "name": str(bert_dir), "case_types": True, "max_pairs": 2},
                                          **rel_config})
     return nlp
+
+
+def test_markers_sit_at_their_arguments_wordpieces_in_windows_that_hold_both(tiny_bert_dir):
+    """<S:type> and </S:type> take the position ids of the head's first and last wordpiece, <O:...> the tail's; a
+    doc longer than `window` is read in a window that holds both arguments."""
+    from transformers import AutoTokenizer
+
+    from spacy_spanbert.models.marker_inputs import marked_sequences
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    nlp = spacy.blank("en")
+    doc = nlp.make_doc("Mary Smith works for Google in Paris while Anna lives far away in the old town of Boston .")
+    rows = numpy.array([[0, 2, 4, 5, 0, 1], [8, 9, 17, 18, 0, 2]])  # (Mary Smith, Google), (Anna, Boston)
+    # window 64 holds the doc; window 8 (grid stride 4): [0, 8) holds the first pair, the second spans 10 tokens
+    for window, expected in ((64, {(0, 1): (0, 19)}), (8, {(0,): (0, 8), (1,): (8, 18)})):
+        sequences = marked_sequences([doc], rows, numpy.array([2]), tokenizer, None, 3, window, max_pairs=16)
+        assert {tuple(s.pairs) for s in sequences} == set(expected)
+        for seq in sequences:
+            start, end = expected[tuple(seq.pairs)]
+            words = tokenizer(doc[start:end].text, return_offsets_mapping=True)
+            for p, k in enumerate(seq.pairs):
+                hs, he, ts, te, ht, tt = rows[k]
+                marks = slice(seq.n_text + 4 * p, seq.n_text + 4 * p + 4)
+                pieces = [words.char_to_token(doc[i].idx - doc[start].idx) for i in (hs, he - 1, ts, te - 1)]
+                last = [words.char_to_token(doc[i].idx - doc[start].idx + len(doc[i]) - 1) for i in (he - 1, te - 1)]
+                assert list(seq.positions[marks]) == [pieces[0], last[0], pieces[2], last[1]]
+                assert list(seq.marker_ids[marks]) == [ht, 3 + ht, 6 + tt, 9 + tt]
+                assert (seq.marker_ids[: seq.n_text] == -1).all() and seq.n_text == len(words["input_ids"])
+
+
+def test_marker_model_reads_long_sequences_without_case_types(tiny_bert_dir):
+    """More marker slots than the encoder has positions (64 markers after a 70-wordpiece text, 128 positions):
+    markers reuse the text's position ids, and token types are passed for every slot."""
+    nlp = marker_pipeline(tiny_bert_dir)
+    nlp.get_pipe("spanbert_rel").model.get_ref("encoder").attrs["max_pairs"] = 16
+    egs = examples(nlp)
+    train(nlp, egs, steps=2)
+    nlp2 = spacy.blank("en")
+    nlp2.add_pipe("entity_ruler").add_patterns(PATTERNS)
+    nlp2.add_pipe("spanbert_rel", config={"model": {"@architectures": "spacy-spanbert.MarkerRelationModel.v1",
+                                                    "name": str(tiny_bert_dir), "case_types": False}})
+    train(nlp2, examples(nlp2), steps=2)
+    text = " ".join(["John met Mary and Google in Boston ;"] * 9)
+    for pipeline in (nlp, nlp2):
+        doc = pipeline(text)
+        assert len(doc.ents) == 36 and isinstance(get_relations(doc), list)
 
 
 def test_marker_model_overfits_saves_loads_and_pickles(tiny_bert_dir, tmp_path):
