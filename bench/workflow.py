@@ -1,11 +1,12 @@
-"""Run the project's `all` workflow step by step, as a user would, and record each step's wall time and the metrics.
+"""Run one of the project's workflows (`all`, `rel`, `textcat`) step by step, as a user would, and record each step's wall time and the metrics.
 
 Why: the README reports what `spacy project run all` costs and reaches on the embedded default; those figures must
 come from a script anyone can rerun. Each step runs through `spacy project run STEP` (so its deps/outputs and vars
 are exactly the user's), forced to rerun so the timing is real, and the metrics are read back from the files the
-workflow itself writes (metrics/ner_test.json, metrics/pretrain_heldout.json).
+workflow itself writes (metrics/ner_test.json, metrics/pretrain_heldout.json, metrics/rel_test.json,
+metrics/textcat_test.json).
 
-Usage: python bench/workflow.py [--workflow all|rel] [--vars.NAME VALUE ...] [--skip fetch]
+Usage: python bench/workflow.py [--workflow all|rel|textcat] [--vars.NAME VALUE ...] [--skip fetch]
        [--output bench/results/workflow.json]
 """
 import argparse
@@ -26,8 +27,10 @@ from bench.common import (  # noqa: E402
 WORKFLOWS = {
     "all": ("precision", "fetch", "convert", "corpus", "pretrain", "train", "evaluate", "package"),
     "rel": ("precision", "rel_fetch", "rel_convert", "rel_train", "rel_evaluate", "rel_package"),
+    "textcat": ("precision", "fetch", "textcat_convert", "textcat_train", "textcat_evaluate", "textcat_package",
+                "textcat_report"),
 }
-METRICS = {"all": "ner_test.json", "rel": "rel_test.json"}
+METRICS = {"all": "ner_test.json", "rel": "rel_test.json", "textcat": "textcat_test.json"}
 
 
 def run_workflow(steps: Sequence[str], overrides: Sequence[str], log_dir: Path) -> List[Dict[str, Any]]:
@@ -73,6 +76,11 @@ def render(result: Dict[str, Any]) -> str:
                   "CoNLL04 **test**, relations (spanbert_rel, strict: label and both arguments' boundaries and types; "
                   f"boundaries-only F {100 * metrics['relations']['boundaries']['f']:.1f}):", "",
                   _score_table(metrics["relations"])]
+    elif metrics and workflow == "textcat":
+        rows = [[label, *(f"{100 * v[k]:.1f}" for k in ("p", "r", "f"))] for label, v in metrics["per_label"].items()]
+        rows.append(["**macro**", *(f"**{100 * metrics['macro'][k]:.1f}**" for k in ("p", "r", "f"))])
+        lines += ["", f"BBC News **test** (textcat on the SpanBERT transformer), accuracy "
+                      f"{100 * metrics['accuracy']:.1f}:", "", markdown_table(["topic", "P", "R", "F"], rows)]
     elif metrics:
         lines += ["", "CoNLL-2003 **test** (spanbert_ner on the span-masked + SBO MiniLM-L6):", "",
                   _score_table(metrics)]
