@@ -81,7 +81,7 @@ def candidate_pairs(doc: Doc, entities: Sequence[Span], max_distance: int,
     between the two spans). Nested or overlapping entities pair up too, except a span with itself."""
     if len(entities) < 2:
         return []
-    sentence = sentence_ids(doc) if within_sentence else None
+    sentence = _sentence_ids(doc) if within_sentence else None
     pairs = []
     for i, head in enumerate(entities):
         for j, tail in enumerate(entities):
@@ -95,7 +95,7 @@ def candidate_pairs(doc: Doc, entities: Sequence[Span], max_distance: int,
     return pairs
 
 
-def sentence_ids(doc: Doc) -> Optional[List[int]]:
+def _sentence_ids(doc: Doc) -> Optional[List[int]]:
     """Sentence index of every token, or None where the doc has no sentence boundaries (one segment)."""
     if not (doc.has_annotation("SENT_START") or doc.has_annotation("DEP")):
         return None

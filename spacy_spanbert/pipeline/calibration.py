@@ -105,47 +105,45 @@ def collect_relations(nlp: Language, name: str, examples: Sequence[Example], bat
     `n_gold` only. Raises ValueError when the examples hold no gold relations."""
     pipe: SpanRelationExtractor = nlp.get_pipe(name)
     labels = pipe.labels
-    parts: Dict[str, List[numpy.ndarray]] = {"logits": [], "multi": [], "cls": [], "decoded": [], "column": [],
-                                             "correct": []}
+    parts: Dict[str, List[numpy.ndarray]] = {"logits": [], "multi": [], "cls": []}
+    decoded: List[Tuple[int, int, bool]] = []  # (row of the logits, column written, right) per written relation
     offset = n_gold = 0
-    for batch in minibatch(list(examples), batch_size):
-        batch = _run_before(nlp, name, batch)
-        candidates, logits = pipe.logits([eg.predicted for eg in batch])
-        logits = pipe.model.ops.to_numpy(logits).astype("float32")
-        probs = _softmax(logits) if pipe.normalize == "softmax" else None
-        row = 0
-        for eg, (entities, pairs) in zip(batch, candidates):
-            gold = relation_keys(eg.reference)
-            n_gold += len(gold)
-            multi = numpy.zeros((len(pairs), len(labels)), dtype="float32")
-            for r, (i, j) in enumerate(pairs):
-                head, tail = entities[i], entities[j]
-                for k, label in enumerate(labels):
-                    key = (head.start_char, head.end_char, head.label_, tail.start_char, tail.end_char, tail.label_,
-                           label)
-                    multi[r, k] = float(key in gold)
-                if pipe.normalize == "softmax":
-                    with _no_threshold(pipe):
-                        for k in pipe.decode(entities, (i, j), probs[row + r]):
-                            parts["decoded"].append(numpy.array([offset + row + r]))
-                            parts["column"].append(numpy.array([k]))
-                            parts["correct"].append(numpy.array([bool(multi[r, k])]))
-            parts["multi"].append(multi)
-            parts["cls"].append(numpy.where(multi.any(axis=1), multi.argmax(axis=1), len(labels)))
-            row += len(pairs)
-        parts["logits"].append(logits)
-        offset += row
+    with _no_threshold(pipe):  # every relation the component would write without a threshold
+        for batch in minibatch(list(examples), batch_size):
+            batch = _run_before(nlp, name, batch)
+            candidates, logits = pipe.logits([eg.predicted for eg in batch])
+            logits = pipe.model.ops.to_numpy(logits).astype("float32")
+            probs = _softmax(logits) if pipe.normalize == "softmax" else None
+            row = 0
+            for eg, (entities, pairs) in zip(batch, candidates):
+                gold = relation_keys(eg.reference)
+                n_gold += len(gold)
+                multi = numpy.zeros((len(pairs), len(labels)), dtype="float32")
+                for r, (i, j) in enumerate(pairs):
+                    head, tail = entities[i], entities[j]
+                    for k, label in enumerate(labels):
+                        multi[r, k] = float((head.start_char, head.end_char, head.label_, tail.start_char,
+                                             tail.end_char, tail.label_, label) in gold)
+                    if probs is not None:
+                        decoded += [(offset + row + r, k, bool(multi[r, k]))
+                                    for k in pipe.decode(entities, (i, j), probs[row + r])]
+                parts["multi"].append(multi)
+                parts["cls"].append(numpy.where(multi.any(axis=1), multi.argmax(axis=1), len(labels)))
+                row += len(pairs)
+            parts["logits"].append(logits)
+            offset += row
     if n_gold == 0:
         raise ValueError(f"the dev data has no gold relations in doc._.spanbert_rels for '{name}'; calibrate on "
                          f"labelled dev data (e.g. corpus/rel_dev.spacy from `spacy project run rel`)")
     cat = lambda key, empty: numpy.concatenate(parts[key]) if parts[key] else empty  # noqa: E731
+    rows, columns, correct = zip(*decoded) if decoded else ((), (), ())
     return CalibrationData(
         logits=cat("logits", numpy.zeros((0, len(labels) + (pipe.negative_column is not None)), dtype="float32")),
         gold_class=cat("cls", numpy.zeros((0,), dtype=int)),
         gold_multi=cat("multi", numpy.zeros((0, len(labels)), dtype="float32")),
-        decoded=cat("decoded", numpy.zeros((0,), dtype=int)),
-        decoded_column=cat("column", numpy.zeros((0,), dtype=int)),
-        decoded_correct=cat("correct", numpy.zeros((0,), dtype=bool)),
+        decoded=numpy.asarray(rows, dtype=int),
+        decoded_column=numpy.asarray(columns, dtype=int),
+        decoded_correct=numpy.asarray(correct, dtype=bool),
         n_gold=n_gold,
     )
 
