@@ -355,3 +355,9 @@ def test_marker_model_overfits_saves_loads_and_pickles(tiny_bert_dir, tmp_path):
             assert triples(again) == triples(doc)
             numpy.testing.assert_allclose([r["score"] for r in get_relations(again)],
                                           [r["score"] for r in get_relations(doc)], rtol=1e-4, atol=1e-5)
+
+
+def test_marker_model_bad_settings_are_one_line(tiny_bert_dir):
+    with pytest.raises(ValueError, match="max_pairs and window must be at least 1") as err:
+        spacy.registry.architectures.get("spacy-spanbert.MarkerRelationModel.v1")(name=str(tiny_bert_dir), max_pairs=0)
+    assert "\n" not in str(err.value)

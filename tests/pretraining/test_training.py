@@ -399,6 +399,17 @@ def test_head_lr_factor_speeds_up_only_the_heads(tiny_bert_dir, tmp_path):
         _direct_trainer(tiny_bert_dir, tmp_path, _items(tiny_bert_dir), grad_normalization="sum")
 
 
+def test_a_clip_set_on_the_training_arguments_is_one_line_naming_the_fix(tiny_bert_dir, tmp_path):
+    """SpanBertTrainer clips (and counts the clipped steps) itself: Trainer must not clip first."""
+    from transformers import TrainingArguments
+
+    trainer, _, _ = _direct_trainer(tiny_bert_dir, tmp_path, _items(tiny_bert_dir))
+    args = TrainingArguments(output_dir=str(tmp_path), max_grad_norm=1.0, report_to=[], use_cpu=True)
+    with pytest.raises(ValueError, match="pass max_grad_norm to it and 0 to TrainingArguments") as err:
+        SpanBertTrainer(trainer.model, args, run_dir=tmp_path, keep_checkpoints=1, save_tokenizer=None)
+    assert "\n" not in str(err.value)
+
+
 def test_torn_last_log_line_does_not_block_resume(tmp_path, caplog):
     from spacy_spanbert.pretraining.trainer import read_log
 
