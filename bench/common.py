@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import signal
 import subprocess
 import sys
@@ -272,6 +273,12 @@ def fmt_duration(seconds: Optional[float]) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def rerun_command(script: str, argv: Sequence[str]) -> str:
+    """The command line that reruns a benchmark, led by the CPU emulation settings it ran under (if any)."""
+    emulation = (cpu_features().get("emulation") or {}).items()
+    return " ".join([*(f"{k}={v}" for k, v in emulation), "python", script, shlex.join([str(a) for a in argv])])
 
 
 def shown(text: str) -> str:

@@ -9,9 +9,11 @@ this process: accuracy, macro F and per-class F (spaCy's `Scorer.score_cats`) an
 
     python bench/textcat.py --seeds 1 --threads 2        # assets/news/bbc + assets/all-MiniLM-L6-v2 (fetch_assets.py)
     python bench/textcat.py --quick --bbc-dir DIR --encoder TINY_BERT   # plumbing check: 6 steps, 32-token windows
+    # the pipelines an earlier run trained, scored, quantized and timed again, e.g. on an emulated AVX2 CPU:
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python bench/textcat.py --reuse --seeds 1 2 3 --threads 2 \
+        --output bench/results/textcat_avx2.json
 """
 import argparse
-import shlex
 import shutil
 import sys
 import time
@@ -22,8 +24,8 @@ if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, run_cli, run_logged, shown, short_error,
-    spacy_cmd, summarize, thread_env, write_json, write_text,
+    ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, rerun_command, run_cli, run_logged, shown,
+    short_error, spacy_cmd, summarize, thread_env, write_json, write_text,
 )
 from bench.ner_runs import budget_overrides, resolve_encoder  # noqa: E402
 
@@ -55,6 +57,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--dev-docs", type=int, default=0, help="evaluate on the first N dev docs while training (0 = all)")
     p.add_argument("--threads", type=int, default=None, help="pin OMP/MKL/torch threads of every run")
     p.add_argument("--quick", action="store_true", help="a handful of steps and 32-token windows (a tiny encoder)")
+    p.add_argument("--reuse", action="store_true",
+                   help="score, quantize and time the pipelines an earlier run trained in --work-dir, without training")
     p.add_argument("--work-dir", type=Path, default=None, help="default bench/work/textcat[-quick]")
     p.add_argument("--output", type=Path, default=None, help="JSON (default bench/results/textcat[-quick].json)")
     args = p.parse_args(argv)
@@ -69,7 +73,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     suffix = "-quick" if args.quick else ""
     args.work_dir = (args.work_dir or BENCH / "work" / f"textcat{suffix}").resolve()
     args.output = args.output or BENCH / "results" / f"textcat{suffix}.json"
+    if args.reuse:
+        missing = [str(trained_model(args.work_dir, name, seed)) for name in args.systems for seed in args.seeds
+                   if not (trained_model(args.work_dir, name, seed) / "config.cfg").is_file()]
+        if missing:
+            p.error(f"--reuse: no trained pipeline at {missing[0]}; run without --reuse (or pass the --work-dir, "
+                    f"--systems and --seeds of the run that trained them)")
+        config = load_config(trained_model(args.work_dir, args.systems[0], args.seeds[0]) / "config.cfg",
+                             interpolate=False)  # how they were trained, for the report
+        training = config["training"]
+        args.max_steps, args.eval_frequency = int(training["max_steps"]), int(training["eval_frequency"])
+        args.batch_words, args.dev_docs = int(training["batcher"]["size"]), int(config["corpora"]["dev"]["limit"])
     return args
+
+
+def trained_model(work_dir: Path, name: str, seed: int) -> Path:
+    """Where `train` leaves a system's best pipeline for one seed."""
+    return work_dir / name / f"seed{seed}" / "model" / "model-best"
 
 
 def prepare(args: argparse.Namespace) -> Dict[str, Any]:
@@ -97,7 +117,13 @@ def train(name: str, seed: int, data: Dict[str, Any], args: argparse.Namespace) 
     record: Dict[str, Any] = {"seed": seed, "train_wall_s": done.wall_s, "command": shown(" ".join(done.cmd))}
     if not done.ok:
         return {**record, "status": "failed", "error": short_error(done.tail)}
-    return {**record, "status": "ok", "model": str(run_dir / "model" / "model-best")}
+    return {**record, "status": "ok", "model": str(trained_model(args.work_dir, name, seed))}
+
+
+def reused(name: str, seed: int, args: argparse.Namespace) -> Dict[str, Any]:
+    """An earlier run's pipeline for one system and seed (--reuse): no training, so no train time."""
+    return {"seed": seed, "train_wall_s": None, "status": "ok", "reused": True,
+            "model": str(trained_model(args.work_dir, name, seed))}
 
 
 def quantize(model: str, args: argparse.Namespace) -> Dict[str, Any]:
@@ -142,6 +168,17 @@ def summarise(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
             "per_class_f": {label: summarize([r["per_class_f"][label] for r in ok]) for label in labels}}
 
 
+REUSED = "; the pipelines were trained by an earlier run (`--reuse`) and only scored, quantized and timed in this one"
+
+
+def train_time(sys_res: Dict[str, Any], summ: Dict[str, Any]) -> str:
+    if not sys_res.get("trained", True):
+        return "(the model above)"
+    if any(r.get("reused") for r in sys_res["runs"]):
+        return "(trained earlier)"
+    return fmt_duration((summ.get("train_wall_s") or {}).get("mean"))
+
+
 def render_markdown(result: Dict[str, Any]) -> str:
     s = result["settings"]
     labels = sorted({label for sys_res in result["systems"].values()
@@ -153,8 +190,7 @@ def render_markdown(result: Dict[str, Any]) -> str:
         failed = [r.get("error", "") for r in sys_res["runs"] if r["status"] != "ok"]
         rows.append([sys_res["label"], fmt_stat(summ.get("accuracy")), fmt_stat(summ.get("macro_f")),
                      *[fmt_stat(summ.get("per_class_f", {}).get(label)) for label in labels],
-                     fmt_duration((summ.get("train_wall_s") or {}).get("mean")) if sys_res.get("trained", True) else
-                     "(the model above)", f"{speed['mean']:,.0f}" if speed else "–", summ.get("n_ok", 0),
+                     train_time(sys_res, summ), f"{speed['mean']:,.0f}" if speed else "–", summ.get("n_ok", 0),
                      "ok" if not failed else f"failed: {failed[0]}"])
     table = markdown_table(["system", "accuracy", "macro F", *[f"F {label}" for label in labels], "train time",
                             "words/s", "seeds", "status"], rows)
@@ -168,9 +204,10 @@ def render_markdown(result: Dict[str, Any]) -> str:
         f"{s['max_steps']} steps of ~{s['batch_words']} words, dev evaluation every {s['eval_frequency']} steps "
         f"({dev}), model-best; seeds {s['seeds']}; split {split} (stratified, seed {s['split_seed']}). "
         "Scores in %, mean ± sample std over seeds. Train time is the wall time of `spacy train` (start-up and dev "
-        "evaluations included); words/s is `nlp.pipe(batch_size=32)` over the test split in one process, spaCy "
-        "tokens counted (whitespace tokens included). Ours runs with `cpu_bf16 = \"auto\"` as configs/textcat.cfg "
-        "ships it; the int8 row is ours after `spacy spanbert-quantize` (which turns bf16 off).",
+        f"evaluations included){REUSED if s.get('reuse') else ''}; words/s is `nlp.pipe(batch_size=32)` over the "
+        "test split in one process, spaCy tokens counted (whitespace tokens included). Ours runs with "
+        "`cpu_bf16 = \"auto\"` as configs/textcat.cfg ships it; the int8 row is ours after "
+        "`spacy spanbert-quantize` (which turns bf16 off).",
         "", table, "", f"Total wall time {fmt_duration(result['wall_s'])}. {machine_line(result['machine'])}",
         f"Rerun: `{result['command']}`",
     ])
@@ -186,18 +223,18 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         torch.set_num_threads(args.threads)
     result: Dict[str, Any] = {
         "benchmark": "textcat",
-        "command": "python bench/textcat.py " + shlex.join(sys.argv[1:] if argv is None else [str(a) for a in argv]),
+        "command": rerun_command("bench/textcat.py", sys.argv[1:] if argv is None else argv),
         "settings": {"quick": args.quick, "bbc_dir": shown(str(data["bbc"])), "encoder": data["encoder"],
                      "seeds": args.seeds, "split_seed": args.split_seed, "max_steps": args.max_steps,
                      "eval_frequency": args.eval_frequency, "batch_words": args.batch_words,
-                     "dev_docs": args.dev_docs, "split": data["counts"]},
+                     "dev_docs": args.dev_docs, "split": data["counts"], "reuse": args.reuse},
         "machine": machine_info(-1, args.threads), "systems": {},
     }
     int8_runs: List[Dict[str, Any]] = []
     for name in args.systems:
         runs = []
         for seed in args.seeds:
-            run = train(name, seed, data, args)
+            run = reused(name, seed, args) if args.reuse else train(name, seed, data, args)
             if run["status"] == "ok":
                 run.update(score(run["model"], data["paths"]["test"]))
                 if name == "spanbert_textcat":

@@ -61,6 +61,17 @@ def test_quick_run_scores_every_system(tmp_path, tiny_bert_dir):
     assert "QUICK" in markdown and "ours, int8" in markdown and "Machine:" in markdown
     assert "| textcat on SpanBERT (ours) |" in markdown
 
+    # --reuse: the same pipelines scored again without training (what a run on another CPU does): same predictions
+    again = tmp_path / "reused.json"
+    textcat.main(["--quick", "--reuse", "--bbc-dir", str(tmp_path / "bbc"), "--systems", "spanbert_textcat",
+                  "--work-dir", str(tmp_path / "work"), "--output", str(again), "--threads", "1"])
+    reused = json.loads(again.read_text())
+    (first,), (second,) = result["systems"]["spanbert_textcat"]["runs"], reused["systems"]["spanbert_textcat"]["runs"]
+    assert second["model"] == first["model"] and second["train_wall_s"] is None
+    assert second["per_class_f"] == pytest.approx(first["per_class_f"])
+    assert reused["systems"]["spanbert_textcat_int8"]["runs"][0]["status"] == "ok"
+    assert "(trained earlier)" in again.with_suffix(".md").read_text()
+
 
 def test_missing_bbc_folder_is_one_line_before_any_training(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "textcat.py"), "--bbc-dir", str(tmp_path / "nope"),
@@ -69,6 +80,15 @@ def test_missing_bbc_folder_is_one_line_before_any_training(tmp_path):
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
     assert "BBC folder not found" in done.stderr and "fetch_assets.py" in done.stderr
     assert not (tmp_path / "work" / "cnn_textcat").exists()
+
+
+def test_reuse_without_an_earlier_run_is_one_line_before_any_work(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "textcat.py"), "--reuse", "--bbc-dir",
+                           str(write_bbc(tmp_path / "bbc", per_topic=2)), "--systems", "cnn_textcat",
+                           "--work-dir", str(tmp_path / "work")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--reuse: no trained pipeline at" in done.stderr
+    assert "run without --reuse" in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "work").exists()
 
 
 def test_trf_baseline_mirrors_ours():
