@@ -5,7 +5,8 @@ Why: the README's relation figures must come from a script anyone can rerun. Eve
 configs/rel.cfg or configs/rel_markers.cfg (transformer + spanbert_ner + spanbert_rel, the same encoder, steps,
 batches and seeds); only the relation model differs:
   - spanbert_rel: the shipped model (argument boundaries, widths and entity types, pooled context, distance; softmax
-    over labels + "no relation");
+    over labels + "no relation"), whose listener passes a tenth of its gradient into the shared transformer;
+  - full_gradient: the same with the relation listener's whole gradient reaching the transformer (grad_factor 1.0);
   - typed_markers: configs/rel_markers.cfg, PURE's approximation model: an encoder of its own reads each pair marked
     in its sentence with typed levitated markers (`MarkerRelationModel.v1`);
   - tutorial_baseline: built the way spaCy's relation-extraction tutorial builds it: the mean of each argument's token
@@ -20,6 +21,7 @@ Usage: python bench/relations.py --conll04-dir ../shared/data/conll04 [--seeds 1
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,11 +33,12 @@ if __package__ in (None, ""):  # run as `python bench/relations.py`: make the `b
 
 from bench.common import (  # noqa: E402
     RESULTS_DIR, ROOT, cli_overrides, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table,
-    run_cli, run_logged, spacy_cmd, summarize, thread_env, write_json, write_text,
+    run_cli, run_logged, shown, spacy_cmd, summarize, thread_env, write_json, write_text,
 )
 
 SYSTEMS: Dict[str, Dict[str, Any]] = {  # config file and overrides
     "spanbert_rel": {"config": "rel.cfg", "overrides": {}},
+    "full_gradient": {"config": "rel.cfg", "overrides": {"components.spanbert_rel.model.tok2vec.grad_factor": 1.0}},
     "typed_markers": {"config": "rel_markers.cfg", "overrides": {}},
     "tutorial_baseline": {"config": "rel.cfg",
                           "overrides": {"components.spanbert_rel.model.representation": "mean_pooled",
@@ -109,13 +112,20 @@ def gold_entity_scores(nlp: Any, examples: List[Any]) -> Dict[str, float]:
     return score_relations([Example(p, eg.reference) for p, eg in zip(predicted, examples)])
 
 
-def words_per_second(nlp: Any, texts: List[str], disable: Sequence[str] = ()) -> float:
+def pipeline_speed(nlp: Any, texts: List[str], without: str, passes: int = 5) -> Dict[str, float]:
+    """Median nlp.pipe words/s of the whole pipeline and of the pipeline without the component `without`, over
+    `passes` passes each, alternating, so a slow spell of the machine hits both alike (one pass over CoNLL04 test
+    takes about a second)."""
     n_words = sum(len(t.split()) for t in texts)
-    with nlp.select_pipes(disable=list(disable)):
-        list(nlp.pipe(texts[:32], batch_size=32))  # warm-up
-        start = time.perf_counter()
-        list(nlp.pipe(texts, batch_size=32))
-    return n_words / (time.perf_counter() - start)
+    timings: Dict[str, List[float]] = {"wps": [], "wps_without_rel": []}
+    list(nlp.pipe(texts[:32], batch_size=32))  # warm-up
+    for _ in range(passes):
+        for key, disable in (("wps", []), ("wps_without_rel", [without])):
+            with nlp.select_pipes(disable=disable):
+                start = time.perf_counter()
+                list(nlp.pipe(texts, batch_size=32))
+            timings[key].append(n_words / (time.perf_counter() - start))
+    return {key: float(statistics.median(values)) for key, values in timings.items()}
 
 
 def evaluate(model: Path, test: Path) -> Dict[str, Any]:
@@ -130,7 +140,7 @@ def evaluate(model: Path, test: Path) -> Dict[str, Any]:
     return {"rel_f": scores["rel_micro_f"], "rel_p": scores["rel_micro_p"], "rel_r": scores["rel_micro_r"],
             "rel_boundaries_f": scores["rel_boundaries_f"], "ents_f": scores["ents_f"],
             "rel_f_gold_entities": gold["rel_micro_f"], "rel_per_label": scores["rel_per_label"],
-            "wps": words_per_second(nlp, texts), "wps_without_rel": words_per_second(nlp, texts, ["spanbert_rel"])}
+            **pipeline_speed(nlp, texts, "spanbert_rel")}
 
 
 def render(result: Dict[str, Any]) -> str:
@@ -147,11 +157,12 @@ def render(result: Dict[str, Any]) -> str:
     lines = [
         "### Relation extraction on CoNLL04 test", "",
         f"{result['steps']} training steps of configs/rel.cfg (typed_markers: configs/rel_markers.cfg) from "
-        f"`{result['encoder']}`, seeds {seeds} (mean ± sd); "
+        f"`{shown(result['encoder'])}`, seeds {seeds} (mean ± sd); "
         "strict relation F: label and both arguments' boundaries and types right, between predicted entities. "
         + (f"Trainings ran {result['jobs']} side by side at {result['train_threads']} thread(s) each; "
            if result.get("jobs", 1) > 1 else "")
-        + "scores and words/s (nlp.pipe, batch 32, CoNLL04 test) were measured one pipeline at a time"
+        + "scores and words/s (nlp.pipe, batch 32, CoNLL04 test, the median of 5 passes) were measured one pipeline "
+        "at a time"
         + (" (by --reuse, on the pipelines an earlier run trained; train times are that run's)." if result.get("reused")
            else "."), "",
         markdown_table(["system", "relations F (strict)", "relations F (boundaries)", "entities F",

@@ -36,7 +36,7 @@ representation = "boundary_context"
 
 [model.tok2vec]
 @architectures = "spacy-transformers.TransformerListener.v1"
-grad_factor = 1.0
+grad_factor = 0.1
 upstream = "*"
 
 [model.tok2vec.pooling]

@@ -24,14 +24,23 @@ def test_quick_run_reports_every_system(tmp_path, tiny_bert_dir):
     relations.main(["--quick", "--conll04-dir", str(data), "--encoder", str(tiny_bert_dir), "--seeds", "1",
                     "--steps", "4", "--work-dir", str(tmp_path / "work"), "--output", str(out)])
     result = json.loads(out.read_text())
-    assert set(result["systems"]) == {"spanbert_rel", "typed_markers", "tutorial_baseline"}
+    assert set(result["systems"]) == {"spanbert_rel", "full_gradient", "typed_markers", "tutorial_baseline"}
+    from spacy.util import load_config
+
+    def grad_factor(system):
+        config = load_config(tmp_path / "work" / system / "seed1" / "model-best" / "config.cfg")
+        return config["components"]["spanbert_rel"]["model"]["tok2vec"]["grad_factor"]
+
+    shipped = load_config(ROOT / "configs" / "rel.cfg")["components"]["spanbert_rel"]["model"]["tok2vec"]
+    assert grad_factor("spanbert_rel") == shipped["grad_factor"] < 1.0 and grad_factor("full_gradient") == 1.0
     for runs in result["systems"].values():
         run = runs[0]
         for key in ("rel_f", "rel_boundaries_f", "ents_f", "rel_f_gold_entities"):
             assert 0.0 <= run[key] <= 1.0
         assert run["wps"] > 0 and run["wps_without_rel"] > 0 and run["train_s"] > 0
     report = out.with_suffix(".md").read_text()
-    assert "SpERT (BERT-base, published)" in report and "Machine:" in report and "tutorial_baseline" in report and "typed_markers" in report
+    assert "SpERT (BERT-base, published)" in report and "Machine:" in report
+    assert all(f"| {system} |" in report for system in result["systems"])
 
 
 def test_a_missing_corpus_is_one_line_before_any_training(tmp_path, tiny_bert_dir):
