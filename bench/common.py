@@ -74,9 +74,11 @@ def gpu_info(gpu_id: int) -> Optional[Dict[str, Any]]:
 
 
 def git_commit() -> Optional[str]:
+    """The commit measured, with "-dirty" when tracked files differ from it (the measured code may not be its)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        return out.stdout.strip() or None
+        out = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        changed = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT, capture_output=True).returncode == 1
+        return (out.stdout.strip() + ("-dirty" if changed else "")) or None
     except OSError:
         return None
 
@@ -278,7 +280,7 @@ def fmt_duration(seconds: Optional[float]) -> str:
 def rerun_command(script: str, argv: Sequence[str]) -> str:
     """The command line that reruns a benchmark, led by the CPU emulation settings it ran under (if any)."""
     emulation = (cpu_features().get("emulation") or {}).items()
-    return " ".join([*(f"{k}={v}" for k, v in emulation), "python", script, shlex.join([str(a) for a in argv])])
+    return shlex.join([*(f"{k}={v}" for k, v in emulation), "python", script, *(str(a) for a in argv)])
 
 
 def shown(text: str) -> str:

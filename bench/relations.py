@@ -9,8 +9,9 @@ batches and seeds); only the relation model differs:
   - full_gradient: the same with the relation listener's whole gradient reaching the transformer (grad_factor 1.0);
   - typed_markers: configs/rel_markers.cfg, PURE's approximation model: an encoder of its own reads each pair marked
     in its sentence with typed levitated markers (`MarkerRelationModel.v1`);
-  - tutorial_baseline: built the way spaCy's relation-extraction tutorial builds it: the mean of each argument's token
-    vectors, concatenated, one Linear layer, a sigmoid per label with threshold 0.5.
+  - tutorial_baseline: the pair model of spaCy's relation-extraction tutorial: the mean of each argument's token
+    vectors, concatenated, one Linear layer, a sigmoid per label with threshold 0.5, on the same shared transformer
+    and listener settings as spanbert_rel (grad_factor 0.1), so only the pair model differs.
 Each trained pipeline is scored on CoNLL04 test end to end (relations between the entities spanbert_ner predicted;
 strict: label, both arguments' boundaries and types) and with the gold entities given (spanbert_ner off). Speed:
 nlp.pipe words/s of the whole pipeline and of the same pipeline without spanbert_rel, side by side.
@@ -33,7 +34,7 @@ if __package__ in (None, ""):  # run as `python bench/relations.py`: make the `b
 
 from bench.common import (  # noqa: E402
     RESULTS_DIR, ROOT, cli_overrides, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table,
-    run_cli, run_logged, shown, spacy_cmd, summarize, thread_env, write_json, write_text,
+    rerun_command, run_cli, run_logged, shown, spacy_cmd, summarize, thread_env, write_json, write_text,
 )
 
 SYSTEMS: Dict[str, Dict[str, Any]] = {  # config file and overrides
@@ -46,6 +47,7 @@ SYSTEMS: Dict[str, Dict[str, Any]] = {  # config file and overrides
 }
 SPERT = {"entities_f": 88.94, "relations_f": 71.47}  # SpERT, BERT-base cased, CoNLL04 test (Eberts and Ulges 2020)
 QUICK_RECORDS = {"train": 24, "valid": 6, "test": 6}
+SPEED_PASSES = 5  # timed passes over CoNLL04 test per pipeline, with and without spanbert_rel alternating
 
 
 def convert_splits(conll04_dir: Path, work: Path, limit: Optional[Dict[str, int]] = None) -> Dict[str, Path]:
@@ -112,7 +114,8 @@ def gold_entity_scores(nlp: Any, examples: List[Any]) -> Dict[str, float]:
     return score_relations([Example(p, eg.reference) for p, eg in zip(predicted, examples)])
 
 
-def pipeline_speed(nlp: Any, texts: List[str], without: str, passes: int = 5) -> Dict[str, float]:
+def pipeline_speed(nlp: Any, texts: List[str], without: str,
+                   passes: int = SPEED_PASSES) -> Dict[str, float]:
     """Median nlp.pipe words/s of the whole pipeline and of the pipeline without the component `without`, over
     `passes` passes each, alternating, so a slow spell of the machine hits both alike (one pass over CoNLL04 test
     takes about a second)."""
@@ -154,20 +157,25 @@ def render(result: Dict[str, Any]) -> str:
     rows.append(["SpERT (BERT-base, published)", f"{SPERT['relations_f']:.1f}", "", f"{SPERT['entities_f']:.1f}",
                  "", "", "", ""])
     seeds = ", ".join(map(str, result["seeds"]))
+    n_passes = result.get("speed_passes", 1)
+    passes = f"the median of {n_passes} passes" if n_passes > 1 else "one pass"
+    settings = []
+    for system, how in result.get("system_settings", {}).items():
+        extra = ", ".join(f"`{k} = {json.dumps(v)}`" for k, v in how["overrides"].items())
+        settings.append(f"- {system}: configs/{how['config']}" + (f" with {extra}" if extra else ""))
+    settings += [""] if settings else []
     lines = [
         "### Relation extraction on CoNLL04 test", "",
-        f"{result['steps']} training steps of configs/rel.cfg (typed_markers: configs/rel_markers.cfg) from "
-        f"`{shown(result['encoder'])}`, seeds {seeds} (mean ± sd); "
+        f"{result['steps']} training steps from `{shown(result['encoder'])}`, seeds {seeds} (mean ± sd); "
         "strict relation F: label and both arguments' boundaries and types right, between predicted entities. "
         + (f"Trainings ran {result['jobs']} side by side at {result['train_threads']} thread(s) each; "
            if result.get("jobs", 1) > 1 else "")
-        + "scores and words/s (nlp.pipe, batch 32, CoNLL04 test, the median of 5 passes) were measured one pipeline "
-        "at a time"
+        + f"scores and words/s (nlp.pipe, batch 32, CoNLL04 test, {passes}) were measured one pipeline at a time"
         + (" (by --reuse, on the pipelines an earlier run trained; train times are that run's)." if result.get("reused")
            else "."), "",
         markdown_table(["system", "relations F (strict)", "relations F (boundaries)", "entities F",
                         "relations F, gold entities", "train time", "words/s", "speed vs without spanbert_rel"], rows),
-        "", f"Command: `{result['command']}`", "", machine_line(result["machine"]),
+        "", *settings, f"Command: `{result['command']}`", "", machine_line(result["machine"]),
     ]
     return "\n".join(lines) + "\n"
 
@@ -205,9 +213,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     for (system, seed), done in zip(runs, trained):  # then one at a time, alone on the machine: scores and speed
         systems.setdefault(system, []).append({"seed": seed, "train_s": float(done["train_s"]),
                                                **evaluate(done["model"], corpus["test"])})
-    result = {"command": "python bench/relations.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    result = {"command": rerun_command("bench/relations.py", argv if argv is not None else sys.argv[1:]),
               "encoder": args.encoder, "steps": args.steps, "seeds": args.seeds, "jobs": args.jobs,
-              "reused": args.reuse, "train_threads": threads, "systems": systems, "machine": machine_info()}
+              "reused": args.reuse, "train_threads": threads, "speed_passes": SPEED_PASSES,
+              "system_settings": {system: SYSTEMS[system] for system in args.systems}, "systems": systems,
+              "machine": machine_info()}
     write_json(args.output, result)
     write_text(args.output.with_suffix(".md"), render(result))
     print(render(result))

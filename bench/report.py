@@ -51,7 +51,7 @@ def collect_sections(results_dir: Path) -> List[Tuple[str, List[Tuple[Path, str]
 def public_text(text: str) -> str:
     """A results table as user docs show it: without the commit and issue references that the results files keep
     for provenance (the JSON holds the commit), its plots linked where the docs site serves them."""
-    text = re.sub(r"; commit [0-9a-f]{7,40}", "", text).replace("](bench/results/", "](bench/")
+    text = re.sub(r"; commit [0-9a-f]{7,40}(-dirty)?", "", text).replace("](bench/results/", "](bench/")
     return re.sub(r" \(issue \d+\)", "", text)
 
 

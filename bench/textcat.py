@@ -10,8 +10,8 @@ this process: accuracy, macro F and per-class F (spaCy's `Scorer.score_cats`) an
     python bench/textcat.py --seeds 1 --threads 2        # assets/news/bbc + assets/all-MiniLM-L6-v2 (fetch_assets.py)
     python bench/textcat.py --quick --bbc-dir DIR --encoder TINY_BERT   # plumbing check: 6 steps, 32-token windows
     # the pipelines an earlier run trained, scored, quantized and timed again, e.g. on an emulated AVX2 CPU:
-    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python bench/textcat.py --reuse --seeds 1 2 3 --threads 2 \
-        --output bench/results/textcat_avx2.json
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        python bench/textcat.py --reuse --seeds 1 2 3 --threads 2 --output bench/results/textcat_avx2.json
 """
 import argparse
 import shutil
@@ -64,6 +64,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     from spacy.util import load_config
 
+    if args.reuse:
+        reuse_args(p, args)
+        return args
     training = load_config(SYSTEMS["spanbert_textcat"]["config"], interpolate=False)["training"]
     args.max_steps = args.max_steps or (6 if args.quick else int(training["max_steps"]))
     args.eval_frequency = args.eval_frequency or (3 if args.quick else int(training["eval_frequency"]))
@@ -73,18 +76,42 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     suffix = "-quick" if args.quick else ""
     args.work_dir = (args.work_dir or BENCH / "work" / f"textcat{suffix}").resolve()
     args.output = args.output or BENCH / "results" / f"textcat{suffix}.json"
-    if args.reuse:
-        missing = [str(trained_model(args.work_dir, name, seed)) for name in args.systems for seed in args.seeds
-                   if not (trained_model(args.work_dir, name, seed) / "config.cfg").is_file()]
-        if missing:
-            p.error(f"--reuse: no trained pipeline at {missing[0]}; run without --reuse (or pass the --work-dir, "
-                    f"--systems and --seeds of the run that trained them)")
-        config = load_config(trained_model(args.work_dir, args.systems[0], args.seeds[0]) / "config.cfg",
-                             interpolate=False)  # how they were trained, for the report
-        training = config["training"]
-        args.max_steps, args.eval_frequency = int(training["max_steps"]), int(training["eval_frequency"])
-        args.batch_words, args.dev_docs = int(training["batcher"]["size"]), int(config["corpora"]["dev"]["limit"])
     return args
+
+
+def reuse_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--reuse: the earlier run's pipelines and split, checked before any work; the budget, dev docs and encoder
+    reported are the ones the pipelines were trained with (read from their configs), never the command line's."""
+    from spacy.util import load_config
+
+    given = [flag for flag, value in (("--max-steps", args.max_steps), ("--eval-frequency", args.eval_frequency),
+                                      ("--batch-words", args.batch_words), ("--encoder", args.encoder))
+             if value is not None]
+    given += [flag for flag, value in (("--dev-docs", args.dev_docs), ("--split-seed", args.split_seed)) if value]
+    if given:
+        p.error(f"--reuse takes the training settings from the pipelines' own configs: drop {' '.join(given)}")
+    args.work_dir = (args.work_dir or BENCH / "work" / ("textcat-quick" if args.quick else "textcat")).resolve()
+    args.output = args.output or BENCH / "results" / f"textcat{'-quick' if args.quick else ''}.json"
+    missing = [trained_model(args.work_dir, name, seed) for name in args.systems for seed in args.seeds
+               if not (trained_model(args.work_dir, name, seed) / "config.cfg").is_file()]
+    missing += [path for path in corpus_paths(args.work_dir).values() if not path.is_file()]
+    if missing:
+        p.error(f"--reuse: {missing[0]} not found; run without --reuse (or pass the --work-dir, --systems and "
+                f"--seeds of the run that trained them)")
+    budgets = set()
+    for name in args.systems:
+        for seed in args.seeds:
+            config = load_config(trained_model(args.work_dir, name, seed) / "config.cfg", interpolate=False)
+            training = config["training"]
+            budgets.add((int(training["max_steps"]), int(training["eval_frequency"]),
+                         int(training["batcher"]["size"]), int(config["corpora"]["dev"]["limit"])))
+    if len(budgets) > 1:
+        p.error(f"--reuse: the pipelines were trained with different budgets {sorted(budgets)}; reuse one run's")
+    (args.max_steps, args.eval_frequency, args.batch_words, args.dev_docs), = budgets
+
+
+def corpus_paths(work_dir: Path) -> Dict[str, Path]:
+    return {split: work_dir / "corpus" / f"textcat_{split}.spacy" for split in ("train", "dev", "test")}
 
 
 def trained_model(work_dir: Path, name: str, seed: int) -> Path:
@@ -93,12 +120,33 @@ def trained_model(work_dir: Path, name: str, seed: int) -> Path:
 
 
 def prepare(args: argparse.Namespace) -> Dict[str, Any]:
-    """The split and the encoder: checked before any training."""
+    """The split and the encoder: checked before any training. --reuse keeps the earlier run's split and reports
+    the encoder its pipelines were trained from."""
+    if args.reuse:
+        return reused_data(args)
     encoder = resolve_encoder(args.encoder) if any(s in TRANSFORMERS for s in args.systems) else None
-    corpus_dir = args.work_dir / "corpus"
-    counts = convert(args.bbc_dir, corpus_dir, seed=args.split_seed)
-    paths = {split: corpus_dir / f"textcat_{split}.spacy" for split in counts}
-    return {"bbc": args.bbc_dir, "encoder": encoder, "paths": paths, "counts": counts}
+    counts = convert(args.bbc_dir, args.work_dir / "corpus", seed=args.split_seed)
+    return {"bbc": args.bbc_dir, "encoder": encoder, "paths": corpus_paths(args.work_dir), "counts": counts}
+
+
+def reused_data(args: argparse.Namespace) -> Dict[str, Any]:
+    import spacy
+    from spacy.tokens import DocBin
+    from spacy.util import load_config
+
+    nlp = spacy.blank("en")
+    paths = corpus_paths(args.work_dir)
+    counts = {}
+    for split, path in paths.items():
+        counts[split] = {}
+        for doc in DocBin().from_disk(path).get_docs(nlp.vocab):
+            label = max(doc.cats, key=doc.cats.get)
+            counts[split][label] = counts[split].get(label, 0) + 1
+    encoders = [load_config(trained_model(args.work_dir, name, args.seeds[0]) / "config.cfg",
+                            interpolate=False)["paths"]["init_model"] for name in args.systems if name in TRANSFORMERS]
+    args.split_seed = None  # the earlier run's split, whichever seed made it
+    return {"bbc": args.work_dir / "corpus", "encoder": encoders[0] if encoders else None, "paths": paths,
+            "counts": counts}
 
 
 def train(name: str, seed: int, data: Dict[str, Any], args: argparse.Namespace) -> Dict[str, Any]:
@@ -196,13 +244,14 @@ def render_markdown(result: Dict[str, Any]) -> str:
                             "words/s", "seeds", "status"], rows)
     split = ", ".join(f"{name} {sum(c.values())}" for name, c in s["split"].items())
     dev = f"first {s['dev_docs']} dev docs" if s["dev_docs"] else "all dev docs"
+    split_made = "the earlier run's" if s["split_seed"] is None else f"seed {s['split_seed']}"
     title = "BBC News topic classification (5 topics), test split"
     title += " (QUICK sanity run, not a result)" if s["quick"] else ""
     return "\n".join([
         f"### {title}", "",
         f"Encoder `{Path(s['encoder']).name if s['encoder'] else '–'}` for the transformer systems (the CNN has none); "
         f"{s['max_steps']} steps of ~{s['batch_words']} words, dev evaluation every {s['eval_frequency']} steps "
-        f"({dev}), model-best; seeds {s['seeds']}; split {split} (stratified, seed {s['split_seed']}). "
+        f"({dev}), model-best; seeds {s['seeds']}; split {split} (stratified, {split_made}). "
         "Scores in %, mean ± sample std over seeds. Train time is the wall time of `spacy train` (start-up and dev "
         f"evaluations included){REUSED if s.get('reuse') else ''}; words/s is `nlp.pipe(batch_size=32)` over the "
         "test split in one process, spaCy tokens counted (whitespace tokens included). Ours runs with "

@@ -86,9 +86,17 @@ def test_reuse_without_an_earlier_run_is_one_line_before_any_work(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "textcat.py"), "--reuse", "--bbc-dir",
                            str(write_bbc(tmp_path / "bbc", per_topic=2)), "--systems", "cnn_textcat",
                            "--work-dir", str(tmp_path / "work")], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "--reuse: no trained pipeline at" in done.stderr
+    assert done.returncode == 2 and "--reuse: " in done.stderr and "model-best not found" in done.stderr
     assert "run without --reuse" in done.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "work").exists()
+
+
+def test_reuse_refuses_training_settings_it_would_not_use(tmp_path, capsys):
+    """--reuse reports the budget the pipelines were trained with: a budget on the command line is an error, not a
+    label the report would carry."""
+    with pytest.raises(SystemExit):
+        textcat.parse_args(["--reuse", "--max-steps", "300", "--dev-docs", "60", "--work-dir", str(tmp_path)])
+    assert "drop --max-steps --dev-docs" in capsys.readouterr().err
 
 
 def test_trf_baseline_mirrors_ours():
