@@ -64,8 +64,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     from spacy.util import load_config
 
+    suffix = "-quick" if args.quick else ""
     if args.reuse:
-        reuse_args(p, args)
+        reuse_args(p, args, suffix)
         return args
     training = load_config(SYSTEMS["spanbert_textcat"]["config"], interpolate=False)["training"]
     args.max_steps = args.max_steps or (6 if args.quick else int(training["max_steps"]))
@@ -73,13 +74,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args.batch_words = args.batch_words or (300 if args.quick else int(training["batcher"]["size"]))
     if min(args.max_steps, args.eval_frequency, args.batch_words) < 1 or args.dev_docs < 0:
         p.error("--max-steps, --eval-frequency and --batch-words must be at least 1, --dev-docs at least 0")
-    suffix = "-quick" if args.quick else ""
     args.work_dir = (args.work_dir or BENCH / "work" / f"textcat{suffix}").resolve()
     args.output = args.output or BENCH / "results" / f"textcat{suffix}.json"
     return args
 
 
-def reuse_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def reuse_args(p: argparse.ArgumentParser, args: argparse.Namespace, suffix: str) -> None:
     """--reuse: the earlier run's pipelines and split, checked before any work; the budget, dev docs and encoder
     reported are the ones the pipelines were trained with (read from their configs), never the command line's."""
     from spacy.util import load_config
@@ -90,24 +90,26 @@ def reuse_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     given += [flag for flag, value in (("--dev-docs", args.dev_docs), ("--split-seed", args.split_seed)) if value]
     if given:
         p.error(f"--reuse takes the training settings from the pipelines' own configs: drop {' '.join(given)}")
-    args.work_dir = (args.work_dir or BENCH / "work" / ("textcat-quick" if args.quick else "textcat")).resolve()
-    args.output = args.output or BENCH / "results" / f"textcat{'-quick' if args.quick else ''}.json"
+    args.work_dir = (args.work_dir or BENCH / "work" / f"textcat{suffix}").resolve()
+    args.output = args.output or BENCH / "results" / f"textcat{suffix}.json"
     missing = [trained_model(args.work_dir, name, seed) for name in args.systems for seed in args.seeds
                if not (trained_model(args.work_dir, name, seed) / "config.cfg").is_file()]
     missing += [path for path in corpus_paths(args.work_dir).values() if not path.is_file()]
     if missing:
         p.error(f"--reuse: {missing[0]} not found; run without --reuse (or pass the --work-dir, --systems and "
                 f"--seeds of the run that trained them)")
-    budgets = set()
+    budgets, encoders = set(), []
     for name in args.systems:
         for seed in args.seeds:
             config = load_config(trained_model(args.work_dir, name, seed) / "config.cfg", interpolate=False)
             training = config["training"]
             budgets.add((int(training["max_steps"]), int(training["eval_frequency"]),
                          int(training["batcher"]["size"]), int(config["corpora"]["dev"]["limit"])))
+            encoders += [config["paths"]["init_model"]] if name in TRANSFORMERS else []
     if len(budgets) > 1:
         p.error(f"--reuse: the pipelines were trained with different budgets {sorted(budgets)}; reuse one run's")
     (args.max_steps, args.eval_frequency, args.batch_words, args.dev_docs), = budgets
+    args.encoder = encoders[0] if encoders else None  # reported as the one they were trained from
 
 
 def corpus_paths(work_dir: Path) -> Dict[str, Path]:
@@ -130,23 +132,18 @@ def prepare(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def reused_data(args: argparse.Namespace) -> Dict[str, Any]:
-    import spacy
     from spacy.tokens import DocBin
-    from spacy.util import load_config
+    from spacy.vocab import Vocab
 
-    nlp = spacy.blank("en")
     paths = corpus_paths(args.work_dir)
     counts = {}
     for split, path in paths.items():
         counts[split] = {}
-        for doc in DocBin().from_disk(path).get_docs(nlp.vocab):
+        for doc in DocBin().from_disk(path).get_docs(Vocab()):
             label = max(doc.cats, key=doc.cats.get)
             counts[split][label] = counts[split].get(label, 0) + 1
-    encoders = [load_config(trained_model(args.work_dir, name, args.seeds[0]) / "config.cfg",
-                            interpolate=False)["paths"]["init_model"] for name in args.systems if name in TRANSFORMERS]
     args.split_seed = None  # the earlier run's split, whichever seed made it
-    return {"bbc": args.work_dir / "corpus", "encoder": encoders[0] if encoders else None, "paths": paths,
-            "counts": counts}
+    return {"bbc": args.work_dir / "corpus", "encoder": args.encoder, "paths": paths, "counts": counts}
 
 
 def train(name: str, seed: int, data: Dict[str, Any], args: argparse.Namespace) -> Dict[str, Any]:
