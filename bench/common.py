@@ -309,6 +309,13 @@ def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False))
 
 
+def write_results(path: Path, result: Any, markdown: str) -> None:
+    """A benchmark's JSON at `path`, its Markdown table beside it (same name, .md), and the table on stdout."""
+    write_json(path, result)
+    write_text(Path(path).with_suffix(".md"), markdown)
+    print(markdown)
+
+
 def write_text(path: Path, text: str) -> None:
     """Write through a temporary file and a rename, so a run killed mid-write never leaves a torn file behind."""
     path = Path(path)

@@ -30,7 +30,7 @@ CLAIMS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("Text classification on BBC News", ("textcat", "textcat_avx2", "workflow_textcat")),
     ("NER accuracy and training time against the baselines", ("accuracy", "accuracy_50steps")),
     ("Inference speed", ("inference_speed",)),
-    ("int8 inference", ("quantize", "quantize_avx2")),
+    ("int8 inference", ("quantize", "quantize_avx2", "int8_linear", "int8_linear_avx2")),
     ("Calibrated confidence", ("calibration",)),
     ("Does continued pretraining pay?", ("pretraining_payoff_655k", "pretraining_payoff")),
     ("Bad input", ("reliability",)),

@@ -25,12 +25,14 @@ if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench`
 
 from bench.common import (  # noqa: E402
     ROOT, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table, rerun_command, run_cli, run_logged, shown,
-    short_error, spacy_cmd, summarize, thread_env, write_json, write_text,
+    short_error, spacy_cmd, summarize, thread_env, write_results,
 )
 from bench.ner_runs import budget_overrides, resolve_encoder  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from convert_bbc import convert  # noqa: E402
+
+from spacy_spanbert.cpu import has_native_bf16  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 SYSTEMS: Dict[str, Dict[str, Any]] = {
@@ -182,14 +184,18 @@ def quantize(model: str, args: argparse.Namespace) -> Dict[str, Any]:
     return {"status": "ok", "model": str(out)}
 
 
-def score(model: str, test_path: Path) -> Dict[str, Any]:
+# ours in float32 where cpu_bf16 = "auto" would run it in bfloat16: what int8 replaces on a CPU without them
+FLOAT32 = {"components": {"transformer": {"model": {"cpu_bf16": False}}}}
+
+
+def score(model: str, test_path: Path, config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Predict the test split with `nlp.pipe(batch_size=32)`: accuracy, macro F, per-class F and words/s."""
     import spacy
     from spacy.scorer import Scorer
     from spacy.tokens import DocBin
     from spacy.training import Example
 
-    nlp = spacy.load(model)
+    nlp = spacy.load(model, config=config or {})
     gold = list(DocBin().from_disk(test_path).get_docs(nlp.vocab))
     texts = [doc.text for doc in gold]
     list(nlp.pipe(texts[:4], batch_size=32))  # first-call allocations stay out of the timing
@@ -199,8 +205,10 @@ def score(model: str, test_path: Path) -> Dict[str, Any]:
     labels = sorted(gold[0].cats)
     scores = Scorer.score_cats([Example(p, g) for p, g in zip(predicted, gold)], "cats", labels=labels,
                                multi_label=False)
-    correct = sum(max(p.cats, key=p.cats.get) == max(g.cats, key=g.cats.get) for p, g in zip(predicted, gold))
-    return {"accuracy": correct / len(gold), "macro_f": scores["cats_macro_f"],
+    top = [(max(g.cats, key=g.cats.get), max(p.cats, key=p.cats.get)) for p, g in zip(predicted, gold)]
+    errors = [{"index": i, "gold": want, "predicted": got, "title": gold[i].text.split("\n", 1)[0].strip()[:80]}
+              for i, (want, got) in enumerate(top) if want != got]
+    return {"accuracy": 1 - len(errors) / len(gold), "macro_f": scores["cats_macro_f"], "errors": errors,
             "per_class_f": {label: scores["cats_f_per_type"][label]["f"] for label in labels},
             "words_per_s": sum(len(doc) for doc in predicted) / wall, "predict_wall_s": round(wall, 2)}
 
@@ -210,7 +218,16 @@ def summarise(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     labels = sorted({label for r in ok for label in r["per_class_f"]})
     return {"n_ok": len(ok), **{key: summarize([r[key] for r in ok if r.get(key) is not None])
                                 for key in ("accuracy", "macro_f", "train_wall_s", "words_per_s")},
-            "per_class_f": {label: summarize([r["per_class_f"][label] for r in ok]) for label in labels}}
+            "per_class_f": {label: summarize([r["per_class_f"][label] for r in ok]) for label in labels},
+            "missed_by_every_seed": missed_by_all(ok)}
+
+
+def missed_by_all(runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The test articles every run got wrong (as the first run predicted them); none when no run has errors."""
+    if not runs or any("errors" not in r for r in runs):
+        return []
+    common = set.intersection(*({e["index"] for e in r["errors"]} for r in runs))
+    return [e for e in runs[0]["errors"] if e["index"] in common]
 
 
 REUSED = "; the pipelines were trained by an earlier run (`--reuse`) and only scored, quantized and timed in this one"
@@ -222,6 +239,28 @@ def train_time(sys_res: Dict[str, Any], summ: Dict[str, Any]) -> str:
     if any(r.get("reused") for r in sys_res["runs"]):
         return "(trained earlier)"
     return fmt_duration((summ.get("train_wall_s") or {}).get("mean"))
+
+
+def int8_line(result: Dict[str, Any]) -> List[str]:
+    """'int8 / float32 words/s: 1.46x' against ours in float32 (the float32 row, else ours as shipped), if both ran."""
+    systems = result["systems"]
+    fp32 = systems.get("spanbert_textcat_fp32") or systems.get("spanbert_textcat")
+    int8 = systems.get("spanbert_textcat_int8")
+    speeds = [((s or {}).get("summary") or {}).get("words_per_s") for s in (int8, fp32)]
+    if not all(speeds):
+        return []
+    return [f"int8 / float32 words/s (ours): {speeds[0]['mean'] / speeds[1]['mean']:.2f}x.", ""]
+
+
+def missed_lines(result: Dict[str, Any]) -> List[str]:
+    """Per transformer system, the test articles every seed misclassified (first line, gold -> predicted topic)."""
+    lines = []
+    for name in TRANSFORMERS:
+        missed = result["systems"].get(name, {}).get("summary", {}).get("missed_by_every_seed")
+        if missed:
+            lines.append(f"Missed by every seed of {result['systems'][name]['label']} ({len(missed)}): " + "; ".join(
+                f"“{e['title']}” ({e['gold']} → {e['predicted']})" for e in missed) + ".")
+    return [*lines, ""] if lines else []
 
 
 def render_markdown(result: Dict[str, Any]) -> str:
@@ -253,8 +292,10 @@ def render_markdown(result: Dict[str, Any]) -> str:
         f"evaluations included){REUSED if s.get('reuse') else ''}; words/s is `nlp.pipe(batch_size=32)` over the "
         "test split in one process, spaCy tokens counted (whitespace tokens included). Ours runs with "
         "`cpu_bf16 = \"auto\"` as configs/textcat.cfg ships it; the int8 row is ours after "
-        "`spacy spanbert-quantize` (which turns bf16 off).",
-        "", table, "", f"Total wall time {fmt_duration(result['wall_s'])}. {machine_line(result['machine'])}",
+        "`spacy spanbert-quantize` (which turns bf16 off)" + (
+            "; the float32 row is ours loaded with `cpu_bf16 = false`, since this CPU runs bfloat16 natively."
+            if "spanbert_textcat_fp32" in result["systems"] else "."),
+        "", table, "", *int8_line(result), *missed_lines(result), f"Total wall time {fmt_duration(result['wall_s'])}. {machine_line(result['machine'])}",
         f"Rerun: `{result['command']}`",
     ])
 
@@ -277,12 +318,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "machine": machine_info(-1, args.threads), "systems": {},
     }
     int8_runs: List[Dict[str, Any]] = []
+    fp32_runs: List[Dict[str, Any]] = []
+    bf16 = has_native_bf16()
     for name in args.systems:
         runs = []
         for seed in args.seeds:
             run = reused(name, seed, args) if args.reuse else train(name, seed, data, args)
             if run["status"] == "ok":
                 run.update(score(run["model"], data["paths"]["test"]))
+                if name == "spanbert_textcat" and bf16:
+                    fp32_runs.append({**run, **score(run["model"], data["paths"]["test"], FLOAT32)})
                 if name == "spanbert_textcat":
                     int8 = quantize(run["model"], args)
                     if int8["status"] == "ok":
@@ -290,13 +335,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                     int8_runs.append({"seed": seed, **int8})
             runs.append(run)
         result["systems"][name] = {"label": SYSTEMS[name]["label"], "runs": runs, "summary": summarise(runs)}
+        if name == "spanbert_textcat" and fp32_runs:
+            result["systems"]["spanbert_textcat_fp32"] = {"label": "ours, float32 (cpu_bf16 = false)",
+                                                          "trained": False, "runs": fp32_runs,
+                                                          "summary": summarise(fp32_runs)}
         if name == "spanbert_textcat":
             result["systems"]["spanbert_textcat_int8"] = {"label": "ours, int8 (spanbert-quantize)", "trained": False,
                                                           "runs": int8_runs, "summary": summarise(int8_runs)}
     result["wall_s"] = round(time.perf_counter() - started, 1)
-    write_json(args.output, result)
-    write_text(args.output.with_suffix(".md"), render_markdown(result))
-    print(render_markdown(result))
+    write_results(args.output, result, render_markdown(result))
     return result
 
 

@@ -37,12 +37,15 @@ def write_bbc(folder: Path, per_topic: int = 10, seed: int = 0) -> Path:
 
 
 @pytest.mark.slow
-def test_quick_run_scores_every_system(tmp_path, tiny_bert_dir):
+def test_quick_run_scores_every_system(tmp_path, tiny_bert_dir, monkeypatch):
+    # as on a CPU with bfloat16 instructions, where ours is also scored in float32, the precision int8 is compared to
+    monkeypatch.setattr(textcat, "has_native_bf16", lambda: True)
     out = tmp_path / "textcat.json"
     textcat.main(["--quick", "--bbc-dir", str(write_bbc(tmp_path / "bbc")), "--encoder", str(tiny_bert_dir),
                   "--work-dir", str(tmp_path / "work"), "--output", str(out), "--threads", "1"])
     result = json.loads(out.read_text())
-    assert list(result["systems"]) == ["spanbert_textcat", "spanbert_textcat_int8", "trf_textcat", "cnn_textcat"]
+    assert list(result["systems"]) == ["spanbert_textcat", "spanbert_textcat_fp32", "spanbert_textcat_int8",
+                                       "trf_textcat", "cnn_textcat"]
     assert result["settings"]["split"]["test"] == {topic: 1 for topic in sorted(TOPICS)}
     for name, system in result["systems"].items():
         (run,) = system["runs"]
@@ -52,6 +55,10 @@ def test_quick_run_scores_every_system(tmp_path, tiny_bert_dir):
         # spaCy's macro F is the mean of the per-class F
         assert run["macro_f"] == pytest.approx(sum(run["per_class_f"].values()) / len(run["per_class_f"]))
         assert system["summary"]["n_ok"] == 1
+        # the misclassified articles are listed, and with one seed every one of them is missed by every seed
+        assert run["accuracy"] == pytest.approx(1 - len(run["errors"]) / len(TOPICS))
+        assert all(e["gold"] != e["predicted"] and e["gold"] in TOPICS for e in run["errors"])
+        assert system["summary"]["missed_by_every_seed"] == run["errors"]
     int8 = result["systems"]["spanbert_textcat_int8"]["runs"][0]["model"]
     assert util.load_config(Path(int8) / "config.cfg")["components"]["transformer"]["model"]["quantize"] == "int8"
     ours = util.load_config(Path(result["systems"]["spanbert_textcat"]["runs"][0]["model"]) / "config.cfg")
@@ -59,6 +66,7 @@ def test_quick_run_scores_every_system(tmp_path, tiny_bert_dir):
     assert ours["components"]["transformer"]["model"]["@architectures"] == "spacy-spanbert.SpanBERT.v4"
     markdown = out.with_suffix(".md").read_text()
     assert "QUICK" in markdown and "ours, int8" in markdown and "Machine:" in markdown
+    assert "| ours, float32 (cpu_bf16 = false) |" in markdown and "int8 / float32 words/s (ours): " in markdown
     assert "| textcat on SpanBERT (ours) |" in markdown
 
     # --reuse: the same pipelines scored again without training (what a run on another CPU does): same predictions
@@ -71,6 +79,15 @@ def test_quick_run_scores_every_system(tmp_path, tiny_bert_dir):
     assert second["per_class_f"] == pytest.approx(first["per_class_f"])
     assert reused["systems"]["spanbert_textcat_int8"]["runs"][0]["status"] == "ok"
     assert "(trained earlier)" in again.with_suffix(".md").read_text()
+
+
+def test_missed_by_every_seed_keeps_only_the_articles_all_runs_got_wrong():
+    def error(i):
+        return {"index": i, "gold": "tech", "predicted": "business", "title": f"article {i}"}
+
+    runs = [{"errors": [error(1), error(2)]}, {"errors": [error(2), error(3)]}, {"errors": [error(0), error(2)]}]
+    assert textcat.missed_by_all(runs) == [error(2)]
+    assert textcat.missed_by_all([{"errors": [error(1)]}, {"errors": []}]) == []
 
 
 def test_missing_bbc_folder_is_one_line_before_any_training(tmp_path):
