@@ -258,8 +258,9 @@ def missed_lines(result: Dict[str, Any]) -> List[str]:
     for name in TRANSFORMERS:
         missed = result["systems"].get(name, {}).get("summary", {}).get("missed_by_every_seed")
         if missed:
-            lines.append(f"Missed by every seed of {result['systems'][name]['label']} ({len(missed)}): " + "; ".join(
-                f"“{e['title']}” ({e['gold']} → {e['predicted']})" for e in missed) + ".")
+            articles = "; ".join(f"“{e['title']}” ({e['gold']} → {e['predicted']})" for e in missed)
+            lines.append(f"Missed by every seed, {result['systems'][name]['label']}: {len(missed)} "
+                         f"article{'s' * (len(missed) != 1)}: {articles}.")
     return [*lines, ""] if lines else []
 
 
