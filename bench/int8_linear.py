@@ -27,8 +27,8 @@ from bench.common import (  # noqa: E402
 )
 from bench.ner_runs import resolve_encoder  # noqa: E402
 
-# a CPU call of the SpanBERT transformer: at most 512 padded wordpieces (hf_encoder.CALL_TOKENS), e.g. 3 windows of
-# 135; and a large call, where the GEMMs are at their most efficient
+# a call as the SpanBERT transformer makes them on a CPU (at most 512 padded wordpieces, hf_encoder.CALL_TOKENS: 3
+# windows of 135), and one as large as spacy-transformers' (up to 4,096), where the GEMMs are at their most efficient
 DEFAULT_CALLS = ("3x135", "32x135")
 
 
@@ -45,8 +45,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         args.call_shapes = [tuple(int(n) for n in call.lower().split("x")) for call in args.calls]
     except ValueError:
         p.error(f"--calls {' '.join(args.calls)}: write each call as WINDOWSxWORDPIECES, e.g. 3x135")
-    if any(len(shape) != 2 or min(shape) < 1 for shape in args.call_shapes) or args.repeats < 1:
-        p.error("--calls need two positive numbers each (e.g. 3x135) and --repeats at least 1")
+    if any(len(shape) != 2 or min(shape) < 1 for shape in args.call_shapes) or args.repeats < 1 or args.threads < 1:
+        p.error("--calls need two positive numbers each (e.g. 3x135); --repeats and --threads at least 1")
     return args
 
 

@@ -27,8 +27,23 @@ def test_times_each_linear_shape_and_the_whole_encoder(tmp_path, tiny_bert_dir):
     assert "| whole encoder call |" in markdown and "Machine:" in markdown and "Rerun: `" in markdown
 
 
-def test_a_malformed_call_is_one_line(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "int8_linear.py"), "--calls", "3by135",
+def test_the_float32_encoder_is_timed_as_it_was_loaded(tiny_bert_dir):
+    from transformers import AutoModel
+
+    from spacy_spanbert.models.quantize import DynamicInt8Linear
+
+    encoder = AutoModel.from_pretrained(tiny_bert_dir).eval()
+    (row,) = int8_linear.encoder_rows(encoder, [(1, 8)], repeats=1)
+    # the int8 call runs on a quantized copy: the float32 row's encoder keeps its float32 Linears
+    assert not any(isinstance(m, DynamicInt8Linear) for m in encoder.modules())
+    assert row["fp32_ms"] > 0 and row["int8_ms"] > 0
+
+
+@pytest.mark.parametrize("args,message", [(["--calls", "3by135"], "WINDOWSxWORDPIECES"),
+                                          (["--calls", "3x0"], "two positive numbers"),
+                                          (["--threads", "0"], "at least 1")])
+def test_bad_arguments_are_one_line(tmp_path, args, message):
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "int8_linear.py"), *args,
                            "--output", str(tmp_path / "x.json")], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "WINDOWSxWORDPIECES" in done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and message in done.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "x.json").exists()

@@ -14,6 +14,7 @@ from spacy.cli.debug_data import debug_data
 from spacy.tokens import DocBin
 
 from bench import textcat
+from spacy_spanbert.models.transformer import encoder_of
 from tests.fixtures.tiny_bert import ADJECTIVES, DETERMINERS, VERBS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +68,13 @@ def test_quick_run_scores_every_system(tmp_path, tiny_bert_dir, monkeypatch):
     markdown = out.with_suffix(".md").read_text()
     assert "QUICK" in markdown and "ours, int8" in markdown and "Machine:" in markdown
     assert "| ours, float32 (cpu_bf16 = false) |" in markdown and "int8 / float32 words/s (ours): " in markdown
+    # the float32 row really is ours loaded in float32, whatever "auto" chooses on this CPU
+    fp32 = spacy.load(result["systems"]["spanbert_textcat_fp32"]["runs"][0]["model"], config=textcat.FLOAT32)
+    assert encoder_of(fp32.get_pipe("transformer").model).cpu_bf16 is False
+    assert fp32.config["components"]["transformer"]["model"]["cpu_bf16"] is False
     assert "| textcat on SpanBERT (ours) |" in markdown
+    if result["systems"]["spanbert_textcat"]["runs"][0]["errors"]:
+        assert "Missed by every seed, textcat on SpanBERT (ours): " in markdown
 
     # --reuse: the same pipelines scored again without training (what a run on another CPU does): same predictions
     again = tmp_path / "reused.json"
@@ -78,7 +85,7 @@ def test_quick_run_scores_every_system(tmp_path, tiny_bert_dir, monkeypatch):
     assert second["model"] == first["model"] and second["train_wall_s"] is None
     assert second["per_class_f"] == pytest.approx(first["per_class_f"])
     assert reused["systems"]["spanbert_textcat_int8"]["runs"][0]["status"] == "ok"
-    assert "(trained earlier)" in again.with_suffix(".md").read_text()
+    assert "(not retrained)" in again.with_suffix(".md").read_text()
 
 
 def test_missed_by_every_seed_keeps_only_the_articles_all_runs_got_wrong():
@@ -88,6 +95,20 @@ def test_missed_by_every_seed_keeps_only_the_articles_all_runs_got_wrong():
     runs = [{"errors": [error(1), error(2)]}, {"errors": [error(2), error(3)]}, {"errors": [error(0), error(2)]}]
     assert textcat.missed_by_all(runs) == [error(2)]
     assert textcat.missed_by_all([{"errors": [error(1)]}, {"errors": []}]) == []
+
+
+def test_int8_is_compared_with_float32_over_the_seeds_both_scored():
+    def system(speeds):
+        return {"runs": [{"seed": seed, "status": "ok" if wps else "failed", "words_per_s": wps}
+                         for seed, wps in speeds.items()]}
+
+    result = {"systems": {"spanbert_textcat": system({1: 900.0, 2: 900.0}),
+                          "spanbert_textcat_fp32": system({1: 100.0, 2: 300.0}),
+                          "spanbert_textcat_int8": system({1: 150.0, 2: None})}}
+    # the float32 row, not ours in bfloat16; seed 2's int8 failed, so only seed 1 counts
+    assert textcat.int8_line(result) == ["int8 / float32 words/s (ours): 1.50x.", ""]
+    del result["systems"]["spanbert_textcat_fp32"]
+    assert textcat.int8_line(result) == ["int8 / float32 words/s (ours): 0.17x.", ""]
 
 
 def test_missing_bbc_folder_is_one_line_before_any_training(tmp_path):
