@@ -246,7 +246,8 @@ def int8_line(result: Dict[str, Any]) -> List[str]:
     """'int8 / float32 words/s (ours): 1.44x' against ours in float32 (the float32 row, else ours as shipped), over
     the seeds both scored; nothing when there are none."""
     systems = result["systems"]
-    pair = (systems.get("spanbert_textcat_int8"), systems.get("spanbert_textcat_fp32") or systems.get("spanbert_textcat"))
+    fp32 = systems.get("spanbert_textcat_fp32") or systems.get("spanbert_textcat")
+    pair = (systems.get("spanbert_textcat_int8"), fp32)
     if not all(pair):
         return []
     speeds = [{r["seed"]: r["words_per_s"] for r in system["runs"] if r["status"] == "ok"} for system in pair]
@@ -265,7 +266,8 @@ def missed_lines(result: Dict[str, Any]) -> List[str]:
         missed = system.get("summary", {}).get("missed_by_every_seed")
         if missed:
             scored = system["summary"]["n_ok"]
-            seeds = "every seed" if scored == len(system["runs"]) else f"every scored seed ({scored} of {len(system['runs'])})"
+            total = len(system["runs"])
+            seeds = "every seed" if scored == total else f"every scored seed ({scored} of {total})"
             articles = "; ".join(f"“{e['title']}” ({e['gold']} → {e['predicted']})" for e in missed)
             lines.append(f"Missed by {seeds}, {system['label']}: {len(missed)} "
                          f"article{'s' * (len(missed) != 1)}: {articles}.")
@@ -304,7 +306,8 @@ def render_markdown(result: Dict[str, Any]) -> str:
         "`spacy spanbert-quantize` (which turns bf16 off)" + (
             "; the float32 row is ours loaded with `cpu_bf16 = false`, since this CPU runs bfloat16 natively."
             if "spanbert_textcat_fp32" in result["systems"] else "."),
-        "", table, "", *int8_line(result), *missed_lines(result), f"Total wall time {fmt_duration(result['wall_s'])}. {machine_line(result['machine'])}",
+        "", table, "", *int8_line(result), *missed_lines(result),
+        f"Total wall time {fmt_duration(result['wall_s'])}. {machine_line(result['machine'])}",
         f"Rerun: `{result['command']}`",
     ])
 
