@@ -191,6 +191,9 @@ class SpanBertTrainer(Trainer):
     def clear_staging(self, remove_dir: bool = False) -> None:
         """Remove the checkpoint directories a crashed save left in the staging directory (and, at the end, the
         staging directory itself when nothing else is in it)."""
+        # every rank first: at the end of training Trainer lists the staging directory on every rank (its
+        # checkpoint sorting, transformers 4.53), and a rank still listing it must not see it removed
+        self.accelerator.wait_for_everyone()
         if self.args.should_save and self.owns_output_dir:
             staging = Path(self.args.output_dir)
             for leftover in staging.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
