@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run by path: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (RESULTS_DIR, ROOT, machine_info, machine_line, markdown_table, run_logged, shown,
-                          spacy_cmd, thread_env, write_json, write_text)
+                          spacy_cmd, thread_env, write_results)
 from bench.ner_runs import ner_scores
 from spacy_spanbert.cli.quantize import dir_size  # noqa: E402
 
@@ -209,9 +209,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         raise SystemExit(f"✘ {args.test} not found: run `spacy project run convert` or pass --corpus-dir DIR")
     result = json.loads(args.output.read_text()) if args.output.is_file() else {}
     result["speed" if args.speed else "accuracy"] = speed(args) if args.speed else accuracy(args)
-    write_json(args.output, result)
-    write_text(args.output.with_suffix(".md"), to_markdown(result))
-    print(to_markdown(result))
+    write_results(args.output, result, to_markdown(result))
 
 
 if __name__ == "__main__":

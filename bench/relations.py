@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as `python bench/relations.py`: make the `b
 
 from bench.common import (  # noqa: E402
     RESULTS_DIR, ROOT, cli_overrides, fmt_duration, fmt_stat, machine_info, machine_line, markdown_table,
-    rerun_command, run_cli, run_logged, shown, spacy_cmd, summarize, thread_env, write_json, write_text,
+    rerun_command, run_cli, run_logged, shown, spacy_cmd, summarize, thread_env, write_results,
 )
 
 SYSTEMS: Dict[str, Dict[str, Any]] = {  # config file and overrides
@@ -218,9 +218,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
               "reused": args.reuse, "train_threads": threads, "speed_passes": SPEED_PASSES,
               "system_settings": {system: SYSTEMS[system] for system in args.systems}, "systems": systems,
               "machine": machine_info()}
-    write_json(args.output, result)
-    write_text(args.output.with_suffix(".md"), render(result))
-    print(render(result))
+    write_results(args.output, result, render(result))
 
 
 if __name__ == "__main__":

@@ -67,8 +67,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     from spacy.util import load_config
 
     suffix = "-quick" if args.quick else ""
+    args.work_dir = (args.work_dir or BENCH / "work" / f"textcat{suffix}").resolve()
+    args.output = args.output or BENCH / "results" / f"textcat{suffix}.json"
     if args.reuse:
-        reuse_args(p, args, suffix)
+        reuse_args(p, args)
         return args
     training = load_config(SYSTEMS["spanbert_textcat"]["config"], interpolate=False)["training"]
     args.max_steps = args.max_steps or (6 if args.quick else int(training["max_steps"]))
@@ -76,12 +78,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args.batch_words = args.batch_words or (300 if args.quick else int(training["batcher"]["size"]))
     if min(args.max_steps, args.eval_frequency, args.batch_words) < 1 or args.dev_docs < 0:
         p.error("--max-steps, --eval-frequency and --batch-words must be at least 1, --dev-docs at least 0")
-    args.work_dir = (args.work_dir or BENCH / "work" / f"textcat{suffix}").resolve()
-    args.output = args.output or BENCH / "results" / f"textcat{suffix}.json"
     return args
 
 
-def reuse_args(p: argparse.ArgumentParser, args: argparse.Namespace, suffix: str) -> None:
+def reuse_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """--reuse: the earlier run's pipelines and split, checked before any work; the budget, dev docs and encoder
     reported are the ones the pipelines were trained with (read from their configs), never the command line's."""
     from spacy.util import load_config
@@ -92,18 +92,16 @@ def reuse_args(p: argparse.ArgumentParser, args: argparse.Namespace, suffix: str
     given += [flag for flag, value in (("--dev-docs", args.dev_docs), ("--split-seed", args.split_seed)) if value]
     if given:
         p.error(f"--reuse takes the training settings from the pipelines' own configs: drop {' '.join(given)}")
-    args.work_dir = (args.work_dir or BENCH / "work" / f"textcat{suffix}").resolve()
-    args.output = args.output or BENCH / "results" / f"textcat{suffix}.json"
-    missing = [trained_model(args.work_dir, name, seed) for name in args.systems for seed in args.seeds
-               if not (trained_model(args.work_dir, name, seed) / "config.cfg").is_file()]
+    models = {name: [trained_model(args.work_dir, name, seed) for seed in args.seeds] for name in args.systems}
+    missing = [model for paths in models.values() for model in paths if not (model / "config.cfg").is_file()]
     missing += [path for path in corpus_paths(args.work_dir).values() if not path.is_file()]
     if missing:
         p.error(f"--reuse: {missing[0]} not found; run without --reuse (or pass the --work-dir, --systems and "
                 f"--seeds of the run that trained them)")
     budgets, encoders = set(), []
-    for name in args.systems:
-        for seed in args.seeds:
-            config = load_config(trained_model(args.work_dir, name, seed) / "config.cfg", interpolate=False)
+    for name, paths in models.items():
+        for model in paths:
+            config = load_config(model / "config.cfg", interpolate=False)
             training = config["training"]
             budgets.add((int(training["max_steps"]), int(training["eval_frequency"]),
                          int(training["batcher"]["size"]), int(config["corpora"]["dev"]["limit"])))
@@ -338,20 +336,20 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             run = reused(name, seed, args) if args.reuse else train(name, seed, data, args)
             if run["status"] == "ok":
                 run.update(score(run["model"], data["paths"]["test"]))
-                if name == "spanbert_textcat" and bf16:
-                    fp32_runs.append({**run, **score(run["model"], data["paths"]["test"], FLOAT32)})
                 if name == "spanbert_textcat":
+                    if bf16:
+                        fp32_runs.append({**run, **score(run["model"], data["paths"]["test"], FLOAT32)})
                     int8 = quantize(run["model"], args)
                     if int8["status"] == "ok":
                         int8.update(score(int8["model"], data["paths"]["test"]))
                     int8_runs.append({"seed": seed, **int8})
             runs.append(run)
         result["systems"][name] = {"label": SYSTEMS[name]["label"], "runs": runs, "summary": summarise(runs)}
-        if name == "spanbert_textcat" and fp32_runs:
-            result["systems"]["spanbert_textcat_fp32"] = {"label": "ours, float32 (cpu_bf16 = false)",
-                                                          "trained": False, "runs": fp32_runs,
-                                                          "summary": summarise(fp32_runs)}
         if name == "spanbert_textcat":
+            if fp32_runs:
+                result["systems"]["spanbert_textcat_fp32"] = {"label": "ours, float32 (cpu_bf16 = false)",
+                                                              "trained": False, "runs": fp32_runs,
+                                                              "summary": summarise(fp32_runs)}
             result["systems"]["spanbert_textcat_int8"] = {"label": "ours, int8 (spanbert-quantize)", "trained": False,
                                                           "runs": int8_runs, "summary": summarise(int8_runs)}
     result["wall_s"] = round(time.perf_counter() - started, 1)

@@ -20,8 +20,7 @@ if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the `bench`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    RESULTS_DIR, ROOT, fmt_duration, machine_info, machine_line, markdown_table, run_logged, spacy_cmd, write_json,
-    write_text,
+    RESULTS_DIR, ROOT, fmt_duration, machine_info, machine_line, markdown_table, run_logged, spacy_cmd, write_results,
 )
 
 WORKFLOWS = {
@@ -124,9 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "pretrain_heldout": read_json(ROOT / "metrics" / "pretrain_heldout.json") if args.workflow == "all" else None,
         "machine": machine_info(),
     }
-    write_json(args.output, result)
-    write_text(args.output.with_suffix(".md"), render(result))
-    print(render(result))
+    write_results(args.output, result, render(result))
     return 0 if all(r["ok"] for r in records) else 1
 
 

@@ -19,7 +19,8 @@ def test_one_process_loads_each_helper_once():
         "assert 'bench.accuracy' not in sys.modules, 'the payoff benchmark imports the accuracy script'\n"
         "from bench import accuracy, inference_speed, report, workflow, common, ner_runs\n"
         "assert 'common' not in sys.modules and 'ner_runs' not in sys.modules, 'a helper was loaded twice'\n"
-        "assert inference_speed.write_json is common.write_json is workflow.write_json\n"
+        "assert inference_speed.write_json is common.write_json\n"
+        "assert workflow.write_results is common.write_results\n"
         "assert pretraining_payoff.train_and_evaluate is ner_runs.train_and_evaluate is accuracy.train_and_evaluate\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
